@@ -1,0 +1,207 @@
+"""Sampling: from a few structures to the configurations an MD run will visit.
+
+Every function takes a list of structures and returns a new list of ``ase.Atoms``; each
+sample keeps its parent's ``source`` and ``group`` and records in ``atoms.info["sampling"]``
+the method, its parameters and the seed. The same seed gives the same samples.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator
+
+
+def _tagged(atoms: Atoms, method: str, seed: int, **params: Any) -> Atoms:
+    sample = atoms.copy()
+    sample.calc = None
+    sample.info["sampling"] = {"method": method, "seed": seed, **params}
+    return sample
+
+
+def _rngs(seed: int, n: int) -> list[np.random.Generator]:
+    """One independent generator per parent structure, so adding structures does not
+    change the samples of the others."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
+def perturb(
+    structures: list[Atoms], n_samples: int, amplitude: float = 0.05, seed: int = 0
+) -> list[Atoms]:
+    """Random Cartesian displacements, Gaussian with standard deviation ``amplitude`` (Å)
+    per coordinate.
+
+    Examples
+    --------
+    >>> from ase.build import molecule
+    >>> len(perturb([molecule("H2O")], n_samples=4, amplitude=0.02))
+    4
+    """
+    if amplitude <= 0:
+        raise ValueError(f"amplitude must be positive (Å), got {amplitude}")
+    samples = []
+    for atoms, rng in zip(structures, _rngs(seed, len(structures))):
+        for i in range(n_samples):
+            sample = _tagged(atoms, "perturb", seed, amplitude_A=amplitude, index=i)
+            sample.positions += rng.normal(0.0, amplitude, size=sample.positions.shape)
+            samples.append(sample)
+    return samples
+
+
+def rattle_strain(
+    structures: list[Atoms],
+    n_samples: int,
+    rattle: float = 0.03,
+    max_strain: float = 0.03,
+    seed: int = 0,
+) -> list[Atoms]:
+    """Periodic cells under a random symmetric strain (each component uniform in
+    ``±max_strain``), atoms scaled with the cell, then rattled by ``rattle`` Å (Gaussian)."""
+    samples = []
+    for atoms, rng in zip(structures, _rngs(seed, len(structures))):
+        if not atoms.pbc.all():
+            raise ValueError(
+                f"rattle_strain needs fully periodic cells; {atoms.info.get('source', 'a structure')} "
+                "is not periodic (use perturb or normal_mode_sampling for molecules)"
+            )
+        for i in range(n_samples):
+            sample = _tagged(
+                atoms, "rattle_strain", seed, rattle_A=rattle, max_strain=max_strain, index=i
+            )
+            strain = rng.uniform(-max_strain, max_strain, size=(3, 3))
+            strain = 0.5 * (strain + strain.T)
+            sample.set_cell(atoms.cell.array @ (np.eye(3) + strain), scale_atoms=True)
+            sample.positions += rng.normal(0.0, rattle, size=sample.positions.shape)
+            samples.append(sample)
+    return samples
+
+
+def hessian(atoms: Atoms, calculator: Calculator, delta: float = 0.005) -> np.ndarray:
+    """Hessian (eV/Å², shape 3N×3N) by central differences of the calculator's forces."""
+    work = atoms.copy()
+    work.calc = calculator
+    n = 3 * len(atoms)
+    hess = np.empty((n, n))
+    flat = work.positions.reshape(-1).copy()
+    for k in range(n):
+        forces = []
+        for sign in (1.0, -1.0):
+            displaced = flat.copy()
+            displaced[k] += sign * delta
+            work.positions = displaced.reshape(-1, 3)
+            forces.append(work.get_forces().reshape(-1))
+        hess[k] = -(forces[0] - forces[1]) / (2 * delta)
+    return 0.5 * (hess + hess.T)
+
+
+def normal_mode_sampling(
+    structures: list[Atoms],
+    calculator: Calculator,
+    n_samples: int,
+    temperature_K: float = 300.0,
+    seed: int = 0,
+    min_frequency_cm: float = 50.0,
+) -> list[Atoms]:
+    """Displacements along the normal modes with classical Boltzmann amplitudes at
+    ``temperature_K``.
+
+    The Hessian comes from ``calculator`` (usually the teacher) at each structure, which
+    should be near a minimum. Each vibrational normal coordinate (mass-weighted) is drawn
+    from a Gaussian of variance kT/ω²; the 5 or 6 rigid-body modes are skipped, and modes
+    softer than ``min_frequency_cm`` (including imaginary ones) are treated as having that
+    frequency, so soft torsions do not send atoms far away.
+    """
+    if temperature_K <= 0:
+        raise ValueError(f"temperature_K must be positive, got {temperature_K}")
+    kT = units.kB * temperature_K
+    # ω in ASE units (sqrt(eV/Å²/amu)) for a wavenumber in cm⁻¹.
+    omega_min = min_frequency_cm * 2 * np.pi * units._c * 100 * units.s
+    samples = []
+    for atoms, rng in zip(structures, _rngs(seed, len(structures))):
+        if atoms.pbc.any():
+            raise ValueError("normal_mode_sampling is for molecules; use rattle_strain for cells")
+        masses = np.repeat(atoms.get_masses(), 3)
+        inv_sqrt_m = 1.0 / np.sqrt(masses)
+        mw_hessian = hessian(atoms, calculator) * np.outer(inv_sqrt_m, inv_sqrt_m)
+        eigvals, eigvecs = np.linalg.eigh(mw_hessian)
+        n_rigid = 5 if _is_linear(atoms) else 6
+        order = np.argsort(np.abs(eigvals))
+        vib = np.sort(order[n_rigid:]) if len(atoms) > 1 else order[:0]
+        omegas = np.sqrt(np.clip(eigvals[vib], omega_min**2, None))
+        modes = eigvecs[:, vib]
+        for i in range(n_samples):
+            sample = _tagged(
+                atoms,
+                "normal_modes",
+                seed,
+                temperature_K=temperature_K,
+                min_frequency_cm=min_frequency_cm,
+                index=i,
+            )
+            q = rng.normal(0.0, np.sqrt(kT) / omegas)
+            sample.positions += (modes @ q * inv_sqrt_m).reshape(-1, 3)
+            samples.append(sample)
+    return samples
+
+
+def _is_linear(atoms: Atoms, tol: float = 1e-3) -> bool:
+    if len(atoms) < 3:
+        return True
+    centred = atoms.positions - atoms.positions.mean(axis=0)
+    singular = np.linalg.svd(centred, compute_uv=False)
+    return singular[1] < tol * max(singular[0], 1e-12)
+
+
+def md_sampling(
+    structures: list[Atoms],
+    calculator: Calculator,
+    n_frames: int,
+    temperature_K: float = 500.0,
+    every: int = 10,
+    timestep_fs: float = 0.5,
+    friction_per_fs: float = 0.01,
+    equilibration_steps: int = 0,
+    seed: int = 0,
+) -> list[Atoms]:
+    """Langevin MD with ``calculator`` (usually the teacher) at an elevated temperature,
+    keeping every ``every``-th frame after ``equilibration_steps``.
+
+    Velocities start from a Maxwell–Boltzmann distribution drawn with ``seed``; the Langevin
+    noise is seeded too, so a rerun gives the same frames.
+    """
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+    if every < 1 or n_frames < 1:
+        raise ValueError("md_sampling needs n_frames >= 1 and every >= 1")
+    samples = []
+    for atoms, rng in zip(structures, _rngs(seed, len(structures))):
+        work = atoms.copy()
+        work.calc = calculator
+        MaxwellBoltzmannDistribution(work, temperature_K=temperature_K, rng=rng)
+        Stationary(work)
+        dyn = Langevin(
+            work,
+            timestep=timestep_fs * units.fs,
+            temperature_K=temperature_K,
+            friction=friction_per_fs / units.fs,
+            rng=rng,
+        )
+        if equilibration_steps:
+            dyn.run(equilibration_steps)
+        for i in range(n_frames):
+            dyn.run(every)
+            sample = _tagged(
+                work,
+                "md",
+                seed,
+                temperature_K=temperature_K,
+                every=every,
+                timestep_fs=timestep_fs,
+                friction_per_fs=friction_per_fs,
+                step=equilibration_steps + (i + 1) * every,
+            )
+            samples.append(sample)
+    return samples
