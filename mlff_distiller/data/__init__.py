@@ -13,6 +13,7 @@ from .builtin import organic_set, water_box
 from .dataset import dataset_metadata, import_extxyz, merge_datasets, read_dataset, write_extxyz
 from .labeling import fingerprint, label, parse_shard, summary
 from .sampling import md_sampling, normal_mode_sampling, perturb, rattle_strain
+from .recipe import build_structures
 from .splits import split_indices
 from .structures import (
     StructureError,
@@ -25,6 +26,7 @@ from .structures import (
 __all__ = [
     "DatasetError",
     "StructureError",
+    "build_structures",
     "builtin_molecules",
     "dataset_metadata",
     "fingerprint",

@@ -206,17 +206,19 @@ def _teacher_key(info: dict[str, Any] | None) -> str:
     return to_json({k: info.get(k) for k in ("name", "package", "version", "kwargs")})
 
 
+def _manifest_key(manifest: dict[str, Any]) -> str:
+    return to_json({**manifest, "teacher": _teacher_key(manifest.get("teacher"))})
+
+
 def _open_journal(journal: Path, manifest: dict[str, Any], overwrite: bool) -> FrameBlock:
     """Return what an earlier interrupted run of the same job already labelled."""
     manifest_file = journal / "manifest.json"
-    if journal.exists():
+    if manifest_file.exists():
         try:
             previous = json.loads(manifest_file.read_text())
         except (OSError, json.JSONDecodeError):
             previous = None
-        same = previous is not None and to_json(
-            {**previous, "teacher": _teacher_key(previous["teacher"])}
-        ) == to_json({**manifest, "teacher": _teacher_key(manifest["teacher"])})
+        same = previous is not None and _manifest_key(previous) == _manifest_key(manifest)
         if same:
             done = FrameBlock()
             for chunk_file in sorted(journal.glob("chunk_*.npz")):
@@ -227,8 +229,9 @@ def _open_journal(journal: Path, manifest: dict[str, Any], overwrite: bool) -> F
                 f"{journal} holds an unfinished labeling run with other inputs or teacher; "
                 "rerun that command to finish it, or pass overwrite=True (--overwrite) to discard it"
             )
-        shutil.rmtree(journal)
-    journal.mkdir(parents=True)
+        for stale in [manifest_file, *journal.glob("chunk_*.npz*")]:
+            stale.unlink()
+    journal.mkdir(parents=True, exist_ok=True)
     tmp = manifest_file.with_name("manifest.json.tmp")
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, manifest_file)

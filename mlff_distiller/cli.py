@@ -1,0 +1,290 @@
+"""The ``mlff-distill`` command line.
+
+Every subcommand has ``--help``; bad input ends with a one-line reason and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+#: Exit status for bad input (arguments, configs, files).
+EXIT_USAGE = 2
+
+
+class UsageError(ValueError):
+    """Bad command-line input or config."""
+
+
+def _load_config(path: str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"config file {path!r} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"config file {path!r} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {path!r} must hold a mapping of options")
+    return data
+
+
+# ----------------------------------------------------------------------------- info
+def cmd_info(args: argparse.Namespace) -> int:
+    if args.path:
+        return _info_file(Path(args.path))
+    from .environment import environment_report
+
+    report = environment_report()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"mlff_distiller {report['mlff_distiller']}")
+    for name, version in report["versions"].items():
+        print(f"  {name:<12} {version}")
+    print("teachers:")
+    for name, status in report["teachers"].items():
+        print(f"  {name:<30} {status}")
+    return 0
+
+
+def _info_file(path: Path) -> int:
+    from .data import summary
+
+    if not path.exists():
+        raise UsageError(f"{path} does not exist")
+    if path.suffix not in (".h5", ".hdf5"):
+        raise UsageError(
+            f"{path}: info reads datasets (.h5); exported model files are not supported yet"
+        )
+    print(json.dumps(summary(path), indent=2))
+    return 0
+
+
+# -------------------------------------------------------------------------- dataset
+def _label_options(args: argparse.Namespace) -> dict[str, Any]:
+    config = _load_config(args.config)
+    recipe = dict(config.get("structures") or {})
+    if args.source:
+        recipe["sources"] = args.source
+    for key in ("conformers", "seed"):
+        if getattr(args, key) is not None:
+            recipe[key] = getattr(args, key)
+    if args.perturb:
+        recipe.setdefault("sampling", []).append(
+            {"method": "perturb", "n_samples": args.perturb, "amplitude": args.amplitude}
+        )
+    options = {
+        "teacher": args.teacher or config.get("teacher") or "sevennet-0",
+        "teacher_kwargs": dict(config.get("teacher_kwargs") or {}),
+        "out": args.out or config.get("out"),
+        "shard": args.shard or config.get("shard"),
+        "max_force": args.max_force or config.get("max_force"),
+        "recipe": recipe,
+    }
+    unknown = set(config) - {"structures", "teacher", "teacher_kwargs", "out", "shard", "max_force"}
+    if unknown:
+        raise UsageError(f"unknown config key(s) {', '.join(sorted(unknown))} in {args.config}")
+    if not options["out"]:
+        raise UsageError("no output file: pass --out data.h5 (or 'out:' in the config)")
+    if not recipe.get("sources"):
+        raise UsageError("no structures: pass --source (e.g. builtin:organic, smiles:CCO, a file)")
+    return options
+
+
+def cmd_dataset_label(args: argparse.Namespace) -> int:
+    from .data import build_structures, label
+    from .data.labeling import DEFAULT_MAX_FORCE
+    from .teachers import get_teacher
+
+    options = _label_options(args)
+    out = Path(options["out"])
+    teacher = get_teacher(options["teacher"], **options["teacher_kwargs"])
+    structures = _cached_structures(out, options, lambda: build_structures(options["recipe"], teacher))
+    label(
+        structures,
+        teacher,
+        out,
+        overwrite=args.overwrite,
+        shard=options["shard"],
+        max_force=options["max_force"] or DEFAULT_MAX_FORCE,
+        progress=not args.quiet,
+    )
+    return 0
+
+
+def _cached_structures(out: Path, options: dict[str, Any], build: Any) -> list:
+    """Build the structures once per job: an interrupted run reuses them (sampling with the
+    teacher is expensive), kept in the labeling journal until the dataset is complete."""
+    from .data._hdf5 import to_json
+    from .data.cache import read_structure_cache, write_structure_cache
+
+    key = hashlib.sha256(
+        to_json({k: options[k] for k in ("recipe", "teacher", "teacher_kwargs")}).encode()
+    ).hexdigest()[:16]
+    cache = out.with_name(out.name + ".partial") / f"structures-{key}.json"
+    if cache.exists():
+        return read_structure_cache(cache)
+    structures = build()
+    if out.exists():
+        return structures
+    write_structure_cache(structures, cache)
+    return read_structure_cache(cache)
+
+
+def cmd_dataset_merge(args: argparse.Namespace) -> int:
+    from .data import merge_datasets, summary
+
+    out = merge_datasets(args.shards, args.out, overwrite=args.overwrite, allow_partial=args.allow_partial)
+    print(json.dumps(summary(out), indent=2))
+    return 0
+
+
+def cmd_dataset_split(args: argparse.Namespace) -> int:
+    from .data import read_dataset, split_indices
+
+    fractions = tuple(float(x) for x in args.fractions.split(","))
+    if len(fractions) != 3:
+        raise UsageError(f"--fractions takes three numbers like 0.8,0.1,0.1, got {args.fractions!r}")
+    splits = split_indices(read_dataset(args.dataset), fractions, by=args.by, seed=args.seed)
+    payload = {"dataset": str(args.dataset), "by": args.by, "seed": args.seed, **splits}
+    text = json.dumps(payload, indent=1)
+    if args.out:
+        tmp = Path(args.out).with_name(f".{Path(args.out).name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, args.out)
+        counts = ", ".join(f"{k} {len(v)}" for k, v in splits.items())
+        print(f"wrote {args.out}: {counts}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_dataset_export(args: argparse.Namespace) -> int:
+    from .data import write_extxyz
+
+    print(f"wrote {write_extxyz(args.dataset, args.out)}")
+    return 0
+
+
+def cmd_dataset_import(args: argparse.Namespace) -> int:
+    from .data import import_extxyz, summary
+
+    out = import_extxyz(args.source, args.out, teacher=args.teacher, overwrite=args.overwrite)
+    print(json.dumps(summary(out), indent=2))
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.out), quick=args.quick)
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlff-distill",
+        description="Distill large ML force fields into small, fast students for ASE, OpenMM and LAMMPS.",
+    )
+    parser.add_argument("--version", action="version", version=f"mlff_distiller {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="versions, available teachers, or a file's metadata")
+    p.add_argument("path", nargs="?", help="a dataset (.h5) to describe")
+    p.add_argument("--json", action="store_true", help="print the environment report as JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("dataset", help="label structures with a teacher; merge, split, convert")
+    dsub = p.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
+
+    q = dsub.add_parser(
+        "label",
+        help="label structures with a teacher into an HDF5 dataset (resumable)",
+        description="Label structures with a teacher. Rerun the same command to resume.",
+    )
+    q.add_argument("--config", help="YAML with teacher, teacher_kwargs, structures, out, shard")
+    q.add_argument("--source", action="append",
+                   help="builtin:organic, builtin:water-N, smiles:CCO,c1ccccc1 or a file (repeatable)")
+    q.add_argument("--teacher", help="registered name or package.module:Class (default sevennet-0)")
+    q.add_argument("--out", help="the dataset file to write (.h5)")
+    q.add_argument("--conformers", type=int, help="conformers per SMILES (default 1)")
+    q.add_argument("--seed", type=int, help="seed for conformers and sampling (default 0)")
+    q.add_argument("--perturb", type=int, default=0, metavar="N",
+                   help="add N randomly displaced copies of each structure")
+    q.add_argument("--amplitude", type=float, default=0.05, help="displacement std for --perturb (Å)")
+    q.add_argument("--shard", help="label only part i of N ('i/N', 0-based); join with 'dataset merge'")
+    q.add_argument("--max-force", type=float, help="reject frames with a force component above this (eV/Å)")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_dataset_label)
+
+    q = dsub.add_parser("merge", help="join the shards of one labeling job")
+    q.add_argument("shards", nargs="+", help="shard datasets")
+    q.add_argument("--out", required=True)
+    q.add_argument("--overwrite", action="store_true")
+    q.add_argument("--allow-partial", action="store_true", help="merge even if shards are missing")
+    q.set_defaults(func=cmd_dataset_merge)
+
+    q = dsub.add_parser("split", help="reproducible train/val/test split (by molecule or frame)")
+    q.add_argument("dataset")
+    q.add_argument("--fractions", default="0.8,0.1,0.1", help="train,val,test (default 0.8,0.1,0.1)")
+    q.add_argument("--by", choices=("group", "frame"), default="group")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", help="write the indices to this JSON file")
+    q.set_defaults(func=cmd_dataset_split)
+
+    q = dsub.add_parser("export-extxyz", help="write a dataset as extended XYZ")
+    q.add_argument("dataset")
+    q.add_argument("out")
+    q.set_defaults(func=cmd_dataset_export)
+
+    q = dsub.add_parser("import-extxyz", help="turn labelled extended XYZ into a dataset")
+    q.add_argument("source")
+    q.add_argument("out")
+    q.add_argument("--teacher", default="external", help="where the labels came from")
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=cmd_dataset_import)
+
+    p = sub.add_parser("demo", help="the main job on the built-in default")
+    p.add_argument("--out", default="demo_output", help="output directory (default demo_output)")
+    p.add_argument("--quick", action="store_true", help="a few molecules only (for a smoke test)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .data import DatasetError, StructureError
+    from .teachers import TeacherError
+
+    expected = (UsageError, DatasetError, StructureError, TeacherError, ValueError, OSError)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("mlff-distill: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except expected as exc:
+        if args.debug:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"mlff-distill: error: {message}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, UsageError) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""A structure recipe: sources plus sampling steps, as written in a YAML config.
+
+>>> recipe = {
+...     "sources": ["builtin:organic", "builtin:water-32"],
+...     "conformers": 1,
+...     "seed": 0,
+...     "sampling": [
+...         {"method": "perturb", "n_samples": 2, "amplitude": 0.04},
+...         {"method": "rattle_strain", "n_samples": 2},
+...     ],
+... }
+>>> structures = build_structures(recipe)                     # doctest: +SKIP
+
+Each sampling step applies to the structures it suits (``normal_modes`` to molecules,
+``rattle_strain`` to periodic cells, ``perturb`` and ``md`` to both); the result is the
+original structures (unless ``include_originals: false``) followed by every step's samples.
+Steps that need a calculator (``normal_modes``, ``md``) use the teacher.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+
+from .sampling import md_sampling, normal_mode_sampling, perturb, rattle_strain
+from .structures import load_source
+
+RECIPE_KEYS = {"sources", "conformers", "seed", "sampling", "include_originals"}
+_METHODS = {
+    "perturb": (perturb, "any", False),
+    "rattle_strain": (rattle_strain, "periodic", False),
+    "normal_modes": (normal_mode_sampling, "molecule", True),
+    "md": (md_sampling, "any", True),
+}
+
+
+def build_structures(recipe: dict[str, Any], calculator: Calculator | None = None) -> list[Atoms]:
+    """Structures from a recipe (see the module docstring); ``calculator`` drives MD and
+    normal-mode sampling."""
+    unknown = set(recipe) - RECIPE_KEYS
+    if unknown:
+        raise ValueError(
+            f"unknown structure option(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(RECIPE_KEYS))}"
+        )
+    sources = recipe.get("sources")
+    if not sources:
+        raise ValueError("no structure sources: give sources, e.g. ['builtin:organic']")
+    seed = int(recipe.get("seed", 0))
+    base: list[Atoms] = []
+    for spec in sources:
+        base.extend(load_source(str(spec), n_conformers=int(recipe.get("conformers", 1)), seed=seed))
+    out = list(base) if recipe.get("include_originals", True) else []
+    for step_index, step in enumerate(recipe.get("sampling") or []):
+        step = dict(step)
+        method = step.pop("method", None)
+        if method not in _METHODS:
+            raise ValueError(
+                f"sampling step {step_index} has method {method!r}; use one of {', '.join(_METHODS)}"
+            )
+        function, suits, needs_calc = _METHODS[method]
+        targets = [a for a in base if _suits(a, suits)]
+        if not targets:
+            continue
+        step.setdefault("seed", seed + step_index + 1)
+        if needs_calc:
+            if calculator is None:
+                raise ValueError(f"sampling method {method!r} needs a teacher calculator")
+            step["calculator"] = calculator
+        try:
+            out.extend(function(targets, **step))
+        except TypeError as exc:
+            raise ValueError(f"sampling step {step_index} ({method}): {exc}") from exc
+    return out
+
+
+def _suits(atoms: Atoms, suits: str) -> bool:
+    periodic = bool(atoms.pbc.any())
+    return suits == "any" or (suits == "periodic") == periodic
