@@ -110,7 +110,9 @@ def cmd_dataset_label(args: argparse.Namespace) -> int:
     options = _label_options(args)
     out = Path(options["out"])
     teacher = get_teacher(options["teacher"], **options["teacher_kwargs"])
-    structures = _cached_structures(out, options, lambda: build_structures(options["recipe"], teacher))
+    structures = _cached_structures(
+        out, options, lambda: build_structures(options["recipe"], teacher)
+    )
     label(
         structures,
         teacher,
@@ -118,6 +120,7 @@ def cmd_dataset_label(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         shard=options["shard"],
         max_force=options["max_force"] or DEFAULT_MAX_FORCE,
+        chunk_size=args.chunk_size,
         progress=not args.quiet,
     )
     return 0
@@ -145,7 +148,9 @@ def _cached_structures(out: Path, options: dict[str, Any], build: Any) -> list:
 def cmd_dataset_merge(args: argparse.Namespace) -> int:
     from .data import merge_datasets, summary
 
-    out = merge_datasets(args.shards, args.out, overwrite=args.overwrite, allow_partial=args.allow_partial)
+    out = merge_datasets(
+        args.shards, args.out, overwrite=args.overwrite, allow_partial=args.allow_partial
+    )
     print(json.dumps(summary(out), indent=2))
     return 0
 
@@ -155,7 +160,9 @@ def cmd_dataset_split(args: argparse.Namespace) -> int:
 
     fractions = tuple(float(x) for x in args.fractions.split(","))
     if len(fractions) != 3:
-        raise UsageError(f"--fractions takes three numbers like 0.8,0.1,0.1, got {args.fractions!r}")
+        raise UsageError(
+            f"--fractions takes three numbers like 0.8,0.1,0.1, got {args.fractions!r}"
+        )
     splits = split_indices(read_dataset(args.dataset), fractions, by=args.by, seed=args.seed)
     payload = {"dataset": str(args.dataset), "by": args.by, "seed": args.seed, **splits}
     text = json.dumps(payload, indent=1)
@@ -197,7 +204,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlff-distill",
-        description="Distill large ML force fields into small, fast students for ASE, OpenMM and LAMMPS.",
+        description=(
+            "Distill large ML force fields into small, fast students for ASE, OpenMM and LAMMPS."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"mlff_distiller {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -217,18 +226,38 @@ def build_parser() -> argparse.ArgumentParser:
         description="Label structures with a teacher. Rerun the same command to resume.",
     )
     q.add_argument("--config", help="YAML with teacher, teacher_kwargs, structures, out, shard")
-    q.add_argument("--source", action="append",
-                   help="builtin:organic, builtin:water-N, smiles:CCO,c1ccccc1 or a file (repeatable)")
+    q.add_argument(
+        "--source",
+        action="append",
+        help="builtin:organic, builtin:water-N, smiles:CCO,c1ccccc1 or a file (repeatable)",
+    )
     q.add_argument("--teacher", help="registered name or package.module:Class (default sevennet-0)")
     q.add_argument("--out", help="the dataset file to write (.h5)")
     q.add_argument("--conformers", type=int, help="conformers per SMILES (default 1)")
     q.add_argument("--seed", type=int, help="seed for conformers and sampling (default 0)")
-    q.add_argument("--perturb", type=int, default=0, metavar="N",
-                   help="add N randomly displaced copies of each structure")
-    q.add_argument("--amplitude", type=float, default=0.05, help="displacement std for --perturb (Å)")
-    q.add_argument("--shard", help="label only part i of N ('i/N', 0-based); join with 'dataset merge'")
-    q.add_argument("--max-force", type=float, help="reject frames with a force component above this (eV/Å)")
+    q.add_argument(
+        "--perturb",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N randomly displaced copies of each structure",
+    )
+    q.add_argument(
+        "--amplitude", type=float, default=0.05, help="displacement std for --perturb (Å)"
+    )
+    q.add_argument(
+        "--shard", help="label only part i of N ('i/N', 0-based); join with 'dataset merge'"
+    )
+    q.add_argument(
+        "--max-force", type=float, help="reject frames with a force component above this (eV/Å)"
+    )
     q.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    q.add_argument(
+        "--chunk-size",
+        type=int,
+        default=8,
+        help="frames saved per journal chunk; at most this much is redone after a crash",
+    )
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_dataset_label)
 
@@ -241,7 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = dsub.add_parser("split", help="reproducible train/val/test split (by molecule or frame)")
     q.add_argument("dataset")
-    q.add_argument("--fractions", default="0.8,0.1,0.1", help="train,val,test (default 0.8,0.1,0.1)")
+    q.add_argument(
+        "--fractions", default="0.8,0.1,0.1", help="train,val,test (default 0.8,0.1,0.1)"
+    )
     q.add_argument("--by", choices=("group", "frame"), default="group")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", help="write the indices to this JSON file")

@@ -94,9 +94,13 @@ def merge_datasets(
                     f"{paths[0]}; merge only shards of one labeling job"
                 )
         if shard[1] != first["shard"][1]:
-            raise DatasetError(f"{path} is shard {shard[0]}/{shard[1]}, others are of {first['shard'][1]}")
+            raise DatasetError(
+                f"{path} is shard {shard[0]}/{shard[1]}, others are of {first['shard'][1]}"
+            )
         if shard[0] in seen:
-            raise DatasetError(f"shard {shard[0]}/{shard[1]} given twice: {seen[shard[0]]} and {path}")
+            raise DatasetError(
+                f"shard {shard[0]}/{shard[1]} given twice: {seen[shard[0]]} and {path}"
+            )
         seen[shard[0]] = str(path)
         merged.extend(block)
     assert first is not None
@@ -166,9 +170,14 @@ def import_extxyz(
     block = FrameBlock()
     names = set()
     for i, atoms in enumerate(frames):
-        if atoms.calc is None or "energy" not in atoms.calc.results or "forces" not in atoms.calc.results:
+        if (
+            atoms.calc is None
+            or "energy" not in atoms.calc.results
+            or "forces" not in atoms.calc.results
+        ):
             raise DatasetError(
-                f"frame {i} of {source} has no energy and forces; only labelled frames can be imported"
+                f"frame {i} of {source} has no energy and forces; "
+                "only labelled frames can be imported"
             )
         results = atoms.calc.results
         stress = results.get("stress")
@@ -199,11 +208,21 @@ def import_extxyz(
     if len(names) > 1:
         raise DatasetError(f"{source} mixes labels from several teachers: {sorted(names)}")
     attrs = {
-        "teacher": {"name": names.pop() if names else teacher, "package": "unknown", "version": "unknown",
-                    "cutoff": None, "elements": None, "conservative": None, "kwargs": {}},
+        "teacher": {
+            "name": names.pop() if names else teacher,
+            "package": "unknown",
+            "version": "unknown",
+            "cutoff": None,
+            "elements": None,
+            "conservative": None,
+            "kwargs": {},
+        },
         "imported_from": str(source),
         "shard": None,
-        "provenance": {"package_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        "provenance": {
+            "package_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
     }
     return write_hdf5(block, out, attrs)
 

@@ -104,6 +104,8 @@ def label(
     """
     path = Path(path)
     structures = _check_structures(structures)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     shard = parse_shard(shard)
     if isinstance(teacher, str):
         calc = get_teacher(teacher, **(teacher_kwargs or {}))
@@ -153,10 +155,11 @@ def label(
                 chunk.save_npz(journal / f"chunk_{n_chunks:06d}.npz")
                 done.extend(chunk)
                 chunk, n_chunks = FrameBlock(), n_chunks + 1
+    finally:
+        # Also on Ctrl-C: keep what this chunk has, so the rerun does not redo it.
         if len(chunk) or chunk.rejected_index:
             chunk.save_npz(journal / f"chunk_{n_chunks:06d}.npz")
             done.extend(chunk)
-    finally:
         bar.close()
 
     attrs = {
@@ -227,7 +230,8 @@ def _open_journal(journal: Path, manifest: dict[str, Any], overwrite: bool) -> F
         if not overwrite:
             raise FileExistsError(
                 f"{journal} holds an unfinished labeling run with other inputs or teacher; "
-                "rerun that command to finish it, or pass overwrite=True (--overwrite) to discard it"
+                "rerun that command to finish it, or pass overwrite=True (--overwrite) "
+                "to discard it"
             )
         for stale in [manifest_file, *journal.glob("chunk_*.npz*")]:
             stale.unlink()
@@ -263,8 +267,17 @@ def _label_one(
         out.reject(index, f"force component {np.abs(forces).max():.1f} eV/A > {max_force}")
         return
     provenance = {k: v for k, v in atoms.info.items() if k not in ("energy", "stress")}
-    out.add(index, work.numbers, work.positions, work.cell.array, work.pbc, energy, forces,
-            stress, provenance)
+    out.add(
+        index,
+        work.numbers,
+        work.positions,
+        work.cell.array,
+        work.pbc,
+        energy,
+        forces,
+        stress,
+        provenance,
+    )
 
 
 class _NoBar:

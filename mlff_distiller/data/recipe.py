@@ -51,14 +51,17 @@ def build_structures(recipe: dict[str, Any], calculator: Calculator | None = Non
     seed = int(recipe.get("seed", 0))
     base: list[Atoms] = []
     for spec in sources:
-        base.extend(load_source(str(spec), n_conformers=int(recipe.get("conformers", 1)), seed=seed))
+        base.extend(
+            load_source(str(spec), n_conformers=int(recipe.get("conformers", 1)), seed=seed)
+        )
     out = list(base) if recipe.get("include_originals", True) else []
     for step_index, step in enumerate(recipe.get("sampling") or []):
         step = dict(step)
         method = step.pop("method", None)
         if method not in _METHODS:
             raise ValueError(
-                f"sampling step {step_index} has method {method!r}; use one of {', '.join(_METHODS)}"
+                f"sampling step {step_index} has method {method!r}; "
+                f"use one of {', '.join(_METHODS)}"
             )
         function, suits, needs_calc = _METHODS[method]
         targets = [a for a in base if _suits(a, suits)]

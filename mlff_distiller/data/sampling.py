@@ -63,7 +63,8 @@ def rattle_strain(
     for atoms, rng in zip(structures, _rngs(seed, len(structures))):
         if not atoms.pbc.all():
             raise ValueError(
-                f"rattle_strain needs fully periodic cells; {atoms.info.get('source', 'a structure')} "
+                "rattle_strain needs fully periodic cells; "
+                f"{atoms.info.get('source', 'a structure')} "
                 "is not periodic (use perturb or normal_mode_sampling for molecules)"
             )
         for i in range(n_samples):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
 from ase import Atoms
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -41,7 +40,9 @@ def split_indices(
     """
     fractions = tuple(float(f) for f in fractions)
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+        raise ValueError(
+            f"fractions must be three non-negative numbers summing to 1, got {fractions}"
+        )
     if by == "frame":
         keys = [f"frame:{i}" for i in range(len(frames))]
     elif by == "group":
@@ -73,8 +74,10 @@ def split_indices(
     pos = 0
     for n, unit in enumerate(units):
         units_left = len(units) - n
-        while pos < len(active) - 1 and counts[active[pos]] > 0 and (
-            counts[active[pos]] >= targets[active[pos]] or units_left <= len(active) - 1 - pos
+        while (
+            pos < len(active) - 1
+            and counts[active[pos]] > 0
+            and (counts[active[pos]] >= targets[active[pos]] or units_left <= len(active) - 1 - pos)
         ):
             pos += 1
         assignment[unit] = active[pos]

@@ -2,7 +2,8 @@
 
 Every structure carries in ``atoms.info``:
 
-- ``source``: where it came from (``"smiles:CCO"``, ``"file:water.xyz#3"``, ``"builtin:organic/aspirin"``),
+- ``source``: where it came from (``"smiles:CCO"``, ``"file:water.xyz#3"``,
+  ``"builtin:organic/aspirin"``),
 - ``group``: what it is an instance of (the canonical SMILES of a molecule, a water box, ...),
   used to split datasets so a test molecule is never seen in training.
 """

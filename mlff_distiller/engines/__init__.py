@@ -1,1 +1,1 @@
-"""Python side of the MD engines the students run in: OpenMM (TorchForce) and LAMMPS (pair style)."""
+"""Python side of the MD engines the students run in: OpenMM (TorchForce), LAMMPS (pair style)."""

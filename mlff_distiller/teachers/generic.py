@@ -36,9 +36,7 @@ def build_from_import_path(spec: str, **kwargs: Any) -> Calculator:
     except TypeError as exc:
         raise TeacherError(f"cannot build {spec!r} with arguments {sorted(kwargs)}: {exc}") from exc
     if not isinstance(calc, BaseCalculator):
-        raise TeacherError(
-            f"{spec!r} returned {type(calc).__name__}, not an ASE calculator"
-        )
+        raise TeacherError(f"{spec!r} returned {type(calc).__name__}, not an ASE calculator")
     return calc
 
 

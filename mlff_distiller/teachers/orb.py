@@ -5,6 +5,7 @@ with internet access, from Orb's usual download.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ class OrbAdapter(TeacherAdapter):
         charge: float = 0.0,
         spin: float = 1.0,
     ) -> tuple[Calculator, TeacherInfo]:
+        import torch
         from orb_models.forcefield import pretrained
 
         loader_name, conservative = _MODELS[name]
@@ -55,9 +57,11 @@ class OrbAdapter(TeacherAdapter):
                     f"{name!r}"
                 )
             options["weights_path"] = str(weights_path)
+        # Orb's loader sets torch's process-wide default dtype; keep the caller's.
+        default_dtype = torch.get_default_dtype()
         try:
             model = loader(**options)
-        except (OSError, ConnectionError, ValueError) as exc:
+        except (OSError, ConnectionError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
             if weights_path is not None:
                 raise TeacherError(
                     f"cannot load Orb weights {str(weights_path)!r} into {name!r}: {exc}; "
@@ -67,6 +71,8 @@ class OrbAdapter(TeacherAdapter):
                 f"cannot download the weights of {name!r} ({type(exc).__name__}); on a machine "
                 "without internet pass weights_path= a local copy of the checkpoint"
             ) from exc
+        finally:
+            torch.set_default_dtype(default_dtype)
 
         calc = OrbTeacherCalculator(model, device=device, charge=charge, spin=spin)
         info = TeacherInfo(
@@ -107,6 +113,7 @@ class OrbTeacherCalculator(Calculator):
         self.implemented_properties = list(self.inner.implemented_properties)
         self.default_charge = charge
         self.default_spin = spin
+        self.dtype = next(model.parameters()).dtype
 
     def calculate(
         self,
@@ -115,8 +122,17 @@ class OrbTeacherCalculator(Calculator):
         system_changes: list[str] = all_changes,
     ) -> None:
         super().calculate(atoms, properties, system_changes)
+        import torch
+
         work = self.atoms.copy()
-        work.info.setdefault("charge", self.default_charge)
-        work.info.setdefault("spin", self.default_spin)
-        self.inner.calculate(work, properties, system_changes)
+        # Orb accepts only Python int/float here; extxyz files give numpy integers.
+        work.info["charge"] = float(work.info.get("charge", self.default_charge))
+        work.info["spin"] = float(work.info.get("spin", self.default_spin))
+        # Orb featurizes in torch's default dtype: use the model's for this call only.
+        default_dtype = torch.get_default_dtype()
+        torch.set_default_dtype(self.dtype)
+        try:
+            self.inner.calculate(work, properties, system_changes)
+        finally:
+            torch.set_default_dtype(default_dtype)
         self.results = dict(self.inner.results)

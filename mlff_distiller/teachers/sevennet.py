@@ -55,9 +55,7 @@ class SevenNetAdapter(TeacherAdapter):
             warnings.simplefilter("ignore")
             calc = SevenNetCalculator(model=source, device=device, **kwargs)
 
-        elements = tuple(
-            chemical_symbols[z] for z in sorted(int(z) for z in calc.type_map.keys())
-        )
+        elements = tuple(chemical_symbols[z] for z in sorted(int(z) for z in calc.type_map.keys()))
         info = TeacherInfo(
             name=name,
             package=self.package,
