@@ -109,10 +109,16 @@ def cmd_dataset_label(args: argparse.Namespace) -> int:
 
     options = _label_options(args)
     out = Path(options["out"])
-    teacher = get_teacher(options["teacher"], **options["teacher_kwargs"])
-    structures = _cached_structures(
-        out, options, lambda: build_structures(options["recipe"], teacher)
+    recipe = options["recipe"]
+    needs_teacher = any(
+        step.get("method") in ("md", "normal_modes") for step in recipe.get("sampling") or []
     )
+    teacher = (
+        get_teacher(options["teacher"], **options["teacher_kwargs"]) if needs_teacher else None
+    )
+    structures = _cached_structures(out, options, lambda: build_structures(recipe, teacher))
+    if teacher is None:  # built after the structures, so a bad source fails fast
+        teacher = get_teacher(options["teacher"], **options["teacher_kwargs"])
     label(
         structures,
         teacher,

@@ -12,8 +12,8 @@ from ._hdf5 import DatasetError
 from .builtin import organic_set, water_box
 from .dataset import dataset_metadata, import_extxyz, merge_datasets, read_dataset, write_extxyz
 from .labeling import fingerprint, label, parse_shard, summary
-from .sampling import md_sampling, normal_mode_sampling, perturb, rattle_strain
 from .recipe import build_structures
+from .sampling import md_sampling, normal_mode_sampling, perturb, rattle_strain
 from .splits import split_indices
 from .structures import (
     StructureError,

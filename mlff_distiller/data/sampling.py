@@ -118,7 +118,7 @@ def normal_mode_sampling(
         raise ValueError(f"temperature_K must be positive, got {temperature_K}")
     kT = units.kB * temperature_K
     # ω in ASE units (sqrt(eV/Å²/amu)) for a wavenumber in cm⁻¹.
-    omega_min = min_frequency_cm * 2 * np.pi * units._c * 100 * units.s
+    omega_min = min_frequency_cm * 2 * np.pi * units._c * 100 / units.s
     samples = []
     for atoms, rng in zip(structures, _rngs(seed, len(structures))):
         if atoms.pbc.any():
@@ -173,7 +173,7 @@ def md_sampling(
     noise is seeded too, so a rerun gives the same frames.
     """
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
     if every < 1 or n_frames < 1:
         raise ValueError("md_sampling needs n_frames >= 1 and every >= 1")
@@ -181,13 +181,14 @@ def md_sampling(
     for atoms, rng in zip(structures, _rngs(seed, len(structures))):
         work = atoms.copy()
         work.calc = calculator
-        MaxwellBoltzmannDistribution(work, temperature_K=temperature_K, rng=rng)
+        thermalize_momenta(work, temperature_K=temperature_K, rng=rng)
         Stationary(work)
         dyn = Langevin(
             work,
             timestep=timestep_fs * units.fs,
             temperature_K=temperature_K,
             friction=friction_per_fs / units.fs,
+            fixcm=False,
             rng=rng,
         )
         if equilibration_steps:

@@ -48,7 +48,7 @@ def structures_from_smiles(
     >>> [a.get_chemical_formula() for a in structures_from_smiles(["O", "CCO"])]
     ['H2O', 'C2H6O']
     """
-    from rdkit import Chem
+    from rdkit import Chem, rdBase
     from rdkit.Chem import AllChem
 
     if isinstance(smiles, str):
@@ -60,7 +60,9 @@ def structures_from_smiles(
 
     structures: list[Atoms] = []
     for index, smi in enumerate(smiles):
+        blocker = rdBase.BlockLogs()  # our error below replaces RDKit's log lines
         mol = Chem.MolFromSmiles(smi) if smi and smi.strip() else None
+        del blocker
         if mol is None:
             raise StructureError(
                 f"RDKit cannot parse SMILES {smi!r} (entry {index}); check the string, "

@@ -105,6 +105,7 @@ class OrbTeacherCalculator(Calculator):
 
     The OMol models need ``atoms.info["charge"]`` and ``atoms.info["spin"]``; structures that
     do not carry them (most inputs) get the defaults given here instead of an error.
+    Stress is given for periodic cells only.
     """
 
     def __init__(self, model: Any, device: str, charge: float, spin: float) -> None:
@@ -115,19 +116,33 @@ class OrbTeacherCalculator(Calculator):
         self.default_spin = spin
         self.dtype = next(model.parameters()).dtype
 
+    def charge_and_spin(self, atoms: Atoms) -> tuple[float, float]:
+        """The total charge and spin multiplicity Orb sees for ``atoms``."""
+        # Orb accepts only Python int/float; extxyz files give numpy integers.
+        charge = float(atoms.info.get("charge", self.default_charge))
+        spin = float(atoms.info.get("spin", self.default_spin))
+        return charge, spin
+
+    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
+        # ASE's cache ignores atoms.info: a new charge or spin on the same geometry must
+        # not return the previous results.
+        changes = super().check_state(atoms, tol)
+        previous = self.atoms
+        if previous is not None and self.charge_and_spin(atoms) != self.charge_and_spin(previous):
+            changes.append("charge_spin")
+        return changes
+
     def calculate(
         self,
         atoms: Atoms | None = None,
         properties: list[str] | None = None,
         system_changes: list[str] = all_changes,
     ) -> None:
-        super().calculate(atoms, properties, system_changes)
         import torch
 
+        super().calculate(atoms, properties, system_changes)
         work = self.atoms.copy()
-        # Orb accepts only Python int/float here; extxyz files give numpy integers.
-        work.info["charge"] = float(work.info.get("charge", self.default_charge))
-        work.info["spin"] = float(work.info.get("spin", self.default_spin))
+        work.info["charge"], work.info["spin"] = self.charge_and_spin(work)
         # Orb featurizes in torch's default dtype: use the model's for this call only.
         default_dtype = torch.get_default_dtype()
         torch.set_default_dtype(self.dtype)
@@ -136,3 +151,5 @@ class OrbTeacherCalculator(Calculator):
         finally:
             torch.set_default_dtype(default_dtype)
         self.results = dict(self.inner.results)
+        if not work.pbc.any():  # Orb gives zeros (no cell) or a box-dependent value
+            self.results.pop("stress", None)

@@ -1,0 +1,127 @@
+"""Sampling strategies: amplitudes, physics of normal-mode sampling, MD, reproducibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import units
+from ase.build import bulk, molecule
+
+from mlff_distiller.data import (
+    build_structures,
+    md_sampling,
+    normal_mode_sampling,
+    perturb,
+    rattle_strain,
+)
+from mlff_distiller.data.sampling import hessian
+
+
+def test_perturb_has_the_requested_amplitude_and_is_reproducible():
+    parent = molecule("C6H6")
+    parent.info.update(group="benzene", source="test")
+    samples = perturb([parent], n_samples=200, amplitude=0.04, seed=5)
+    displacements = np.array([s.positions - parent.positions for s in samples])
+    assert displacements.std() == pytest.approx(0.04, rel=0.03)
+    assert abs(displacements.mean()) < 0.002
+    assert samples[0].info["group"] == "benzene" and samples[0].info["source"] == "test"
+    assert samples[0].info["sampling"] == {
+        "method": "perturb",
+        "seed": 5,
+        "amplitude_A": 0.04,
+        "index": 0,
+    }
+    again = perturb([parent], n_samples=200, amplitude=0.04, seed=5)
+    np.testing.assert_array_equal(again[17].positions, samples[17].positions)
+    other = perturb([parent], n_samples=1, amplitude=0.04, seed=6)
+    assert not np.allclose(other[0].positions, samples[0].positions)
+    with pytest.raises(ValueError, match="amplitude must be positive"):
+        perturb([parent], 1, amplitude=0)
+
+
+def test_samples_of_one_parent_do_not_depend_on_the_others():
+    a, b = molecule("H2O"), molecule("NH3")
+    alone = perturb([a], 2, seed=1)
+    together = perturb([a, b], 2, seed=1)
+    np.testing.assert_array_equal(alone[1].positions, together[1].positions)
+
+
+def test_rattle_strain_strains_the_cell_within_bounds():
+    cell = bulk("Cu", cubic=True) * (2, 2, 2)
+    samples = rattle_strain([cell], n_samples=50, rattle=0.0 + 1e-9, max_strain=0.02, seed=0)
+    for sample in samples:
+        deformation = np.linalg.solve(cell.cell.array, sample.cell.array)
+        strain = deformation - np.eye(3)
+        np.testing.assert_allclose(strain, strain.T, atol=1e-12)
+        assert np.abs(strain).max() <= 0.02 + 1e-12
+        # atoms move with the cell (scaled positions kept, up to the tiny rattle)
+        np.testing.assert_allclose(
+            sample.get_scaled_positions(wrap=False),
+            cell.get_scaled_positions(wrap=False),
+            atol=1e-8,
+        )
+    assert np.std([s.get_volume() for s in samples]) > 0
+    with pytest.raises(ValueError, match="fully periodic"):
+        rattle_strain([molecule("H2O")], 1)
+
+
+def test_normal_mode_sampling_has_the_boltzmann_harmonic_energy(sevennet):
+    """Classical normal-mode sampling puts kT/2 of harmonic energy in each vibrational mode."""
+    water = molecule("H2O")
+    temperature = 300.0
+    samples = normal_mode_sampling(
+        [water], sevennet, n_samples=400, temperature_K=temperature, seed=3, min_frequency_cm=1.0
+    )
+    hess = hessian(water, sevennet)
+    energies = []
+    for sample in samples:
+        dx = (sample.positions - water.positions).reshape(-1)
+        energies.append(0.5 * dx @ hess @ dx)
+    n_vib = 3
+    expected = n_vib * 0.5 * units.kB * temperature
+    assert np.mean(energies) == pytest.approx(expected, rel=0.15)
+    # Rigid-body modes are not excited: the centre of mass stays put.
+    masses = water.get_masses()
+    com_shift = [
+        (masses[:, None] * (s.positions - water.positions)).sum(0) / masses.sum() for s in samples
+    ]
+    assert np.abs(com_shift).max() < 2e-3
+    with pytest.raises(ValueError, match="for molecules"):
+        normal_mode_sampling([bulk("Cu")], sevennet, 1)
+
+
+def test_md_sampling_keeps_every_kth_frame_and_is_reproducible(sevennet):
+    water = molecule("H2O")
+    water.info["group"] = "water"
+    frames = md_sampling([water], sevennet, n_frames=3, every=4, temperature_K=600, seed=2)
+    assert [f.info["sampling"]["step"] for f in frames] == [4, 8, 12]
+    assert frames[0].info["group"] == "water"
+    assert all(f.calc is None for f in frames)
+    moved = [np.abs(f.positions - water.positions).max() for f in frames]
+    assert min(moved) > 1e-4
+    again = md_sampling([water], sevennet, n_frames=3, every=4, temperature_K=600, seed=2)
+    np.testing.assert_allclose(again[-1].positions, frames[-1].positions, atol=1e-10)
+
+
+def test_recipe_applies_each_step_to_what_it_suits():
+    from mlff_distiller.data import water_box
+
+    recipe = {
+        "sources": ["smiles:O,CCO", "builtin:water-32"],
+        "sampling": [
+            {"method": "perturb", "n_samples": 2},
+            {"method": "rattle_strain", "n_samples": 3},
+        ],
+    }
+    structures = build_structures(recipe)
+    assert len(structures) == 3 + 3 * 2 + 3
+    assert sum(1 for s in structures if s.pbc.all()) == 1 + 2 + 3
+    assert len(structures[0]) == 3 and len(water_box(32)) == 96
+    with pytest.raises(ValueError, match="unknown structure option"):
+        build_structures({"sources": ["smiles:O"], "samplng": []})
+    with pytest.raises(ValueError, match="has method 'jiggle'"):
+        build_structures({"sources": ["smiles:O"], "sampling": [{"method": "jiggle"}]})
+    with pytest.raises(ValueError, match="needs a teacher"):
+        build_structures({"sources": ["smiles:O"], "sampling": [{"method": "md", "n_frames": 1}]})
+    with pytest.raises(ValueError, match="no structure sources"):
+        build_structures({})
