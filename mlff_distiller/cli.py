@@ -198,6 +198,41 @@ def cmd_dataset_import(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import parse_overrides, train
+
+    config = _load_config(args.config)
+    dataset = args.dataset or config.pop("dataset", None)
+    out = args.out or config.pop("out", None)
+    preset = args.preset or config.pop("preset", None) or "tiny"
+    if not dataset:
+        raise UsageError("no dataset: pass --dataset data.h5 (from `mlff-distill dataset label`)")
+    if not out:
+        raise UsageError("no output directory: pass --out runs/NAME")
+    overrides = parse_overrides(args.set or [])
+    best = train(
+        dataset,
+        preset,
+        out,
+        config=config,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        **overrides,
+    )
+    report = Path(out) / "test_report.json"
+    if report.exists():
+        r = json.loads(report.read_text())
+        print(
+            f"best checkpoint: {best}\n"
+            f"{r['split']} set ({r['frames']} frames): "
+            f"energy MAE {r['energy_mae_meV_per_atom']:.1f} meV/atom, "
+            f"force MAE {r['force_mae_eV_per_A']:.3f} eV/Å, "
+            f"RMSE {r['force_rmse_eV_per_A']:.3f} eV/Å; parity plot {Path(out) / 'parity.png'}"
+        )
+    return 0
+
+
 # ----------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
@@ -296,6 +331,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--overwrite", action="store_true")
     q.set_defaults(func=cmd_dataset_import)
 
+    p = sub.add_parser(
+        "train",
+        help="distill a student from a labelled dataset (resumable; torchrun for data parallel)",
+        description="Train a student. Rerun the same command to resume from last.pt.",
+    )
+    p.add_argument("--dataset", help="labelled dataset (.h5)")
+    p.add_argument("--preset", choices=("standard", "tiny", "ultra-tiny"), help="default tiny")
+    p.add_argument("--out", help="run directory for checkpoints, metrics and the test report")
+    p.add_argument("--config", help="YAML with dataset, out, preset and any training option")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a training option, e.g. --set epochs=50 --set dtype=float64",
+    )
+    p.add_argument("--overwrite", action="store_true", help="discard a run with another config")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("demo", help="the main job on the built-in default")
     p.add_argument("--out", default="demo_output", help="output directory (default demo_output)")
     p.add_argument("--quick", action="store_true", help="a few molecules only (for a smoke test)")
@@ -310,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     from .teachers import TeacherError
 
     expected = (UsageError, DatasetError, StructureError, TeacherError, ValueError, OSError)
+    # (CheckpointError is a ValueError.)
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -118,18 +118,14 @@ def run_lammps(
             timeout=timeout,
         )
     except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(
-            _failure(f"timed out after {timeout} s", cmd, workdir)
-        ) from exc
+        raise RuntimeError(_failure(f"timed out after {timeout} s", cmd, workdir)) from exc
     if run.returncode != 0:
         problem = f"exited with code {run.returncode}"
         raise RuntimeError(_failure(problem, cmd, workdir, run.stdout, run.stderr))
     return run
 
 
-def _failure(
-    problem: str, cmd: list[str], workdir: Path, out: str = "", err: str = ""
-) -> str:
+def _failure(problem: str, cmd: list[str], workdir: Path, out: str = "", err: str = "") -> str:
     log = workdir / "log.lammps"
     out = log.read_text(errors="replace") if log.is_file() else out
     tail = "\n".join([*out.splitlines()[-30:], *err.splitlines()[-10:]])

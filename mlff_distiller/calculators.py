@@ -1,0 +1,89 @@
+"""The student as an ASE calculator: swap it in for the teacher in one line.
+
+>>> from mlff_distiller import StudentCalculator
+>>> atoms.calc = StudentCalculator("runs/tiny/best.pt")          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+
+from .models import build_graph, collate, evaluate
+from .training.checkpoint import load_checkpoint, model_from_checkpoint
+
+
+class StudentCalculator(Calculator):
+    """Energy, forces, stress (periodic cells) and per-atom energies from a student.
+
+    Parameters
+    ----------
+    model
+        A training checkpoint (``best.pt``).
+    dtype
+        ``"float32"`` or ``"float64"``; default: the dtype the student was trained in.
+    script
+        Run the TorchScript-compiled model (the same code the engines run).
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        dtype: str | None = None,
+        script: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        path = Path(model)
+        data = load_checkpoint(path)
+        if dtype not in (None, "float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.dtype = torch.float64 if (dtype or data.get("dtype")) == "float64" else torch.float32
+        module = model_from_checkpoint(data, self.dtype)
+        self.model = torch.jit.script(module) if script else module
+        self.elements: list[str] = list(data["elements"])
+        self.atomic_numbers = [int(z) for z in module.atomic_numbers.tolist()]
+        self.cutoff = float(module.cutoff)
+        self.metadata = {k: data.get(k) for k in ("preset", "elements", "teacher", "dataset_hash")}
+        self.metadata["cutoff"] = self.cutoff
+        self.path = path
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: list[str] | None = None,
+        system_changes: list[str] = all_changes,
+    ) -> None:
+        properties = list(properties or ["energy"])
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        if len(atoms) == 0:
+            raise ValueError("StudentCalculator got an Atoms object with no atoms")
+        want_stress = "stress" in properties
+        if want_stress and not atoms.pbc.all():
+            raise PropertyNotImplementedError(
+                "stress needs a cell periodic in all three directions"
+            )
+        graph = build_graph(atoms, self.cutoff, self.atomic_numbers)
+        batch = collate([graph], self.dtype)
+        out = evaluate(self.model, batch, compute_stress=want_stress or bool(atoms.pbc.all()))
+        energy = float(out["energy"][0].detach())
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": out["forces"].detach().double().numpy(),
+            "energies": out["atomic_energies"].detach().double().numpy(),
+        }
+        if "stress" in out and atoms.pbc.all():
+            s = out["stress"][0].detach().double().numpy()
+            self.results["stress"] = np.array(
+                [s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]
+            )

@@ -1,0 +1,112 @@
+"""Neighbour lists and batches of structures, and energy → forces/stress by autograd.
+
+A batch is a dict of tensors, the concatenation of its structures' graphs:
+
+``positions [N,3]``, ``species [N]`` (model indices), ``batch [N]`` (structure of each atom),
+``edge_index [2,E]`` (centre, neighbour; both directions), ``shifts [E,3]`` (integer cell
+offsets of the neighbour image), ``cell [B,3,3]``, ``n_atoms [B]``, ``periodic [B]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.neighborlist import neighbor_list
+
+
+def species_indices(atoms: Atoms, atomic_numbers: list[int]) -> np.ndarray:
+    """Model species index of every atom; an unknown element is a clear error."""
+    lookup = {z: k for k, z in enumerate(atomic_numbers)}
+    try:
+        return np.array([lookup[int(z)] for z in atoms.numbers], dtype=np.int64)
+    except KeyError:
+        from ase.data import chemical_symbols
+
+        unknown = sorted({int(z) for z in atoms.numbers} - set(lookup))
+        known = ", ".join(chemical_symbols[z] for z in atomic_numbers)
+        raise ValueError(
+            f"element(s) {', '.join(chemical_symbols[z] for z in unknown)} not in the model "
+            f"(it knows {known}); use a model trained on these elements"
+        ) from None
+
+
+def build_graph(atoms: Atoms, cutoff: float, atomic_numbers: list[int]) -> dict[str, np.ndarray]:
+    """The neighbour graph of one structure (all images within ``cutoff``, any cell size)."""
+    if len(atoms) == 0:
+        raise ValueError("the structure has no atoms")
+    if atoms.pbc.any() and atoms.cell.rank < 3:
+        raise ValueError("a periodic structure needs a 3-dimensional cell")
+    i, j, shifts = neighbor_list("ijS", atoms, float(cutoff))
+    return {
+        "positions": atoms.positions.astype(np.float64),
+        "species": species_indices(atoms, atomic_numbers),
+        "edge_index": np.stack([i, j]).astype(np.int64),
+        "shifts": shifts.astype(np.float64),
+        "cell": atoms.cell.array.astype(np.float64),
+        "periodic": bool(atoms.pbc.all()),  # stress is defined for 3D-periodic cells only
+    }
+
+
+def collate(graphs: list[dict[str, np.ndarray]], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Concatenate graphs into one batch (edge indices offset by the atoms before them)."""
+    offsets = np.cumsum([0] + [len(g["species"]) for g in graphs])
+    out = {
+        "positions": torch.tensor(np.concatenate([g["positions"] for g in graphs]), dtype=dtype),
+        "species": torch.from_numpy(np.concatenate([g["species"] for g in graphs])),
+        "batch": torch.from_numpy(
+            np.concatenate([np.full(len(g["species"]), k) for k, g in enumerate(graphs)])
+        ).long(),
+        "edge_index": torch.from_numpy(
+            np.concatenate([g["edge_index"] + offsets[k] for k, g in enumerate(graphs)], axis=1)
+        ),
+        "shifts": torch.tensor(np.concatenate([g["shifts"] for g in graphs]), dtype=dtype),
+        "cell": torch.tensor(np.stack([g["cell"] for g in graphs]), dtype=dtype),
+        "n_atoms": torch.tensor([len(g["species"]) for g in graphs], dtype=torch.long),
+        "periodic": torch.tensor([g["periodic"] for g in graphs], dtype=torch.bool),
+    }
+    return out
+
+
+def evaluate(
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    compute_stress: bool = False,
+    create_graph: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Energies (per structure and per atom), forces and, if asked, stress of a batch.
+
+    Forces are ``−∂E/∂r``. Stress is ``(1/V) ∂E/∂ε`` under a homogeneous strain ``ε``
+    applied to positions and cell together (ASE's sign convention), set only for periodic
+    structures (NaN elsewhere).
+    """
+    positions = batch["positions"]
+    cell = batch["cell"]
+    n_graphs = cell.shape[0]
+    atom_batch = batch["batch"]
+    edge_index = batch["edge_index"]
+    positions = positions.detach().requires_grad_(True)
+    strain = torch.zeros(n_graphs, 3, 3, dtype=positions.dtype, device=positions.device)
+    if compute_stress:
+        strain.requires_grad_(True)
+    deformation = torch.eye(3, dtype=positions.dtype, device=positions.device) + strain
+    strained_pos = torch.bmm(positions.unsqueeze(1), deformation[atom_batch]).squeeze(1)
+    strained_cell = torch.bmm(cell, deformation)
+    edge_batch = atom_batch[edge_index[0]]
+    offsets = torch.bmm(batch["shifts"].unsqueeze(1), strained_cell[edge_batch]).squeeze(1)
+    vectors = strained_pos[edge_index[1]] - strained_pos[edge_index[0]] + offsets
+
+    atomic = model(vectors, edge_index, batch["species"])
+    energy = torch.zeros(n_graphs, dtype=atomic.dtype, device=atomic.device)
+    energy = energy.index_add(0, atom_batch, atomic)
+    inputs = [positions, strain] if compute_stress else [positions]
+    grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph, allow_unused=True)
+    forces = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
+    out = {"energy": energy, "atomic_energies": atomic, "forces": forces}
+    if compute_stress:
+        virial = grads[1] if grads[1] is not None else torch.zeros_like(strain)
+        volume = torch.linalg.det(cell).abs()
+        stress = virial / volume.clamp(min=1e-12).view(-1, 1, 1)
+        periodic = batch["periodic"].view(-1, 1, 1)
+        out["stress"] = torch.where(periodic, stress, torch.full_like(stress, float("nan")))
+    return out

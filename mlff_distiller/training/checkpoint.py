@@ -1,0 +1,66 @@
+"""Checkpoints: plain dicts of tensors and primitives, read with ``weights_only=True``.
+
+A checkpoint carries everything needed to rebuild the student without the training code's
+state: the model config and element list, the weights (EMA), the normalisation, the
+dataset hash and the teacher's identity.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "mlff_distiller.checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable or of another format."""
+
+
+def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
+    """Write atomically: a temporary file, then a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a checkpoint (``torch.load(weights_only=True)``: no code is run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged or foreign files
+        raise CheckpointError(
+            f"{str(path)!r} is not a readable mlff_distiller checkpoint "
+            f"({type(exc).__name__}); retrain or restore it"
+        ) from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not an mlff_distiller checkpoint")
+    if int(data.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has format version {data['format_version']}; "
+            "upgrade mlff_distiller to read it"
+        )
+    return data
+
+
+def model_from_checkpoint(data: dict[str, Any], dtype: torch.dtype | None = None):
+    """The student described by a loaded checkpoint, with its (EMA) weights, in eval mode."""
+    from ..models import build_model
+
+    model = build_model(data["preset"], data["elements"], **data["model_config"])
+    model.load_state_dict(data["model_state"])
+    if dtype is None:
+        dtype = torch.float64 if data.get("dtype") == "float64" else torch.float32
+    return model.to(dtype).eval()

@@ -1,0 +1,74 @@
+"""Training configuration: defaults, YAML files and command-line overrides.
+
+Every key can be set in a YAML file (``mlff-distill train --config train.yaml``), on the
+command line (``--set epochs=50 --set lr=1e-3``) or as a keyword of
+:func:`mlff_distiller.training.train`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from ..models.presets import MODEL_KEYS, PRESETS
+
+#: Training defaults; model keys (cutoff, n_radial, hidden, ...) come from the preset.
+DEFAULTS: dict[str, Any] = {
+    "preset": "tiny",
+    "seed": 0,
+    "dtype": "float32",
+    "epochs": 100,
+    "batch_size": 8,
+    "lr": 2e-3,
+    "min_lr_factor": 0.02,
+    "warmup_epochs": 2,
+    "weight_decay": 1e-5,
+    "ema_decay": 0.99,
+    "grad_clip": 10.0,
+    "patience": 30,
+    "energy_weight": 1.0,
+    "forces_weight": 10.0,
+    "stress_weight": 1.0,
+    "split_by": "group",
+    "split_fractions": [0.8, 0.1, 0.1],
+    "deterministic": True,
+    "threads": 0,
+}
+
+
+def make_config(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Defaults, then the preset's model keys, then ``overrides``; unknown keys are errors."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    known = set(DEFAULTS) | set(MODEL_KEYS)
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(
+            f"unknown training option(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    config = {**DEFAULTS, **PRESETS[preset], **overrides, "preset": preset}
+    if config["dtype"] not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64, got {config['dtype']!r}")
+    for key in ("epochs", "batch_size"):
+        if int(config[key]) < 1:
+            raise ValueError(f"{key} must be at least 1, got {config[key]}")
+    return config
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["epochs=5", "hidden=[64,64]"]`` → ``{"epochs": 5, "hidden": [64, 64]}`` (YAML values)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {pair!r} must look like key=value, e.g. epochs=50")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]

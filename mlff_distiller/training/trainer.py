@@ -1,0 +1,445 @@
+"""Distillation training: a student learns the teacher's energies, forces and stress.
+
+One process, or several with ``torchrun`` (data parallel over ``torch.distributed``, gloo on
+CPU): every rank takes its share of each batch, the loss is normalised by the whole batch,
+and gradients are summed across ranks, so N processes follow the same trajectory as one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import dataset_metadata, read_dataset, split_indices
+from ..models import build_graph, build_model, collate, evaluate
+from ..models.presets import MODEL_KEYS
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import config_hash, make_config
+from .metrics import write_metrics
+from .report import test_report
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size); initialises the gloo process group under ``torchrun``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        return dist.get_rank(), world
+    return 0, 1
+
+
+class _Item:
+    """One training frame: its graph and labels."""
+
+    def __init__(self, atoms: Any, cutoff: float, numbers: list[int]) -> None:
+        self.graph = build_graph(atoms, cutoff, numbers)
+        self.n_atoms = len(atoms)
+        self.energy = float(atoms.get_potential_energy())
+        self.forces = atoms.get_forces()
+        self.numbers = atoms.numbers
+        stress = atoms.calc.results.get("stress") if atoms.pbc.all() else None
+        self.stress = None if stress is None else _voigt_to_matrix(np.asarray(stress))
+        self.volume = (
+            float(abs(np.linalg.det(atoms.cell.array))) if self.stress is not None else 0.0
+        )
+
+
+def _voigt_to_matrix(s: np.ndarray) -> np.ndarray:
+    xx, yy, zz, yz, xz, xy = s
+    return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+
+
+def _labels(items: list[_Item], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    stress = [it.stress if it.stress is not None else np.full((3, 3), np.nan) for it in items]
+    return {
+        "energy": torch.tensor([it.energy for it in items], dtype=dtype),
+        "forces": torch.tensor(np.concatenate([it.forces for it in items]), dtype=dtype),
+        "stress": torch.tensor(np.stack(stress), dtype=dtype),
+        "volume": torch.tensor([it.volume for it in items], dtype=dtype),
+    }
+
+
+def _normalisation(items: list[_Item], numbers: list[int]) -> dict[str, Any]:
+    """Per-element reference energies (least squares on composition), force RMS, neighbours."""
+    counts = np.array([[np.sum(it.numbers == z) for z in numbers] for it in items], dtype=float)
+    energies = np.array([it.energy for it in items])
+    ridge = 1e-8 * np.eye(len(numbers))
+    shift = np.linalg.solve(counts.T @ counts + ridge, counts.T @ energies)
+    forces = np.concatenate([it.forces for it in items])
+    edges = sum(it.graph["edge_index"].shape[1] for it in items)
+    atoms = sum(it.n_atoms for it in items)
+    return {
+        "energy_shift": shift.tolist(),
+        "energy_scale": float(np.sqrt(np.mean(forces**2))) or 1.0,
+        "avg_neighbors": max(edges / atoms, 1.0),
+    }
+
+
+def _lr(step: int, total: int, warmup: int, base: float, min_factor: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return base * (
+        min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    )
+
+
+def _loss(
+    out: dict[str, torch.Tensor],
+    labels: dict[str, torch.Tensor],
+    n_atoms: torch.Tensor,
+    totals: tuple[int, int, int],
+    config: dict[str, Any],
+) -> torch.Tensor:
+    """Sums over this rank's frames divided by the whole batch's counts, so the per-rank
+    losses add up to the batch mean (frames, force components, periodic frames)."""
+    n_frames, n_force, n_stress = totals
+    de = (out["energy"] - labels["energy"]) / n_atoms
+    loss = config["energy_weight"] * (de**2).sum() / n_frames
+    df = out["forces"] - labels["forces"]
+    loss = loss + config["forces_weight"] * (df**2).sum() / max(n_force, 1)
+    if n_stress and "stress" in out:
+        mask = ~torch.isnan(labels["stress"][:, 0, 0])
+        if mask.any():
+            # Stress as virial per atom (eV), comparable with the energy per atom.
+            scale = (labels["volume"] / n_atoms)[mask].view(-1, 1, 1)
+            ds = (out["stress"][mask] - labels["stress"][mask]) * scale
+            loss = loss + config["stress_weight"] * (ds**2).sum() / (9 * n_stress)
+    return loss
+
+
+def _evaluate_items(
+    model: torch.nn.Module, items: list[_Item], dtype: torch.dtype, batch_size: int
+) -> dict[str, Any]:
+    """Predictions and errors of ``model`` on ``items`` (energy per atom, forces)."""
+    e_pred, e_ref, n_at, f_pred, f_ref, z = [], [], [], [], [], []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        batch = collate([it.graph for it in chunk], dtype)
+        out = evaluate(model, batch)
+        e_pred.append(out["energy"].detach().double().numpy())
+        f_pred.append(out["forces"].detach().double().numpy())
+        e_ref.append([it.energy for it in chunk])
+        n_at.append([it.n_atoms for it in chunk])
+        f_ref.append(np.concatenate([it.forces for it in chunk]))
+        z.append(np.concatenate([it.numbers for it in chunk]))
+    n = np.concatenate(n_at)
+    e_err = (np.concatenate(e_pred) - np.concatenate(e_ref)) / n
+    f_err = np.concatenate(f_pred) - np.concatenate(f_ref)
+    return {
+        "energy_mae_meV_per_atom": float(1e3 * np.abs(e_err).mean()),
+        "force_mae_eV_per_A": float(np.abs(f_err).mean()),
+        "force_rmse_eV_per_A": float(np.sqrt((f_err**2).mean())),
+        "_energy_per_atom": (np.concatenate(e_pred) / n, np.concatenate(e_ref) / n),
+        "_forces": (np.concatenate(f_pred), np.concatenate(f_ref)),
+        "_numbers": np.concatenate(z),
+    }
+
+
+def train(
+    dataset: str | os.PathLike,
+    preset: str = "tiny",
+    out_dir: str | os.PathLike = "runs/student",
+    *,
+    config: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    **overrides: Any,
+) -> Path:
+    """Train a student on a labelled dataset; return the best checkpoint's path.
+
+    Parameters
+    ----------
+    dataset
+        An HDF5 dataset from :func:`mlff_distiller.data.label`.
+    preset
+        ``standard``, ``tiny`` or ``ultra-tiny``.
+    out_dir
+        Where ``best.pt``, ``last.pt``, ``metrics.csv``/``.json``, ``test_report.json`` and
+        ``parity.png`` go. Rerunning with the same config resumes from ``last.pt``.
+    config, **overrides
+        Training options (see :data:`mlff_distiller.training.config.DEFAULTS` and the preset's
+        model keys); keyword overrides win over ``config``.
+
+    Examples
+    --------
+    >>> best = train("data.h5", "tiny", "runs/tiny", epochs=50)      # doctest: +SKIP
+    """
+    cfg = make_config(preset, {**(config or {}), **overrides})
+    out = Path(out_dir)
+    rank, world = _dist()
+    dataset = Path(dataset)
+    dataset_hash = _file_hash(dataset)
+    run_key = {"config": config_hash(cfg), "dataset": dataset_hash}
+
+    resume = _resume_state(out, run_key, overwrite)
+    if resume is not None and resume.get("finished"):
+        _say(progress and rank == 0, f"{out / 'best.pt'} is already trained; nothing to do")
+        return out / "best.pt"
+    out.mkdir(parents=True, exist_ok=True)
+
+    if cfg["threads"]:
+        torch.set_num_threads(int(cfg["threads"]))
+    torch.manual_seed(cfg["seed"])
+    if cfg["deterministic"]:
+        torch.use_deterministic_algorithms(True)
+    dtype = torch.float64 if cfg["dtype"] == "float64" else torch.float32
+
+    frames = read_dataset(dataset)
+    teacher = dataset_metadata(dataset).get("teacher", {})
+    elements = sorted({s for f in frames for s in f.get_chemical_symbols()}, key=_z)
+    numbers = [_z(el) for el in elements]
+    splits = split_indices(
+        frames, tuple(cfg["split_fractions"]), by=cfg["split_by"], seed=cfg["seed"]
+    )
+    if not splits["train"] or not splits["val"]:
+        raise ValueError(
+            "the split left no training or validation frames; add data or change split_fractions"
+        )
+    items = {
+        name: [_Item(frames[i], cfg["cutoff"], numbers) for i in idx]
+        for name, idx in splits.items()
+    }
+
+    norm = _normalisation(items["train"], numbers)
+    model_cfg = {k: cfg[k] for k in MODEL_KEYS if k in cfg}
+    model = build_model(preset, elements, **model_cfg, avg_neighbors=norm["avg_neighbors"])
+    model.energy_shift.copy_(torch.tensor(norm["energy_shift"]))
+    model.energy_scale.fill_(norm["energy_scale"])
+    model = model.to(dtype)
+    params = [p for p in model.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    ema = [p.detach().clone() for p in params]
+
+    steps_per_epoch = math.ceil(len(items["train"]) / cfg["batch_size"])
+    total_steps = steps_per_epoch * cfg["epochs"]
+    warmup = steps_per_epoch * cfg["warmup_epochs"]
+    state = {"epoch": 0, "step": 0, "best": math.inf, "best_epoch": -1, "stale": 0, "history": []}
+    if resume is not None:
+        model.load_state_dict(resume["train_state"])
+        optimizer.load_state_dict(resume["optimizer"])
+        for e, saved in zip(ema, resume["ema"]):
+            e.copy_(saved)
+        state = {k: resume[k] for k in state}
+        _say(progress and rank == 0, f"resuming {out} after epoch {state['epoch']}")
+
+    base = {
+        "preset": preset,
+        "elements": elements,
+        "model_config": {**model_cfg, "avg_neighbors": norm["avg_neighbors"]},
+        "dtype": cfg["dtype"],
+        "normalization": norm,
+        "config": cfg,
+        "run_key": run_key,
+        "dataset": str(dataset),
+        "dataset_hash": dataset_hash,
+        "teacher": teacher,
+        "splits": {k: len(v) for k, v in splits.items()},
+    }
+    bar = _bar(cfg["epochs"], state["epoch"], progress and rank == 0)
+    try:
+        for epoch in range(state["epoch"], cfg["epochs"]):
+            model.train()
+            generator = torch.Generator().manual_seed(cfg["seed"] * 100_003 + epoch)
+            order = torch.randperm(len(items["train"]), generator=generator).tolist()
+            epoch_loss = 0.0
+            for start in range(0, len(order), cfg["batch_size"]):
+                batch_items = [items["train"][i] for i in order[start : start + cfg["batch_size"]]]
+                lr = _lr(state["step"], total_steps, warmup, cfg["lr"], cfg["min_lr_factor"])
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss_value = _step(model, optimizer, batch_items, rank, world, dtype, cfg)
+                epoch_loss += loss_value
+                state["step"] += 1
+                decay = min(cfg["ema_decay"], (1 + state["step"]) / (10 + state["step"]))
+                with torch.no_grad():
+                    for e, p in zip(ema, params):
+                        e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+
+            with _swapped(params, ema):
+                model.eval()
+                val = _evaluate_items(model, items["val"], dtype, cfg["batch_size"])
+                improved = val["force_rmse_eV_per_A"] < state["best"]
+                record = {
+                    "epoch": epoch + 1,
+                    "step": state["step"],
+                    "lr": lr,
+                    "train_loss": epoch_loss / steps_per_epoch,
+                    **{f"val_{k}": v for k, v in val.items() if not k.startswith("_")},
+                    "time": time.time(),
+                }
+                state["history"].append(record)
+                if improved:
+                    state["best"], state["best_epoch"], state["stale"] = (
+                        val["force_rmse_eV_per_A"],
+                        epoch + 1,
+                        0,
+                    )
+                    if rank == 0:
+                        save_checkpoint(
+                            {
+                                **base,
+                                "model_state": model.state_dict(),
+                                "epoch": epoch + 1,
+                                "metrics": record,
+                            },
+                            out / "best.pt",
+                        )
+                else:
+                    state["stale"] += 1
+            state["epoch"] = epoch + 1
+            stop = state["stale"] >= cfg["patience"]
+            if rank == 0:
+                save_checkpoint(
+                    {
+                        **base,
+                        **state,
+                        "train_state": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "ema": ema,
+                        "finished": stop or state["epoch"] == cfg["epochs"],
+                    },
+                    out / "last.pt",
+                )
+                write_metrics(state["history"], out)
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{record['train_loss']:.4g}", val_F_rmse=f"{val['force_rmse_eV_per_A']:.4f}"
+            )
+            if stop:
+                _say(
+                    progress and rank == 0,
+                    f"early stop: no improvement for {cfg['patience']} epochs",
+                )
+                break
+    finally:
+        bar.close()
+
+    if rank == 0:
+        test_report(
+            out,
+            items.get("test") or items["val"],
+            dtype,
+            cfg["batch_size"],
+            _evaluate_items,
+            "test" if items.get("test") else "val",
+        )
+    return out / "best.pt"
+
+
+def _step(model, optimizer, batch_items, rank: int, world: int, dtype, cfg) -> float:
+    """One optimiser step; each rank computes its share, gradients are summed over ranks."""
+    totals = (
+        len(batch_items),
+        3 * sum(it.n_atoms for it in batch_items),
+        sum(1 for it in batch_items if it.stress is not None),
+    )
+    mine = batch_items[rank::world]
+    optimizer.zero_grad(set_to_none=False)
+    loss_value = 0.0
+    if mine:
+        batch = collate([it.graph for it in mine], dtype)
+        labels = _labels(mine, dtype)
+        out = evaluate(model, batch, compute_stress=totals[2] > 0, create_graph=True)
+        loss = _loss(out, labels, batch["n_atoms"].to(dtype), totals, cfg)
+        loss.backward()
+        loss_value = float(loss.detach())
+    else:  # a rank with nothing this step still joins the gradient sum
+        for p in model.parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+    if world > 1:
+        import torch.distributed as dist
+
+        for p in model.parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+        total = torch.tensor([loss_value], dtype=torch.float64)
+        dist.all_reduce(total)
+        loss_value = float(total)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+    optimizer.step()
+    return loss_value
+
+
+class _swapped:
+    """Temporarily load the EMA weights into the model's parameters."""
+
+    def __init__(self, params: list[torch.Tensor], ema: list[torch.Tensor]) -> None:
+        self.params, self.ema = params, ema
+
+    def __enter__(self) -> None:
+        self.saved = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p, e in zip(self.params, self.ema):
+                p.copy_(e)
+
+    def __exit__(self, *exc: Any) -> None:
+        with torch.no_grad():
+            for p, s in zip(self.params, self.saved):
+                p.copy_(s)
+
+
+def _resume_state(out: Path, run_key: dict[str, str], overwrite: bool) -> dict[str, Any] | None:
+    last = out / "last.pt"
+    if not last.exists():
+        return None
+    try:
+        data = load_checkpoint(last)
+    except CheckpointError:
+        data = None
+    if data is not None and data.get("run_key") == run_key and not overwrite:
+        return data
+    if not overwrite:
+        raise FileExistsError(
+            f"{out} holds a training run with another config or dataset; "
+            "choose another output directory or pass overwrite=True (--overwrite)"
+        )
+    for name in ("last.pt", "best.pt"):
+        (out / name).unlink(missing_ok=True)
+    return None
+
+
+def _z(symbol: str) -> int:
+    from ase.data import atomic_numbers
+
+    return atomic_numbers[symbol]
+
+
+class _NoBar:
+    def update(self, n: int) -> None: ...
+    def set_postfix(self, **kwargs: Any) -> None: ...
+    def close(self) -> None: ...
+
+
+def _bar(total: int, initial: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="epoch", desc="training", file=sys.stderr)
+
+
+def _say(enabled: bool, message: str) -> None:
+    if enabled:
+        print(message, file=sys.stderr)
