@@ -63,12 +63,28 @@ def _info_file(path: Path) -> int:
 
     if not path.exists():
         raise UsageError(f"{path} does not exist")
-    if path.suffix not in (".h5", ".hdf5"):
-        raise UsageError(
-            f"{path}: info reads datasets (.h5); exported model files are not supported yet"
+    if path.suffix in (".h5", ".hdf5"):
+        print(json.dumps(summary(path), indent=2))
+        return 0
+    if path.suffix == ".pt":
+        from .training import load_checkpoint
+
+        data = load_checkpoint(path)
+        keys = (
+            "preset",
+            "elements",
+            "model_config",
+            "dtype",
+            "dataset",
+            "dataset_hash",
+            "teacher",
+            "splits",
+            "epoch",
+            "metrics",
         )
-    print(json.dumps(summary(path), indent=2))
-    return 0
+        print(json.dumps({k: data.get(k) for k in keys}, indent=2, default=str))
+        return 0
+    raise UsageError(f"{path}: info reads datasets (.h5) and training checkpoints (.pt)")
 
 
 # -------------------------------------------------------------------------- dataset
@@ -254,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("info", help="versions, available teachers, or a file's metadata")
-    p.add_argument("path", nargs="?", help="a dataset (.h5) to describe")
+    p.add_argument("path", nargs="?", help="a dataset (.h5) or checkpoint (.pt) to describe")
     p.add_argument("--json", action="store_true", help="print the environment report as JSON")
     p.set_defaults(func=cmd_info)
 
