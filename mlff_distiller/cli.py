@@ -219,9 +219,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import parse_overrides, train
 
     config = _load_config(args.config)
-    dataset = args.dataset or config.pop("dataset", None)
-    out = args.out or config.pop("out", None)
-    preset = args.preset or config.pop("preset", None) or "tiny"
+    # The YAML may name them too; flags win, and they are not training options.
+    from_file = {key: config.pop(key, None) for key in ("dataset", "out", "preset")}
+    dataset = args.dataset or from_file["dataset"]
+    out = args.out or from_file["out"]
+    preset = args.preset or from_file["preset"] or "tiny"
     if not dataset:
         raise UsageError("no dataset: pass --dataset data.h5 (from `mlff-distill dataset label`)")
     if not out:

@@ -59,8 +59,9 @@ def model_from_checkpoint(data: dict[str, Any], dtype: torch.dtype | None = None
     """The student described by a loaded checkpoint, with its (EMA) weights, in eval mode."""
     from ..models import build_model
 
-    model = build_model(data["preset"], data["elements"], **data["model_config"])
-    model.load_state_dict(data["model_state"])
     if dtype is None:
         dtype = torch.float64 if data.get("dtype") == "float64" else torch.float32
-    return model.to(dtype).eval()
+    # Cast before loading: loading into a float32 model would round float64 weights.
+    model = build_model(data["preset"], data["elements"], **data["model_config"]).to(dtype)
+    model.load_state_dict(data["model_state"])
+    return model.eval()

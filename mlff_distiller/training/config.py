@@ -48,6 +48,11 @@ def make_config(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
             f"unknown training option(s) {', '.join(sorted(unknown))}; "
             f"known: {', '.join(sorted(known))}"
         )
+    if overrides.get("preset", preset) != preset:
+        raise ValueError(
+            f"the options say preset {overrides['preset']!r} but the run's preset is {preset!r}; "
+            "choose the preset once (the preset argument or --preset)"
+        )
     config = {**DEFAULTS, **PRESETS[preset], **overrides, "preset": preset}
     if config["dtype"] not in ("float32", "float64"):
         raise ValueError(f"dtype must be float32 or float64, got {config['dtype']!r}")

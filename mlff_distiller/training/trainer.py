@@ -192,7 +192,11 @@ def train(
     run_key = {"config": config_hash(cfg), "dataset": dataset_hash}
 
     resume = _resume_state(out, run_key, overwrite)
-    if resume is not None and resume.get("finished"):
+    # Finished means trained and reported; a run killed while writing its report only
+    # writes the report again.
+    finished = resume is not None and bool(resume.get("finished"))
+    reported = all((out / name).is_file() for name in ("test_report.json", "parity.png"))
+    if finished and reported:
         _say(progress and rank == 0, f"{out / 'best.pt'} is already trained; nothing to do")
         return out / "best.pt"
     out.mkdir(parents=True, exist_ok=True)
@@ -257,7 +261,7 @@ def train(
     }
     bar = _bar(cfg["epochs"], state["epoch"], progress and rank == 0)
     try:
-        for epoch in range(state["epoch"], cfg["epochs"]):
+        for epoch in range(state["epoch"], state["epoch"] if finished else cfg["epochs"]):
             model.train()
             generator = torch.Generator().manual_seed(cfg["seed"] * 100_003 + epoch)
             order = torch.randperm(len(items["train"]), generator=generator).tolist()
@@ -415,7 +419,7 @@ def _resume_state(out: Path, run_key: dict[str, str], overwrite: bool) -> dict[s
             f"{out} holds a training run with another config or dataset; "
             "choose another output directory or pass overwrite=True (--overwrite)"
         )
-    for name in ("last.pt", "best.pt"):
+    for name in ("last.pt", "best.pt", "test_report.json", "parity.png"):
         (out / name).unlink(missing_ok=True)
     return None
 
