@@ -188,6 +188,10 @@ def train(
     out = Path(out_dir)
     rank, world = _dist()
     dataset = Path(dataset)
+    if not dataset.is_file():
+        raise FileNotFoundError(
+            f"dataset {str(dataset)!r} does not exist; make one with `mlff-distill dataset label`"
+        )
     dataset_hash = _file_hash(dataset)
     run_key = {"config": config_hash(cfg), "dataset": dataset_hash}
 
@@ -227,9 +231,9 @@ def train(
     norm = _normalisation(items["train"], numbers)
     model_cfg = {k: cfg[k] for k in MODEL_KEYS if k in cfg}
     model = build_model(preset, elements, **model_cfg, avg_neighbors=norm["avg_neighbors"])
-    model.energy_shift.copy_(torch.tensor(norm["energy_shift"]))
+    model = model.to(dtype)  # before the shifts, so float64 runs keep them exact
+    model.energy_shift.copy_(torch.tensor(norm["energy_shift"], dtype=torch.float64))
     model.energy_scale.fill_(norm["energy_scale"])
-    model = model.to(dtype)
     params = [p for p in model.parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     ema = [p.detach().clone() for p in params]

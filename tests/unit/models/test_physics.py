@@ -1,0 +1,378 @@
+"""The physics every student preset must respect (DESIGN.md, "Physics the students must
+respect"), checked on randomly initialised students by the same parametrised tests:
+conservative forces and stress (finite differences), invariances, a smooth cutoff,
+periodic images (including cells shorter than twice the cutoff), locality, a repulsive
+core without NaN, TorchScript parity and float32/float64 agreement.
+
+The students are untrained; their parameters get extra random noise (seeded) so that the
+energy surface is far from flat and a broken derivative or symmetry shows up clearly.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import molecule
+from scipy.spatial.transform import Rotation
+
+from mlff_distiller.models import PRESETS, build_graph, build_model, collate, evaluate
+
+ELEMENTS = ["H", "C", "O"]
+VOIGT = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Graphs here have tens of edges: one thread is much faster than two fighting over
+    a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_student(preset: str, seed: int = 0) -> torch.nn.Module:
+    """A float64 student of ``preset`` with noisy random weights and non-zero element shifts."""
+    torch.manual_seed(seed)
+    model = build_model(preset, ELEMENTS, avg_neighbors=4.0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        model.energy_shift.copy_(torch.tensor([-1.3, -2.9, -4.1]))
+        model.energy_scale.fill_(1.0)
+    return model.double().eval()
+
+
+@pytest.fixture(scope="module", params=list(PRESETS))
+def model(request):
+    return random_student(request.param)
+
+
+def predict(model, atoms: Atoms, stress: bool = False, dtype=torch.float64, cutoff=None):
+    """Energy, per-atom energies, forces (and stress, 3×3) of one structure, as numpy."""
+    cutoff = float(model.cutoff) if cutoff is None else cutoff
+    graph = build_graph(atoms, cutoff, [int(z) for z in model.atomic_numbers])
+    out = evaluate(model, collate([graph], dtype), compute_stress=stress)
+    result = {
+        "energy": float(out["energy"][0].detach()),
+        "energies": out["atomic_energies"].detach().double().numpy(),
+        "forces": out["forces"].detach().double().numpy(),
+    }
+    if stress:
+        result["stress"] = out["stress"][0].detach().double().numpy()
+    return result
+
+
+def methanol() -> Atoms:
+    atoms = molecule("CH3OH")
+    atoms.rattle(0.05, seed=1)
+    return atoms
+
+
+def triclinic() -> Atoms:
+    """Four atoms in a skewed cell of 4.1–4.7 Å edges (shorter than twice every cutoff);
+    closest pair 1.84 Å."""
+    cell = [[4.3, 0.0, 0.0], [0.8, 4.0, 0.0], [-0.5, 0.6, 4.6]]
+    scaled = [[0.05, 0.1, 0.08], [0.38, 0.33, 0.31], [0.7, 0.2, 0.62], [0.2, 0.7, 0.55]]
+    return Atoms("COHH", cell=cell, pbc=True, scaled_positions=scaled)
+
+
+def cubic3() -> Atoms:
+    """Two atoms in a 3 Å cube: each sees dozens of images of the other and of itself."""
+    return Atoms("CO", cell=[3.0] * 3, pbc=True, positions=[[0.1, 0.2, 0.3], [1.5, 1.6, 1.45]])
+
+
+SYSTEMS = {"molecule": methanol, "triclinic": triclinic, "cubic3": cubic3}
+
+
+def energy(model, atoms: Atoms) -> float:
+    return predict(model, atoms)["energy"]
+
+
+# --- conservative forces and stress ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("system", ["molecule", "triclinic"])
+def test_forces_are_minus_the_energy_gradient(model, system):
+    atoms = SYSTEMS[system]()
+    forces = predict(model, atoms)["forces"]
+    h = 1e-4
+    numerical = np.zeros_like(forces)
+    for a in range(len(atoms)):
+        for k in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[a, k] += h
+            minus.positions[a, k] -= h
+            numerical[a, k] = -(energy(model, plus) - energy(model, minus)) / (2 * h)
+    assert np.abs(forces).max() > 0.02  # a surface worth differentiating
+    np.testing.assert_allclose(forces, numerical, rtol=0, atol=1e-6)
+
+
+def test_stress_is_the_strain_derivative_in_ase_convention(model):
+    """ASE: σ = (1/V) ∂E/∂ε for positions and cell deformed by (1 + ε), Voigt order
+    xx yy zz yz xz xy; symmetric strains, as in ase.calculators.fd.calculate_numerical_stress."""
+    atoms = triclinic()
+    stress = predict(model, atoms, stress=True)["stress"]
+    volume = atoms.get_volume()
+    eps = 1e-5
+    numerical = np.zeros(6)
+    for v, (i, j) in enumerate(VOIGT):
+        energies = []
+        for sign in (1.0, -1.0):
+            x = np.eye(3)
+            if i == j:
+                x[i, i] += sign * eps
+            else:
+                x[i, j] = x[j, i] = 0.5 * sign * eps
+            strained = atoms.copy()
+            strained.set_cell(atoms.cell.array @ x, scale_atoms=True)
+            energies.append(energy(model, strained))
+        numerical[v] = (energies[0] - energies[1]) / (2 * eps * volume)
+    voigt = np.array([stress[i, j] for i, j in VOIGT])
+    np.testing.assert_allclose(stress, stress.T, rtol=0, atol=1e-10)
+    assert np.abs(voigt).max() > 1e-4
+    np.testing.assert_allclose(voigt, numerical, rtol=0, atol=1e-7)
+
+
+# --- invariances ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("system", ["molecule", "triclinic"])
+def test_rotation_invariance(model, system):
+    atoms = SYSTEMS[system]()
+    periodic = atoms.pbc.all()
+    ref = predict(model, atoms, stress=periodic)
+    for seed in range(3):
+        rot = Rotation.random(random_state=seed).as_matrix()
+        turned = atoms.copy()
+        turned.positions = atoms.positions @ rot.T
+        if periodic:
+            turned.set_cell(atoms.cell.array @ rot.T, scale_atoms=False)
+        out = predict(model, turned, stress=periodic)
+        assert out["energy"] == pytest.approx(ref["energy"], rel=1e-10)
+        np.testing.assert_allclose(out["energies"], ref["energies"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(out["forces"], ref["forces"] @ rot.T, rtol=0, atol=1e-10)
+        if periodic:
+            np.testing.assert_allclose(
+                out["stress"], rot @ ref["stress"] @ rot.T, rtol=0, atol=1e-10
+            )
+
+
+@pytest.mark.parametrize("system", ["molecule", "triclinic"])
+def test_translation_invariance(model, system):
+    atoms = SYSTEMS[system]()
+    ref = predict(model, atoms)
+    shifted = atoms.copy()
+    shifted.translate([1.7, -2.3, 0.9])
+    if atoms.pbc.all():
+        shifted.wrap()  # atoms cross the cell faces: the images must take over exactly
+        assert not np.allclose(shifted.get_scaled_positions() - atoms.get_scaled_positions(), 0)
+    out = predict(model, shifted)
+    assert out["energy"] == pytest.approx(ref["energy"], rel=1e-10)
+    np.testing.assert_allclose(out["energies"], ref["energies"], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(out["forces"], ref["forces"], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("system", ["molecule", "triclinic"])
+def test_permutation_invariance(model, system):
+    atoms = SYSTEMS[system]()
+    ref = predict(model, atoms)
+    perm = np.random.default_rng(3).permutation(len(atoms))
+    assert (perm != np.arange(len(atoms))).any()
+    out = predict(model, atoms[perm])
+    assert out["energy"] == pytest.approx(ref["energy"], rel=1e-10)
+    np.testing.assert_allclose(out["energies"], ref["energies"][perm], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(out["forces"], ref["forces"][perm], rtol=0, atol=1e-10)
+
+
+def test_swapping_like_atoms_positions(model):
+    """Exchanging the positions of two hydrogens changes nothing but their labels."""
+    atoms = methanol()
+    hydrogens = [a.index for a in atoms if a.symbol == "H"][:2]
+    ref = predict(model, atoms)
+    swapped = atoms.copy()
+    swapped.positions[hydrogens] = atoms.positions[hydrogens[::-1]]
+    out = predict(model, swapped)
+    assert out["energy"] == pytest.approx(ref["energy"], rel=1e-10)
+    np.testing.assert_allclose(
+        out["forces"][hydrogens], ref["forces"][hydrogens[::-1]], rtol=0, atol=1e-10
+    )
+
+
+# --- the cutoff -----------------------------------------------------------------------------
+
+
+def _probe(r: float) -> Atoms:
+    """C–H bonded, O at distance ``r`` from C; O stays farther than ``r`` from H."""
+    u = np.array([-0.6, 0.8, 0.0])
+    return Atoms("CHO", positions=[[0.0, 0.0, 0.0], [1.1, 0.0, 0.0], r * u])
+
+
+def test_energy_and_forces_continuous_across_the_cutoff(model):
+    rc = float(model.cutoff)
+    radii = rc + np.linspace(-1e-3, 1e-3, 201)  # steps of 1e-5 Å
+    outs = [predict(model, _probe(r)) for r in radii]
+    energies = np.array([o["energy"] for o in outs])
+    forces = np.array([o["forces"] for o in outs])
+    # Inside, the O neighbour really counts (the edge exists and moves the energy) ...
+    inside = predict(model, _probe(rc - 1.0))
+    assert abs(inside["energy"] - energies[-1]) > 1e-4
+    # ... and the energy fades out smoothly: no jump, no kink.
+    assert np.abs(np.diff(energies)).max() < 1e-8
+    assert np.abs(np.diff(forces, axis=0)).max() < 1e-6
+    # Jumps across the cutoff vanish with the step (down to float64 rounding of ~10 eV).
+    for step in (1e-6, 1e-9):
+        below, above = predict(model, _probe(rc - step)), predict(model, _probe(rc + step))
+        assert abs(below["energy"] - above["energy"]) < 1e-12
+        assert np.abs(below["forces"] - above["forces"]).max() < step
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e-6, 0.5])
+def test_pair_at_or_beyond_the_cutoff_is_two_isolated_atoms(model, offset):
+    rc = float(model.cutoff)
+    pair = predict(model, Atoms("CO", positions=[[0, 0, 0], [rc + offset, 0, 0]]))
+    c, o = predict(model, Atoms("C")), predict(model, Atoms("O"))
+    np.testing.assert_allclose(pair["energies"], [c["energy"], o["energy"]], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(pair["forces"], 0.0, rtol=0, atol=1e-12)
+
+
+# --- periodic images ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("system", ["triclinic", "cubic3"])
+@pytest.mark.parametrize("reps", [(2, 2, 2), (1, 2, 3)])
+def test_supercell_matches_primitive_cell(model, system, reps):
+    atoms = SYSTEMS[system]()
+    ref = predict(model, atoms, stress=True)
+    big = atoms.repeat(reps)
+    out = predict(model, big, stress=True)
+    copies = int(np.prod(reps))
+    np.testing.assert_allclose(
+        out["energies"].reshape(copies, len(atoms)),
+        np.tile(ref["energies"], (copies, 1)),
+        rtol=0,
+        atol=1e-10,
+    )
+    np.testing.assert_allclose(
+        out["forces"].reshape(copies, len(atoms), 3),
+        np.tile(ref["forces"], (copies, 1, 1)),
+        rtol=0,
+        atol=1e-10,
+    )
+    np.testing.assert_allclose(out["stress"], ref["stress"], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("system", ["triclinic", "cubic3"])
+def test_periodic_energy_equals_that_of_a_cluster_cut_from_the_crystal(model, system):
+    """Images done independently of the neighbour-list shifts: the explicit crystal around
+    atom 0, as a finite molecule, gives atom 0 the same energy as the periodic cell."""
+    atoms = SYSTEMS[system]()
+    rc = float(model.cutoff)
+    ref = predict(model, atoms)
+    n = 4  # 9×9×9 cells ≫ the cutoff sphere of any atom
+    steps = np.arange(-n, n + 1)
+    grid = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3)
+    images = ((grid @ atoms.cell.array)[:, None, :] + atoms.positions[None]).reshape(-1, 3)
+    numbers = np.tile(atoms.numbers, len(grid))
+    distance = np.linalg.norm(images - atoms.positions[0], axis=1)
+    near = distance < rc + 0.1
+    cluster = Atoms(numbers=numbers[near], positions=images[near])
+    centre = int(np.flatnonzero(distance[near] < 1e-12)[0])
+    graph = build_graph(atoms, rc, [int(z) for z in model.atomic_numbers])
+    pairs = list(zip(*graph["edge_index"], strict=True))
+    assert max(pairs.count(p) for p in set(pairs)) > 1  # several images of one neighbour
+    assert predict(model, cluster)["energies"][centre] == pytest.approx(
+        ref["energies"][0], rel=1e-10, abs=1e-12
+    )
+
+
+def test_translating_by_a_cell_vector_changes_nothing(model):
+    atoms = cubic3()
+    ref = predict(model, atoms)
+    moved = atoms.copy()
+    moved.positions[1] += atoms.cell.array[0] - 2 * atoms.cell.array[2]
+    out = predict(model, moved)
+    np.testing.assert_allclose(out["energies"], ref["energies"], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(out["forces"], ref["forces"], rtol=0, atol=1e-10)
+
+
+# --- locality -------------------------------------------------------------------------------
+
+
+def test_atoms_beyond_the_cutoff_do_not_change_an_atoms_energy(model):
+    rc = float(model.cutoff)
+    atoms = Atoms(
+        "CHOH",
+        positions=[[0, 0, 0], [1.1, 0, 0], [rc + 0.5, 0, 0], [rc + 0.7, 0.9, 0]],
+    )
+    ref = predict(model, atoms)
+    moved = atoms.copy()
+    moved.positions[2:] += [0.6, 0.4, -0.3]  # still farther than rc from atom 0
+    assert np.linalg.norm(moved.positions[2:], axis=1).min() > rc
+    out = predict(model, moved)
+    assert out["energies"][0] == ref["energies"][0]
+    assert abs(out["energies"][1] - ref["energies"][1]) > 1e-6  # but H (within rc) notices
+
+
+# --- close contact --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("distance", [1e-3, 0.0])
+def test_overlapping_atoms_give_finite_energy_and_forces(model, distance):
+    pair = Atoms("CC", positions=[[0, 0, 0], [distance, 0, 0]])
+    crowd = methanol()
+    crowd.positions[1] = crowd.positions[0] + [distance, 0, 0]
+    for atoms in (pair, crowd):
+        out = predict(model, atoms)
+        assert np.isfinite(out["energy"])
+        assert np.isfinite(out["forces"]).all()
+    # The pair is seen (and repelled), not dropped from the neighbour list.
+    bonded = Atoms("CC", positions=[[0, 0, 0], [1.0, 0, 0]])
+    assert energy(model, pair) > energy(model, bonded) + 100
+
+
+def test_zbl_core_is_repulsive(model):
+    def pair(r):
+        return energy(model, Atoms("CO", positions=[[0, 0, 0], [r, 0, 0]]))
+
+    energies = [pair(r) for r in (0.1, 0.2, 0.3, 0.5, 1.0)]
+    assert energies[2] > energies[4] + 50  # ~ZBL(0.3 Å) ≈ 300 eV for C–O
+    assert all(a > b for a, b in zip(energies, energies[1:], strict=False))
+
+
+# --- TorchScript and precision --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("system", ["molecule", "triclinic"])
+def test_torchscript_matches_eager(model, system):
+    atoms = SYSTEMS[system]()
+    periodic = bool(atoms.pbc.all())
+    scripted = torch.jit.script(model)
+    ref = predict(model, atoms, stress=periodic)
+    out = predict(scripted, atoms, stress=periodic, cutoff=float(model.cutoff))
+    assert out["energy"] == pytest.approx(ref["energy"], rel=1e-12)
+    np.testing.assert_allclose(out["forces"], ref["forces"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out["energies"], ref["energies"], rtol=0, atol=1e-12)
+    if periodic:
+        np.testing.assert_allclose(out["stress"], ref["stress"], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("system", ["molecule", "triclinic"])
+def test_float32_agrees_with_float64(model, system):
+    atoms = SYSTEMS[system]()
+    periodic = bool(atoms.pbc.all())
+    single = copy.deepcopy(model).float()
+    graph = build_graph(atoms, float(model.cutoff), [int(z) for z in model.atomic_numbers])
+    out32 = evaluate(single, collate([graph], torch.float32), compute_stress=periodic)
+    assert out32["energy"].dtype == torch.float32 and out32["forces"].dtype == torch.float32
+    out = predict(single, atoms, stress=periodic, dtype=torch.float32)
+    ref = predict(model, atoms, stress=periodic)
+    assert out["energy"] == pytest.approx(ref["energy"], rel=1e-5)
+    scale = np.abs(ref["forces"]).max()
+    assert np.abs(out["forces"] - ref["forces"]).max() < 1e-5 * scale
+    if periodic:  # the virial sums terms much larger than the stress: a looser bound
+        assert np.abs(out["stress"] - ref["stress"]).max() < 3e-5 * np.abs(ref["stress"]).max()
