@@ -68,6 +68,15 @@ def collate(graphs: list[dict[str, np.ndarray]], dtype: torch.dtype) -> dict[str
     return out
 
 
+def edge_vectors(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``r_j − r_i`` plus the image offset of every edge of a batch (Å, ``[E, 3]``)."""
+    edge_index = batch["edge_index"]
+    cell = batch["cell"][batch["batch"][edge_index[0]]]
+    offsets = torch.bmm(batch["shifts"].unsqueeze(1), cell).squeeze(1)
+    positions = batch["positions"]
+    return positions[edge_index[1]] - positions[edge_index[0]] + offsets
+
+
 def evaluate(
     model: torch.nn.Module,
     batch: dict[str, torch.Tensor],

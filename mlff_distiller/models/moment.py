@@ -74,9 +74,10 @@ class MomentStudent(nn.Module):
 
         self.basis = BesselBasis(cutoff, n_basis)
         self.envelope = PolynomialEnvelope(envelope_p)
-        # Radial channels mixed from the basis, per neighbour element: [K, S*R].
+        # Radial channels mixed from the basis, per (centre, neighbour) element pair:
+        # [K, S*S*R].
         self.radial_weights = nn.Parameter(
-            torch.randn(n_basis, n_species * n_radial) / n_basis**0.5
+            torch.randn(n_basis, n_species * n_species * n_radial) / n_basis**0.5
         )
         # Double-counting weights of the 6 independent entries of a symmetric 3×3 tensor,
         # and where each of the 9 entries sits among the 6.
@@ -86,6 +87,10 @@ class MomentStudent(nn.Module):
         self.register_buffer("pair_rows", rows)
         self.register_buffer("pair_cols", cols)
         n_features = n_radial + 2 * rows.numel() + n_radial * n_radial
+        self.n_features = n_features
+        # Standardisation of the features (set from training data by the trainer).
+        self.register_buffer("feature_mean", torch.zeros(n_features))
+        self.register_buffer("feature_std", torch.ones(n_features))
         widths = [n_features, *hidden]
         self.species_embedding = nn.Embedding(n_species, widths[1])
         layers: list[nn.Module] = []
@@ -102,6 +107,25 @@ class MomentStudent(nn.Module):
         """Per-atom energies (eV) from edge vectors ``r_j − r_i`` (Å, shape ``[E, 3]``),
         ``edge_index`` (``[2, E]``: centre ``i``, neighbour ``j``; both directions present)
         and species indices (``[N]``)."""
+        features, r = self.descriptors(vectors, edge_index, species)
+        h = (features - self.feature_mean.to(features.dtype)) / self.feature_std.to(features.dtype)
+        first = True
+        for layer in self.hidden_layers:
+            h = layer(h)
+            if first:
+                h = h + self.species_embedding(species).to(h.dtype)
+                first = False
+        atomic = self.readout(h).squeeze(1) * self.energy_scale.to(h.dtype)
+        atomic = atomic + self.energy_shift.to(h.dtype)[species]
+
+        centre = edge_index[0]
+        pair = 0.5 * self.zbl(r, species[centre], species[edge_index[1]])
+        return atomic.index_add(0, centre, pair)
+
+    def descriptors(
+        self, vectors: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Invariant features of every atom (``[N, F]``) and the edge lengths (``[E]``)."""
         n_atoms = species.shape[0]
         centre = edge_index[0]
         neighbour = edge_index[1]
@@ -113,12 +137,13 @@ class MomentStudent(nn.Module):
 
         envelope = self.envelope(r / self.cutoff)
         basis = self.basis(r) * envelope.unsqueeze(1)  # [E, K]
-        # Radial channels for every neighbour species at once, then pick the neighbour's.
+        # Radial channels for every element pair at once, then pick the edge's pair.
         n_radial = self.n_radial
         n_edges = r.shape[0]
-        mixed = basis @ self.radial_weights.to(vectors.dtype)  # [E, S*R]
-        radial = mixed.view(n_edges, self.n_species, n_radial).gather(
-            1, s_j.view(-1, 1, 1).expand(n_edges, 1, n_radial)
+        mixed = basis @ self.radial_weights.to(vectors.dtype)  # [E, S*S*R]
+        pair_type = (s_i * self.n_species + s_j).view(-1, 1, 1).expand(n_edges, 1, n_radial)
+        radial = mixed.view(n_edges, self.n_species * self.n_species, n_radial).gather(
+            1, pair_type
         )  # [E, 1, R]
         radial = radial.squeeze(1) / self.avg_neighbors.to(vectors.dtype)
 
@@ -151,16 +176,4 @@ class MomentStudent(nn.Module):
             dim=1,
         )
 
-        h = features
-        first = True
-        for layer in self.hidden_layers:
-            h = layer(h)
-            if first:
-                h = h + self.species_embedding(species).to(h.dtype)
-                first = False
-        atomic = self.readout(h).squeeze(1) * self.energy_scale.to(h.dtype)
-        atomic = atomic + self.energy_shift.to(h.dtype)[species]
-
-        pair = 0.5 * self.zbl(r, s_i, s_j)
-        atomic = atomic.index_add(0, centre, pair)
-        return atomic
+        return features, r

@@ -20,6 +20,7 @@ import torch
 
 from ..data import dataset_metadata, read_dataset, split_indices
 from ..models import build_graph, build_model, collate, evaluate
+from ..models.graph import edge_vectors
 from ..models.presets import MODEL_KEYS
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import config_hash, make_config
@@ -92,6 +93,22 @@ def _normalisation(items: list[_Item], numbers: list[int]) -> dict[str, Any]:
         "energy_scale": float(np.sqrt(np.mean(forces**2))) or 1.0,
         "avg_neighbors": max(edges / atoms, 1.0),
     }
+
+
+def _standardise_features(
+    model: torch.nn.Module, items: list[_Item], dtype: torch.dtype, batch_size: int
+) -> None:
+    """Set the model's feature mean and spread from (up to 512) training frames."""
+    features = []
+    with torch.no_grad():
+        for start in range(0, min(len(items), 512), batch_size):
+            batch = collate([it.graph for it in items[start : start + batch_size]], dtype)
+            f, _ = model.descriptors(edge_vectors(batch), batch["edge_index"], batch["species"])
+            features.append(f.double())
+    f = torch.cat(features)
+    std = f.std(dim=0) if f.shape[0] > 1 else torch.ones(f.shape[1], dtype=f.dtype)
+    model.feature_mean.copy_(f.mean(dim=0))
+    model.feature_std.copy_(std.clamp(min=1e-6 * float(std.max()) + 1e-12))
 
 
 def _lr(step: int, total: int, warmup: int, base: float, min_factor: float) -> float:
@@ -234,6 +251,7 @@ def train(
     model = model.to(dtype)  # before the shifts, so float64 runs keep them exact
     model.energy_shift.copy_(torch.tensor(norm["energy_shift"], dtype=torch.float64))
     model.energy_scale.fill_(norm["energy_scale"])
+    _standardise_features(model, items["train"], dtype, cfg["batch_size"])
     params = [p for p in model.parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     ema = [p.detach().clone() for p in params]

@@ -64,24 +64,19 @@ def test_imported_modules_are_the_pinned_ones() -> None:
 
 def test_openmm_torch_plugin_loaded() -> None:
     failures = [
-        f
-        for f in openmm.Platform.getPluginLoadFailures()
-        if "Torch" in f and "OpenCL" not in f
+        f for f in openmm.Platform.getPluginLoadFailures() if "Torch" in f and "OpenCL" not in f
     ]
     assert not failures, f"import torch before openmm: {failures}"
 
 
 K_RESTRAINT = 250.0  # kJ/mol/nm^2
 OPENMM_PLATFORMS = [
-    openmm.Platform.getPlatform(i).getName()
-    for i in range(openmm.Platform.getNumPlatforms())
+    openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())
 ]
 PLATFORMS = [
     pytest.param(
         name,
-        marks=pytest.mark.skipif(
-            name not in OPENMM_PLATFORMS, reason=f"no {name} platform"
-        ),
+        marks=pytest.mark.skipif(name not in OPENMM_PLATFORMS, reason=f"no {name} platform"),
     )
     for name in ("Reference", "CPU")
 ]
@@ -107,9 +102,7 @@ class PeriodicRestraint(torch.nn.Module):
         self.register_buffer("x0", x0)
         self.k = k
 
-    def forward(
-        self, positions: torch.Tensor, boxvectors: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, positions: torch.Tensor, boxvectors: torch.Tensor) -> torch.Tensor:
         lengths = torch.diagonal(boxvectors).to(self.x0.dtype)
         d = positions.to(self.x0.dtype) - self.x0
         d = d - lengths * torch.round(d / lengths)
@@ -134,40 +127,28 @@ def _evaluate(
         system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*(2.0 * row)) for row in box))
     system.addForce(force)
     integrator = openmm.VerletIntegrator(0.001)
-    context = openmm.Context(
-        system, integrator, openmm.Platform.getPlatformByName(platform)
-    )
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform))
     assert context.getPlatform().getName() == platform
-    if (
-        box is not None
-    ):  # differs from the default box: the context's box must reach the model
+    if box is not None:  # differs from the default box: the context's box must reach the model
         context.setPeriodicBoxVectors(*(openmm.Vec3(*row) for row in box))
     context.setPositions(positions * unit.nanometer)
     state = context.getState(getEnergy=True, getForces=True)
     energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-    forces = state.getForces(asNumpy=True).value_in_unit(
-        unit.kilojoule_per_mole / unit.nanometer
-    )
+    forces = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
     return energy, np.asarray(forces)
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
-def test_torchforce_energy_and_forces_match_analytic(
-    tmp_path: Path, platform: str
-) -> None:
+def test_torchforce_energy_and_forces_match_analytic(tmp_path: Path, platform: str) -> None:
     rng = np.random.default_rng(0)
     x0 = rng.uniform(0.0, 2.0, size=(7, 3))
     displacement = rng.normal(scale=0.2, size=x0.shape)
     module = Restraint(torch.tensor(x0), K_RESTRAINT)
 
-    energy, forces = _evaluate(
-        module, tmp_path / "restraint.pt", platform, x0 + displacement
-    )
+    energy, forces = _evaluate(module, tmp_path / "restraint.pt", platform, x0 + displacement)
 
     assert energy == pytest.approx(K_RESTRAINT * (displacement**2).sum(), rel=1e-10)
-    np.testing.assert_allclose(
-        forces, -2.0 * K_RESTRAINT * displacement, rtol=1e-10, atol=1e-10
-    )
+    np.testing.assert_allclose(forces, -2.0 * K_RESTRAINT * displacement, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
@@ -185,9 +166,7 @@ def test_periodic_torchforce_receives_the_box(tmp_path: Path, platform: str) -> 
 
     assert np.abs(images).max() > 0
     assert energy == pytest.approx(K_RESTRAINT * (displacement**2).sum(), rel=1e-10)
-    np.testing.assert_allclose(
-        forces, -2.0 * K_RESTRAINT * displacement, rtol=1e-9, atol=1e-9
-    )
+    np.testing.assert_allclose(forces, -2.0 * K_RESTRAINT * displacement, rtol=1e-9, atol=1e-9)
 
 
 # --- LAMMPS ------------------------------------------------------------------------------
@@ -242,9 +221,7 @@ def test_lammps_lj_melt_same_on_one_and_two_mpi_ranks(tmp_path: Path) -> None:
     serial, parallel = _thermo(logs[1]), _thermo(logs[2])
     assert sorted(serial) == sorted(parallel) == [0, 10, 20, 30, 40, 50]
     assert serial[0]["PotEng"] == pytest.approx(LJ_FCC_PE, abs=1e-7)
-    assert serial[50]["PotEng"] != pytest.approx(
-        serial[0]["PotEng"], abs=1e-3
-    )  # it moved
+    assert serial[50]["PotEng"] != pytest.approx(serial[0]["PotEng"], abs=1e-3)  # it moved
     assert parallel[50]["PotEng"] == pytest.approx(serial[50]["PotEng"], rel=1e-8)
     assert parallel[50]["TotEng"] == pytest.approx(serial[50]["TotEng"], rel=1e-8)
 
@@ -255,9 +232,7 @@ def test_lammps_has_plugin_command(tmp_path: Path) -> None:
 
 
 def test_run_lammps_failure_shows_the_log_tail(tmp_path: Path) -> None:
-    with pytest.raises(
-        RuntimeError, match=r"exited with code[\s\S]*Unknown command: foo"
-    ):
+    with pytest.raises(RuntimeError, match=r"exited with code[\s\S]*Unknown command: foo"):
         run_lammps("units lj\nfoo bar\n", tmp_path, timeout=60)
 
 

@@ -18,9 +18,7 @@ from mlff_distiller.teachers import (
     teacher_info,
 )
 
-pytest.importorskip(
-    "fennol"
-)  # an optional extra ("pip install .[fennol]"); CI installs it
+pytest.importorskip("fennol")  # an optional extra ("pip install .[fennol]"); CI installs it
 
 #: An unusual value, so the test sees the model's cutoff and not some default.
 CUTOFF = 4.25
@@ -81,12 +79,8 @@ def test_matches_fennol_own_calculator(teacher, model_path: Path) -> None:
     expected_energy = reference.get_potential_energy(atoms)
     expected_forces = reference.get_forces(atoms)
 
-    assert teacher.get_potential_energy(atoms) == pytest.approx(
-        expected_energy, rel=1e-10
-    )
-    np.testing.assert_allclose(
-        teacher.get_forces(atoms), expected_forces, rtol=1e-8, atol=1e-10
-    )
+    assert teacher.get_potential_energy(atoms) == pytest.approx(expected_energy, rel=1e-10)
+    np.testing.assert_allclose(teacher.get_forces(atoms), expected_forces, rtol=1e-8, atol=1e-10)
     assert np.abs(expected_forces).max() > 1e-3  # random weights still give real forces
 
 
