@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "ema_decay": 0.99,
     "grad_clip": 10.0,
     "patience": 30,
-    "energy_weight": 1.0,
+    "energy_weight": 20.0,
     "forces_weight": 10.0,
     "stress_weight": 1.0,
     "split_by": "group",
