@@ -108,7 +108,7 @@ def main() -> None:
         start = time.perf_counter()
         best = train(
             train_set, preset, args.work / preset, epochs=args.epochs, split_by="frame",
-            split_fractions=[0.9, 0.1, 0.0], patience=max(10, args.epochs // 4),
+            split_fractions=[0.9, 0.1, 0.0], patience=max(10, args.epochs // 4), overwrite=True,
         )  # fmt: skip
         train_seconds = time.perf_counter() - start
         student = StudentCalculator(best)

@@ -31,13 +31,38 @@ def species_indices(atoms: Atoms, atomic_numbers: list[int]) -> np.ndarray:
         ) from None
 
 
+def neighbours(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre, neighbour and integer image shift of every pair within ``cutoff`` (both
+    directions, all periodic images, any cell size).
+
+    matscipy's C neighbour list (tens of times faster than ASE's pure-numpy one on small
+    systems) for molecules and fully periodic cells; ASE's for mixed boundary conditions.
+    """
+    from matscipy.neighbours import neighbour_list
+
+    if atoms.pbc.all():
+        return neighbour_list("ijS", atoms, cutoff)
+    if not atoms.pbc.any():
+        # matscipy needs a cell: any box that holds the molecule with room to spare.
+        lower = atoms.positions.min(axis=0)
+        extent = atoms.positions.max(axis=0) - lower
+        box = Atoms(
+            numbers=atoms.numbers,
+            positions=atoms.positions - lower + cutoff,
+            cell=np.diag(extent + 2 * cutoff + 1.0),
+            pbc=False,
+        )
+        return neighbour_list("ijS", box, cutoff)
+    return neighbor_list("ijS", atoms, cutoff)
+
+
 def build_graph(atoms: Atoms, cutoff: float, atomic_numbers: list[int]) -> dict[str, np.ndarray]:
     """The neighbour graph of one structure (all images within ``cutoff``, any cell size)."""
     if len(atoms) == 0:
         raise ValueError("the structure has no atoms")
     if atoms.pbc.any() and atoms.cell.rank < 3:
         raise ValueError("a periodic structure needs a 3-dimensional cell")
-    i, j, shifts = neighbor_list("ijS", atoms, float(cutoff))
+    i, j, shifts = neighbours(atoms, float(cutoff))
     return {
         "positions": atoms.positions.astype(np.float64),
         "species": species_indices(atoms, atomic_numbers),
