@@ -1,0 +1,218 @@
+"""Checkpoint → one TorchScript file with its metadata inside (``_extra_files``).
+
+The file loads with ``torch.jit.load`` alone. Before it is written, the scripted module
+must reproduce the eager model's energy and forces on a probe structure; the file is
+written under a temporary name, reloaded and checked, then renamed into place.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..training.checkpoint import load_checkpoint, model_from_checkpoint
+from .module import ExportedStudent
+
+#: Version of the exported-file layout; loaders refuse newer ones.
+FORMAT_VERSION = 1
+#: Name of the metadata entry in the TorchScript archive.
+METADATA_FILE = "mlff_metadata.json"
+#: Keys every exported file's metadata has.
+REQUIRED_KEYS = (
+    "format",
+    "format_version",
+    "elements",
+    "atomic_numbers",
+    "cutoff",
+    "interaction_range",
+    "units",
+    "dtype",
+    "parameters",
+    "teacher",
+    "dataset_hash",
+    "versions",
+    "exported",
+)
+
+
+class ExportError(ValueError):
+    """A model cannot be exported, or an exported file cannot be used; says how to fix it."""
+
+
+def export(checkpoint: str | os.PathLike, path: str | os.PathLike, dtype: str = "float32") -> Path:
+    """Export a training checkpoint to a TorchScript file at ``path``.
+
+    Examples
+    --------
+    >>> export("runs/tiny/best.pt", "tiny.pt", dtype="float64")          # doctest: +SKIP
+    PosixPath('tiny.pt')
+    """
+    if dtype not in ("float32", "float64"):
+        raise ExportError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    torch_dtype = torch.float64 if dtype == "float64" else torch.float32
+    data = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(data, torch_dtype)
+    metadata = {
+        "format": "mlff_distiller.exported",
+        "format_version": FORMAT_VERSION,
+        "elements": list(data["elements"]),
+        "atomic_numbers": [int(z) for z in model.atomic_numbers.tolist()],
+        "cutoff": float(model.cutoff),
+        # Strictly local: each atom's energy depends on neighbours within the cutoff only.
+        "interaction_range": float(model.cutoff),
+        "message_passing_steps": 0,
+        "units": {"length": "Angstrom", "energy": "eV"},
+        "dtype": dtype,
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "preset": data.get("preset"),
+        "model_config": data.get("model_config"),
+        "teacher": data.get("teacher"),
+        "dataset": data.get("dataset"),
+        "dataset_hash": data.get("dataset_hash"),
+        "versions": {
+            "mlff_distiller": __version__,
+            "torch": torch.__version__,
+            "python": sys.version.split()[0],
+        },
+        "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "checkpoint": str(checkpoint),
+    }
+    return export_module(model, path, metadata)
+
+
+def export_module(
+    model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, Any]
+) -> Path:
+    """Script ``model`` (a student in eval mode), self-check it, and write it atomically."""
+    if model.training:
+        raise ExportError("the model is in training mode; call model.eval() before exporting")
+    for attribute in ("cutoff", "atomic_numbers"):
+        if not hasattr(model, attribute):
+            raise ExportError(
+                f"the model has no {attribute}; only students with one can be exported"
+            )
+    if float(model.cutoff) <= 0 or model.atomic_numbers.numel() == 0:
+        raise ExportError("the model's cutoff or element list is empty")
+    missing = [k for k in REQUIRED_KEYS if k not in metadata]
+    if missing:
+        raise ExportError(f"export metadata lacks {', '.join(missing)}")
+    module = ExportedStudent(model).eval()
+    scripted = torch.jit.script(module)
+    _self_check(model, scripted, metadata)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(metadata)})
+        reloaded = torch.jit.load(str(tmp), map_location="cpu")
+        _self_check(model, reloaded, metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _probe(numbers: list[int], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """A small periodic structure of every element, spaced like a liquid."""
+    rng = np.random.default_rng(0)
+    n = max(8, 2 * len(numbers))
+    edge = 6.0
+    positions = rng.uniform(0, edge, size=(n, 3))
+    for _ in range(200):  # push apart pairs closer than 1 Å (minimum image)
+        d = positions[None] - positions[:, None]
+        d -= edge * np.round(d / edge)
+        r = np.linalg.norm(d, axis=2) + np.eye(n) * 10
+        if r.min() > 1.0:
+            break
+        i, j = np.unravel_index(np.argmin(r), r.shape)
+        positions[j] = rng.uniform(0, edge, size=3)
+    species = [numbers[k % len(numbers)] for k in range(n)]
+    return {
+        "positions": torch.tensor(positions, dtype=dtype),
+        "numbers": torch.tensor(species, dtype=torch.long),
+        "cell": torch.eye(3, dtype=dtype) * edge,
+        "pbc": torch.tensor([True, True, True]),
+    }
+
+
+def _self_check(model: torch.nn.Module, scripted: Any, metadata: dict[str, Any]) -> None:
+    """The scripted module must give the eager model's energy and forces on a probe."""
+    from ase import Atoms
+
+    from ..models import build_graph, collate, evaluate
+
+    dtype = next(model.parameters()).dtype
+    probe = _probe(metadata["atomic_numbers"], dtype)
+    atoms = Atoms(
+        numbers=probe["numbers"].numpy(),
+        positions=probe["positions"].double().numpy(),
+        cell=probe["cell"].double().numpy(),
+        pbc=True,
+    )
+    batch = collate([build_graph(atoms, float(model.cutoff), metadata["atomic_numbers"])], dtype)
+    reference = evaluate(model, batch)
+    positions = probe["positions"].clone().requires_grad_(True)
+    energy = scripted(positions, probe["numbers"], probe["cell"], probe["pbc"])
+    (grad,) = torch.autograd.grad(energy, [positions])
+    tol = 1e-9 if dtype == torch.float64 else 1e-4
+    e_ref = float(reference["energy"][0].detach())
+    if abs(float(energy) - e_ref) > tol * max(1.0, abs(e_ref)):
+        raise ExportError(
+            f"self-check failed: scripted energy {float(energy):.10g} eV differs from the "
+            f"model's {e_ref:.10g} eV; the model cannot be exported faithfully"
+        )
+    force_error = float((-grad - reference["forces"]).abs().max())
+    if force_error > tol * 100:
+        raise ExportError(f"self-check failed: forces differ by {force_error:.3g} eV/Å")
+
+
+def load_exported(path: str | os.PathLike) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
+    """Load an exported student and its metadata, with actionable errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"model file {str(path)!r} does not exist")
+    extra = {METADATA_FILE: ""}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except RuntimeError as exc:
+        text = str(exc)
+        if "PytorchStreamReader" in text or "zip archive" in text or "constants.pkl" in text:
+            raise ExportError(
+                f"{str(path)!r} is not a TorchScript file (or it is truncated/corrupted); "
+                "export one with `mlff-distill export`"
+            ) from None
+        raise ExportError(f"cannot load {str(path)!r}: {text.splitlines()[0]}") from None
+    if not extra[METADATA_FILE]:
+        raise ExportError(
+            f"{str(path)!r} is a TorchScript file without mlff_distiller metadata; "
+            "export the model with `mlff-distill export`"
+        )
+    metadata = json.loads(extra[METADATA_FILE])
+    if metadata.get("format") != "mlff_distiller.exported":
+        raise ExportError(f"{str(path)!r} is not an mlff_distiller export")
+    if int(metadata.get("format_version", 0)) > FORMAT_VERSION:
+        raise ExportError(
+            f"{str(path)!r} has format version {metadata['format_version']}; this mlff_distiller "
+            f"reads up to {FORMAT_VERSION}: upgrade mlff_distiller"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in metadata]
+    if missing:
+        raise ExportError(f"{str(path)!r} metadata lacks {', '.join(missing)}; re-export it")
+    return module, metadata
+
+
+def is_exported(path: str | os.PathLike) -> bool:
+    """Whether ``path`` looks like a TorchScript archive (a zip), without loading it."""
+    import zipfile
+
+    return zipfile.is_zipfile(path)
