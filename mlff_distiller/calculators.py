@@ -15,7 +15,9 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
+from .export import is_exported, load_exported
 from .models import build_graph, collate, evaluate
+from .models.graph import species_indices as species_index
 from .training.checkpoint import load_checkpoint, model_from_checkpoint
 
 
@@ -25,7 +27,8 @@ class StudentCalculator(Calculator):
     Parameters
     ----------
     model
-        A training checkpoint (``best.pt``).
+        An exported student file (``mlff-distill export``) or a training checkpoint
+        (``best.pt``).
     dtype
         ``"float32"`` or ``"float64"``; default: the dtype the student was trained in.
     script
@@ -43,18 +46,33 @@ class StudentCalculator(Calculator):
     ) -> None:
         super().__init__(**kwargs)
         path = Path(model)
-        data = load_checkpoint(path)
         if dtype not in (None, "float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.path = path
+        self.exported = None
+        if path.is_file() and is_exported(path) and not _is_checkpoint_zip(path):
+            module, metadata = load_exported(path)
+            if dtype is not None and dtype != metadata["dtype"]:
+                raise ValueError(
+                    f"{path} holds a {metadata['dtype']} model; export it again with "
+                    f"--dtype {dtype} to run it in {dtype}"
+                )
+            self.exported = module
+            self.dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
+            self.elements = list(metadata["elements"])
+            self.atomic_numbers = [int(z) for z in metadata["atomic_numbers"]]
+            self.cutoff = float(metadata["cutoff"])
+            self.metadata = metadata
+            return
+        data = load_checkpoint(path)
         self.dtype = torch.float64 if (dtype or data.get("dtype")) == "float64" else torch.float32
         module = model_from_checkpoint(data, self.dtype)
         self.model = torch.jit.script(module) if script else module
-        self.elements: list[str] = list(data["elements"])
+        self.elements = list(data["elements"])
         self.atomic_numbers = [int(z) for z in module.atomic_numbers.tolist()]
         self.cutoff = float(module.cutoff)
         self.metadata = {k: data.get(k) for k in ("preset", "elements", "teacher", "dataset_hash")}
         self.metadata["cutoff"] = self.cutoff
-        self.path = path
 
     def calculate(
         self,
@@ -72,6 +90,9 @@ class StudentCalculator(Calculator):
             raise PropertyNotImplementedError(
                 "stress needs a cell periodic in all three directions"
             )
+        if self.exported is not None:
+            self._calculate_exported(atoms, want_stress or bool(atoms.pbc.all()))
+            return
         graph = build_graph(atoms, self.cutoff, self.atomic_numbers)
         batch = collate([graph], self.dtype)
         out = evaluate(self.model, batch, compute_stress=want_stress or bool(atoms.pbc.all()))
@@ -87,3 +108,39 @@ class StudentCalculator(Calculator):
             self.results["stress"] = np.array(
                 [s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]
             )
+
+    def _calculate_exported(self, atoms: Atoms, with_stress: bool) -> None:
+        """The exported file's own neighbour search and energy; forces and stress by autograd."""
+        species_index(atoms, self.atomic_numbers)  # the clear error for unknown elements
+        positions = torch.tensor(atoms.positions, dtype=self.dtype, requires_grad=True)
+        cell = torch.tensor(atoms.cell.array, dtype=self.dtype)
+        strain = torch.zeros(3, 3, dtype=self.dtype, requires_grad=with_stress)
+        deformation = torch.eye(3, dtype=self.dtype) + strain
+        numbers = torch.tensor(atoms.numbers, dtype=torch.long)
+        pbc = torch.tensor(atoms.pbc.tolist())
+        atomic = self.exported.atomic_energies(
+            positions @ deformation, numbers, cell @ deformation, pbc
+        )
+        energy = atomic.sum()
+        inputs = [positions, strain] if with_stress else [positions]
+        grads = torch.autograd.grad(energy, inputs)
+        value = float(energy.detach())
+        self.results = {
+            "energy": value,
+            "free_energy": value,
+            "forces": (-grads[0]).detach().double().numpy(),
+            "energies": atomic.detach().double().numpy(),
+        }
+        if with_stress and atoms.pbc.all():
+            s = grads[1].detach().double().numpy() / atoms.get_volume()
+            self.results["stress"] = np.array(
+                [s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]
+            )
+
+
+def _is_checkpoint_zip(path: Path) -> bool:
+    """torch.save files are zips too; a TorchScript archive has a ``code/`` directory."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return not any("/code/" in name for name in archive.namelist())

@@ -66,6 +66,12 @@ def _info_file(path: Path) -> int:
     if path.suffix in (".h5", ".hdf5"):
         print(json.dumps(summary(path), indent=2))
         return 0
+    from .export import is_exported, load_exported
+
+    if path.suffix == ".pt" and is_exported(path) and _has_code(path):
+        _, metadata = load_exported(path)
+        print(json.dumps(metadata, indent=2))
+        return 0
     if path.suffix == ".pt":
         from .training import load_checkpoint
 
@@ -84,7 +90,27 @@ def _info_file(path: Path) -> int:
         )
         print(json.dumps({k: data.get(k) for k in keys}, indent=2, default=str))
         return 0
-    raise UsageError(f"{path}: info reads datasets (.h5) and training checkpoints (.pt)")
+    raise UsageError(f"{path}: info reads datasets (.h5), exported models and checkpoints (.pt)")
+
+
+def _has_code(path: Path) -> bool:
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
+
+
+# --------------------------------------------------------------------------- export
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export, load_exported
+
+    path = export(args.checkpoint, args.out, dtype=args.dtype)
+    _, metadata = load_exported(path)
+    print(
+        f"wrote {path}: {metadata['dtype']}, elements {' '.join(metadata['elements'])}, "
+        f"cutoff {metadata['cutoff']} Å, {metadata['parameters']:,} parameters"
+    )
+    return 0
 
 
 # -------------------------------------------------------------------------- dataset
@@ -272,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("info", help="versions, available teachers, or a file's metadata")
-    p.add_argument("path", nargs="?", help="a dataset (.h5) or checkpoint (.pt) to describe")
+    p.add_argument(
+        "path", nargs="?", help="a dataset (.h5), exported model or checkpoint (.pt) to describe"
+    )
     p.add_argument("--json", action="store_true", help="print the environment report as JSON")
     p.set_defaults(func=cmd_info)
 
@@ -367,6 +395,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="discard a run with another config")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "export",
+        help="write a checkpoint as one TorchScript file for ASE, OpenMM and LAMMPS",
+        description="Export a trained student (self-checked, metadata inside the file).",
+    )
+    p.add_argument("checkpoint", help="a training checkpoint (best.pt)")
+    p.add_argument("--out", required=True, help="the TorchScript file to write (model.pt)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="the main job on the built-in default")
     p.add_argument("--out", default="demo_output", help="output directory (default demo_output)")

@@ -15,3 +15,47 @@ def sevennet():
     from mlff_distiller.teachers import get_teacher
 
     return get_teacher("sevennet-0")
+
+
+def write_student_checkpoint(path, elements=("H", "C", "N", "O"), preset="tiny", seed=0):
+    """A float64 ``best.pt`` of a seeded random student with noisy weights, written with the
+    keys :func:`mlff_distiller.training.train` writes (no training needed)."""
+    from mlff_distiller.models import build_model
+    from mlff_distiller.models.presets import MODEL_KEYS
+    from mlff_distiller.training.checkpoint import save_checkpoint
+    from mlff_distiller.training.config import config_hash, make_config
+
+    cfg = make_config(preset, {"dtype": "float64"})
+    norm = {"energy_shift": [-1.0 - k for k in range(len(elements))], "energy_scale": 1.0,
+            "avg_neighbors": 4.0}  # fmt: skip
+    model_cfg = {k: cfg[k] for k in MODEL_KEYS if k in cfg}
+    torch.manual_seed(seed)
+    model = build_model(preset, list(elements), **model_cfg, avg_neighbors=norm["avg_neighbors"])
+    model = model.double()
+    with torch.no_grad():
+        model.energy_shift.copy_(torch.tensor(norm["energy_shift"], dtype=torch.float64))
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    payload = {
+        "preset": preset,
+        "elements": list(elements),
+        "model_config": {**model_cfg, "avg_neighbors": norm["avg_neighbors"]},
+        "dtype": "float64",
+        "normalization": norm,
+        "config": cfg,
+        "run_key": {"config": config_hash(cfg), "dataset": "synthetic"},
+        "dataset": "synthetic.h5",
+        "dataset_hash": "synthetic",
+        "teacher": {"name": "none", "note": "random student for tests"},
+        "splits": {"train": 1, "val": 1, "test": 0},
+        "model_state": model.state_dict(),
+        "epoch": 1,
+        "metrics": {},
+    }
+    return save_checkpoint(payload, path)
+
+
+@pytest.fixture(scope="session")
+def make_student_checkpoint():
+    """``make_student_checkpoint(path, elements=..., preset=..., seed=...)`` → ``best.pt``."""
+    return write_student_checkpoint

@@ -166,9 +166,10 @@ def _self_check(model: torch.nn.Module, scripted: Any, metadata: dict[str, Any])
     (grad,) = torch.autograd.grad(energy, [positions])
     tol = 1e-9 if dtype == torch.float64 else 1e-4
     e_ref = float(reference["energy"][0].detach())
-    if abs(float(energy) - e_ref) > tol * max(1.0, abs(e_ref)):
+    value = float(energy.detach())
+    if abs(value - e_ref) > tol * max(1.0, abs(e_ref)):
         raise ExportError(
-            f"self-check failed: scripted energy {float(energy):.10g} eV differs from the "
+            f"self-check failed: scripted energy {value:.10g} eV differs from the "
             f"model's {e_ref:.10g} eV; the model cannot be exported faithfully"
         )
     force_error = float((-grad - reference["forces"]).abs().max())

@@ -47,6 +47,7 @@ class ExportedStudent(nn.Module):
             )
         return species
 
+    @torch.jit.export
     def neighbours(
         self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,6 +108,7 @@ class ExportedStudent(nn.Module):
         shifts = shifts - wrap[j] + wrap[i]
         return torch.stack([i, j]), shifts
 
+    @torch.jit.export
     def atomic_energies(
         self, positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor
     ) -> torch.Tensor:

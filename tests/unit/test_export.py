@@ -1,0 +1,183 @@
+"""Export: one TorchScript file with metadata, equal to the checkpoint it came from, loaded
+with torch.jit.load alone; refusals and loader errors that say what to do."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+
+from mlff_distiller import StudentCalculator
+from mlff_distiller.data import water_box
+from mlff_distiller.export import METADATA_FILE, ExportError, export, export_module, load_exported
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, make_student_checkpoint):
+    return make_student_checkpoint(tmp_path_factory.mktemp("ckpt") / "best.pt")
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    return {
+        dtype: export(checkpoint, out / f"model_{dtype}.pt", dtype=dtype)
+        for dtype in ("float64", "float32")
+    }
+
+
+def _structures():
+    mol = molecule("CH3CH2OH")
+    box = water_box(32)
+    box.positions += [4.0, 0.0, 0.0]  # molecules straddle the boundary; atoms outside the cell
+    small = molecule("CH4", vacuum=0.0)
+    small.set_cell([[3.2, 0, 0], [0.4, 3.1, 0], [0.3, 0.5, 3.3]])  # triclinic, < 2 × cutoff
+    small.pbc = True
+    return {"molecule": mol, "water": box, "small-triclinic": small}
+
+
+@pytest.mark.parametrize("name", ["molecule", "water", "small-triclinic"])
+def test_exported_file_equals_the_checkpoint(checkpoint, exported, name):
+    atoms = _structures()[name]
+    reference = atoms.copy()
+    reference.calc = StudentCalculator(checkpoint)
+    student = atoms.copy()
+    student.calc = StudentCalculator(exported["float64"])
+    e_ref = reference.get_potential_energy()
+    assert student.get_potential_energy() == pytest.approx(e_ref, rel=1e-12, abs=1e-10)
+    np.testing.assert_allclose(student.get_forces(), reference.get_forces(), atol=1e-10)
+    np.testing.assert_allclose(
+        student.get_potential_energies(), reference.get_potential_energies(), atol=1e-10
+    )
+    if atoms.pbc.all():
+        np.testing.assert_allclose(student.get_stress(), reference.get_stress(), atol=1e-10)
+    single = atoms.copy()
+    single.calc = StudentCalculator(exported["float32"])
+    assert single.get_potential_energy() == pytest.approx(e_ref, rel=1e-5)
+    np.testing.assert_allclose(single.get_forces(), reference.get_forces(), atol=2e-3)
+
+
+def test_translation_by_a_box_vector_changes_nothing(exported):
+    box = water_box(32)
+    box.calc = StudentCalculator(exported["float64"])
+    energy, forces = box.get_potential_energy(), box.get_forces()
+    moved = box.copy()
+    moved.positions[5] += moved.cell[0] - 2 * moved.cell[2]
+    moved.calc = StudentCalculator(exported["float64"])
+    assert moved.get_potential_energy() == pytest.approx(energy, rel=1e-12)
+    np.testing.assert_allclose(moved.get_forces(), forces, atol=1e-10)
+
+
+def test_loads_with_torch_jit_load_alone_and_carries_metadata(exported):
+    extra = {METADATA_FILE: ""}
+    module = torch.jit.load(str(exported["float64"]), _extra_files=extra)
+    metadata = json.loads(extra[METADATA_FILE])
+    assert metadata["elements"] == ["H", "C", "N", "O"]
+    assert metadata["cutoff"] == 5.0 and metadata["interaction_range"] == 5.0
+    assert metadata["units"] == {"length": "Angstrom", "energy": "eV"}
+    assert metadata["dtype"] == "float64" and metadata["parameters"] > 10_000
+    assert metadata["versions"]["torch"] == torch.__version__
+    assert metadata["teacher"]["name"] == "none" and metadata["dataset_hash"] == "synthetic"
+    water = molecule("H2O")
+    positions = torch.tensor(water.positions, requires_grad=True)
+    energy = module(positions, torch.tensor(water.numbers), torch.zeros(3, 3, dtype=torch.float64),
+                    torch.tensor([False, False, False]))  # fmt: skip
+    assert energy.dtype == torch.float64 and torch.isfinite(energy)
+    (grad,) = torch.autograd.grad(energy, [positions])
+    assert torch.isfinite(grad).all()
+    assert metadata == load_exported(exported["float64"])[1]
+
+
+def test_cli_export_and_info(checkpoint, tmp_path):
+    out = tmp_path / "cli.pt"
+    cli = [sys.executable, "-m", "mlff_distiller.cli"]
+    command = [*cli, "export", str(checkpoint), "--out", str(out), "--dtype", "float64"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "float64" in done.stdout and "H C N O" in done.stdout
+    info = subprocess.run([*cli, "info", str(out)], capture_output=True, text=True, timeout=300)
+    assert json.loads(info.stdout)["cutoff"] == 5.0
+
+
+def test_unknown_element_is_named(exported):
+    atoms = molecule("CH3Cl")
+    atoms.calc = StudentCalculator(exported["float64"])
+    with pytest.raises(ValueError, match="Cl"):
+        atoms.get_potential_energy()
+
+
+def test_exporter_refusals(checkpoint, tmp_path):
+    from mlff_distiller.training.checkpoint import load_checkpoint, model_from_checkpoint
+
+    model = model_from_checkpoint(load_checkpoint(checkpoint))
+    model.train()
+    with pytest.raises(ExportError, match="training mode"):
+        export_module(model, tmp_path / "x.pt", {})
+    model.eval()
+    with pytest.raises(ExportError, match="metadata lacks"):
+        export_module(model, tmp_path / "x.pt", {"format": "x"})
+    with pytest.raises(ExportError, match="dtype"):
+        export(checkpoint, tmp_path / "x.pt", dtype="float16")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_self_check_failure_writes_nothing(checkpoint, tmp_path, monkeypatch):
+    """A scripted module that disagrees with the eager model must not be written."""
+    from mlff_distiller.export import exporter
+
+    real = exporter.ExportedStudent
+
+    class Broken(real):
+        def forward(self, positions, numbers, cell, pbc):
+            return 1.001 * self.atomic_energies(positions, numbers, cell, pbc).sum()
+
+    monkeypatch.setattr(exporter, "ExportedStudent", Broken)
+    with pytest.raises(ExportError, match="self-check failed"):
+        export(checkpoint, tmp_path / "broken.pt", dtype="float64")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_loader_errors(exported, checkpoint, tmp_path):
+    with pytest.raises(ExportError, match="does not exist"):
+        load_exported(tmp_path / "missing.pt")
+    text = tmp_path / "text.pt"
+    text.write_text("not a model")
+    with pytest.raises(ExportError, match="not a TorchScript file"):
+        load_exported(text)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(exported["float64"].read_bytes()[:5000])
+    with pytest.raises(ExportError, match="not a TorchScript file"):
+        load_exported(truncated)
+    plain = tmp_path / "plain.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(plain))
+    with pytest.raises(ExportError, match="without mlff_distiller metadata"):
+        load_exported(plain)
+    newer = tmp_path / "newer.pt"
+    _rewrite_metadata(exported["float64"], newer, format_version=99)
+    with pytest.raises(ExportError, match="upgrade mlff_distiller"):
+        load_exported(newer)
+    with pytest.raises(ValueError, match="float64 model; export it again"):
+        StudentCalculator(exported["float64"], dtype="float32")
+
+
+def _rewrite_metadata(source, target, **changes):
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("extra/" + METADATA_FILE):
+                data = json.dumps({**json.loads(data), **changes}).encode()
+            zout.writestr(item, data)
