@@ -28,6 +28,8 @@ class ExportedStudent(nn.Module):
         self.register_buffer("species_lookup", lookup)
         self.register_buffer("atomic_numbers", model.atomic_numbers.clone())
         self.cutoff = float(model.cutoff)
+        #: Above this many atoms the neighbour search uses a cell list (linear cost).
+        self.brute_force_limit = 128
 
     def species(self, numbers: torch.Tensor) -> torch.Tensor:
         """Model species index of every atom; an element the model does not know is an error."""
@@ -54,18 +56,18 @@ class ExportedStudent(nn.Module):
         """Every pair (both directions) within the cutoff, over all periodic images.
 
         Returns ``edge_index [2, E]`` and integer ``shifts [E, 3]`` such that the edge vector
-        is ``r_j − r_i + shifts @ cell``. All pairs are tested against each needed image, so
-        the cost grows as N² × images: fine for the hundreds of atoms typical of molecules
-        and small boxes.
+        is ``r_j − r_i + shifts @ cell``. Up to ``brute_force_limit`` atoms all pairs are
+        tested against each needed image; above it a cell list keeps the cost linear in N.
+        Any cell size works (cells shorter than twice the cutoff included).
         """
-        n = positions.shape[0]
         dtype = positions.dtype
         pos = positions.detach()
-        periodic = bool(pbc.any())
-        if periodic:
+        if bool(pbc.any()):
             cell_d = cell.detach()
+            if float(torch.linalg.det(cell_d).abs()) < 1e-9:
+                raise ValueError("a periodic structure needs a 3-dimensional cell")
             inverse = torch.linalg.inv(cell_d)
-            # Wrap into the cell along periodic directions (w: whole cells moved).
+            # Wrap into the cell along periodic directions (wrap: whole cells moved).
             fractional = pos @ inverse
             wrap = torch.where(pbc, torch.floor(fractional), torch.zeros_like(fractional))
             pos = pos - wrap @ cell_d
@@ -82,10 +84,25 @@ class ExportedStudent(nn.Module):
                 ),
                 dim=-1,
             ).reshape(-1, 3)
+            margin = torch.where(pbc, self.cutoff / spacing, torch.zeros_like(spacing))
         else:
             wrap = torch.zeros_like(pos)
             grid = torch.zeros(1, 3, dtype=dtype)
             cell_d = torch.zeros(3, 3, dtype=dtype)
+            inverse = torch.zeros(3, 3, dtype=dtype)
+            margin = torch.zeros(3, dtype=dtype)
+        if pos.shape[0] <= self.brute_force_limit:
+            i, j, shifts = self._all_pairs(pos, cell_d, grid)
+        else:
+            i, j, shifts = self._cell_list(pos, cell_d, inverse, pbc, grid, margin)
+        # Back to the caller's unwrapped positions: r_j − r_i + (S − w_j + w_i) @ cell.
+        shifts = shifts - wrap[j] + wrap[i]
+        return torch.stack([i, j]), shifts
+
+    def _all_pairs(
+        self, pos: torch.Tensor, cell: torch.Tensor, grid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = pos.shape[0]
         cutoff2 = self.cutoff * self.cutoff
         centres: list[torch.Tensor] = []
         others: list[torch.Tensor] = []
@@ -93,7 +110,7 @@ class ExportedStudent(nn.Module):
         eye = torch.eye(n, dtype=torch.bool)
         for k in range(grid.shape[0]):
             shift = grid[k]
-            delta = pos.unsqueeze(0) + (shift @ cell_d) - pos.unsqueeze(1)  # [i, j, 3]
+            delta = pos.unsqueeze(0) + (shift @ cell) - pos.unsqueeze(1)  # [i, j, 3]
             close = (delta * delta).sum(dim=2) < cutoff2
             if bool((shift == 0).all()):
                 close = close & ~eye
@@ -101,12 +118,61 @@ class ExportedStudent(nn.Module):
             centres.append(pair[:, 0])
             others.append(pair[:, 1])
             images.append(shift.expand(pair.shape[0], 3))
-        i = torch.cat(centres)
-        j = torch.cat(others)
-        shifts = torch.cat(images)
-        # Back to the caller's unwrapped positions: r_j − r_i + (S − w_j + w_i) @ cell.
-        shifts = shifts - wrap[j] + wrap[i]
-        return torch.stack([i, j]), shifts
+        return torch.cat(centres), torch.cat(others), torch.cat(images)
+
+    def _cell_list(
+        self,
+        pos: torch.Tensor,
+        cell: torch.Tensor,
+        inverse: torch.Tensor,
+        pbc: torch.Tensor,
+        grid: torch.Tensor,
+        margin: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Linear-cost search: image atoms within the cutoff of the cell, Cartesian bins of
+        the cutoff's size, and each atom's candidates from its 27 surrounding bins."""
+        n = pos.shape[0]
+        # Image copies ("ghosts") that can be within the cutoff of an atom in the cell.
+        fractional = (pos @ inverse).unsqueeze(0) + grid.unsqueeze(1)  # [G, N, 3]
+        keep = ((fractional >= -margin) & (fractional < 1.0 + margin)) | ~pbc
+        keep = keep.all(dim=2)
+        image, atom = keep.nonzero().unbind(1)
+        ghost_shift = grid[image]
+        ghost_pos = pos[atom] + ghost_shift @ cell
+        home = (ghost_shift == 0).all(dim=1)
+        home_ghost = torch.zeros(n, dtype=torch.long)
+        home_ghost[atom[home]] = home.nonzero().squeeze(1)
+
+        lower = ghost_pos.min(dim=0).values
+        bins = torch.floor((ghost_pos - lower) / self.cutoff).long()
+        dims = bins.max(dim=0).values + 1
+        key = (bins[:, 0] * dims[1] + bins[:, 1]) * dims[2] + bins[:, 2]
+        order = torch.argsort(key)
+        counts = torch.bincount(key, minlength=int(dims.prod()))
+        starts = torch.cumsum(counts, 0) - counts
+
+        offsets = torch.stack(
+            torch.meshgrid(
+                torch.arange(-1, 2), torch.arange(-1, 2), torch.arange(-1, 2), indexing="ij"
+            ),
+            dim=-1,
+        ).reshape(27, 3)
+        around = bins[home_ghost].unsqueeze(1) + offsets.unsqueeze(0)  # [N, 27, 3]
+        inside = ((around >= 0) & (around < dims)).all(dim=2)
+        around = torch.where(inside.unsqueeze(2), around, torch.zeros_like(around))
+        around_key = (around[:, :, 0] * dims[1] + around[:, :, 1]) * dims[2] + around[:, :, 2]
+        count = torch.where(inside, counts[around_key], torch.zeros_like(around_key))
+        slot = torch.arange(int(count.max()))
+        candidate = starts[around_key].unsqueeze(2) + slot  # [N, 27, M]
+        valid = slot < count.unsqueeze(2)
+        ghost = order[torch.where(valid, candidate, torch.zeros_like(candidate))]
+        delta = ghost_pos[ghost] - pos.unsqueeze(1).unsqueeze(1)
+        close = valid & ((delta * delta).sum(dim=3) < self.cutoff * self.cutoff)
+        close = close & (ghost != home_ghost.view(-1, 1, 1))
+        found = close.nonzero()
+        i = found[:, 0]
+        g = ghost[found[:, 0], found[:, 1], found[:, 2]]
+        return i, atom[g], ghost_shift[g]
 
     @torch.jit.export
     def atomic_energies(

@@ -181,3 +181,42 @@ def _rewrite_metadata(source, target, **changes):
             if item.filename.endswith("extra/" + METADATA_FILE):
                 data = json.dumps({**json.loads(data), **changes}).encode()
             zout.writestr(item, data)
+
+
+def _cases():
+    from ase.build import molecule as mol
+
+    shifted = water_box(64)
+    shifted.positions += 3.0  # unwrapped positions
+    triclinic = water_box(32)
+    triclinic.set_cell(
+        triclinic.cell.array @ np.array([[1, 0.15, 0], [0, 1, 0.1], [0.05, 0, 1]]), scale_atoms=True
+    )
+    slab = water_box(32)
+    slab.pbc = [True, True, False]
+    small = mol("CH4")
+    small.set_cell([[3.2, 0, 0], [0.4, 3.1, 0], [0.3, 0.5, 3.3]])
+    small.pbc = True
+    return [shifted, triclinic, mol("C60"), slab, small]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_cell_list_finds_exactly_the_pairs_of_the_all_pairs_search(index):
+    """The linear-cost cell list (large systems) and the all-pairs search (small ones) must
+    return the same (i, j, image) set, for the scripted module too."""
+    from mlff_distiller.export import ExportedStudent
+    from mlff_distiller.models import build_model
+    from mlff_distiller.models.graph import neighbours
+
+    atoms = _cases()[index]
+    module = torch.jit.script(ExportedStudent(build_model("tiny", ["H", "C", "O"]).double().eval()))
+    args = (torch.tensor(atoms.positions), torch.tensor(atoms.cell.array), torch.tensor(atoms.pbc))
+    found = []
+    for limit in (10**9, 0):
+        module.brute_force_limit = limit
+        edge_index, shifts = module.neighbours(*args)
+        found.append(sorted(zip(*edge_index.tolist(), map(tuple, shifts.long().tolist()))))
+    assert found[0] == found[1]
+    # ...and the same pairs as the neighbour list used in training (matscipy / ASE).
+    i, j, s = neighbours(atoms, 5.0)
+    assert found[0] == sorted(zip(i.tolist(), j.tolist(), map(tuple, s.tolist())))
