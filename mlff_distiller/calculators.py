@@ -95,7 +95,8 @@ class StudentCalculator(Calculator):
             return
         graph = build_graph(atoms, self.cutoff, self.atomic_numbers)
         batch = collate([graph], self.dtype)
-        out = evaluate(self.model, batch, compute_stress=want_stress or bool(atoms.pbc.all()))
+        with torch.jit.optimized_execution(False):  # see _calculate_exported
+            out = evaluate(self.model, batch, compute_stress=want_stress or bool(atoms.pbc.all()))
         energy = float(out["energy"][0].detach())
         self.results = {
             "energy": energy,
@@ -118,12 +119,15 @@ class StudentCalculator(Calculator):
         deformation = torch.eye(3, dtype=self.dtype) + strain
         numbers = torch.tensor(atoms.numbers, dtype=torch.long)
         pbc = torch.tensor(atoms.pbc.tolist())
-        atomic = self.exported.atomic_energies(
-            positions @ deformation, numbers, cell @ deformation, pbc
-        )
-        energy = atomic.sum()
-        inputs = [positions, strain] if with_stress else [positions]
-        grads = torch.autograd.grad(energy, inputs)
+        # TorchScript's profiling executor re-optimises for every new number of atoms or
+        # edges (hundreds of ms each time); MD changes those shapes constantly.
+        with torch.jit.optimized_execution(False):
+            atomic = self.exported.atomic_energies(
+                positions @ deformation, numbers, cell @ deformation, pbc
+            )
+            energy = atomic.sum()
+            inputs = [positions, strain] if with_stress else [positions]
+            grads = torch.autograd.grad(energy, inputs)
         value = float(energy.detach())
         self.results = {
             "energy": value,

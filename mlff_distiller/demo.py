@@ -3,8 +3,8 @@
 Runs what exists end to end: build the built-in organic set and a small water box, sample
 displaced configurations, label them with the default teacher (SevenNet-0, offline), train a
 ``tiny`` student on a molecule-grouped split, and compare the student with the teacher on
-held-out molecules (accuracy) and on the same structures (speed). Export, OpenMM, LAMMPS and
-the validation suite join this job as they land.
+held-out molecules (accuracy) and on the same structures (speed), through the exported
+TorchScript file. OpenMM, LAMMPS and the validation suite join this job as they land.
 """
 
 from __future__ import annotations
@@ -71,7 +71,10 @@ def run_demo(out_dir: Path, quick: bool = False) -> Path:
     best = train(dataset, "tiny", run, epochs=QUICK_EPOCHS if quick else DEMO_EPOCHS)
     report = json.loads((run / "test_report.json").read_text())
 
-    student = StudentCalculator(best)
+    from .export import export
+
+    model_file = export(best, out_dir / "student.pt", dtype="float32")
+    student = StudentCalculator(model_file)
     frames = read_dataset(dataset)
     probes = [f for f in frames if not f.pbc.any() and "sampling" not in f.info][:3]
     for atoms in probes:
@@ -81,6 +84,7 @@ def run_demo(out_dir: Path, quick: bool = False) -> Path:
     summary = {
         "dataset": str(dataset),
         "checkpoint": str(best),
+        "model_file": str(model_file),
         "test": {k: report[k] for k in report if k != "per_element"},
         "latency_ms_median": {"student": student_ms, "teacher": teacher_ms},
         "speedup_vs_teacher": teacher_ms / student_ms,
@@ -90,14 +94,13 @@ def run_demo(out_dir: Path, quick: bool = False) -> Path:
     print(
         f"demo: done in {summary['seconds']:.0f} s\n"
         f"  dataset:    {dataset}\n"
-        f"  student:    {best}\n"
+        f"  student:    {model_file} (TorchScript, float32; checkpoint {best})\n"
         f"  accuracy:   {report['split']} molecules ({report['frames']} frames): "
         f"energy MAE {report['energy_mae_meV_per_atom']:.1f} meV/atom, "
         f"force RMSE {report['force_rmse_eV_per_A']:.3f} eV/Å (parity plot {run / 'parity.png'})\n"
         f"  speed:      student {student_ms:.1f} ms vs teacher {teacher_ms:.1f} ms per call "
         f"(x{teacher_ms / student_ms:.0f}, ASE, same molecules)\n"
         f"  summary:    {out_dir / 'summary.json'}\n"
-        "  next:       export to TorchScript, OpenMM, LAMMPS and validation arrive with the "
-        "following releases"
+        "  next:       OpenMM, LAMMPS and the validation suite arrive with the following releases"
     )
     return best

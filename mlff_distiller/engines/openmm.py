@@ -1,0 +1,275 @@
+"""Run an exported student in OpenMM through ``openmmtorch.TorchForce``.
+
+OpenMM speaks nm and kJ/mol, the student Å and eV; the conversion happens here and only
+here (:data:`ANGSTROM_PER_NM`, :data:`KJ_PER_MOL_PER_EV`, both from :mod:`ase.units`).
+``import torch`` must come before ``import openmm``: OpenMM loads its plugins at import
+time and silently skips the Torch plugin when torch's libraries are not loaded yet.
+
+>>> import torch                                                        # doctest: +SKIP
+>>> from openmm import app                                              # doctest: +SKIP
+>>> from mlff_distiller.engines.openmm import create_system             # doctest: +SKIP
+>>> pdb = app.PDBFile("water.pdb")                                      # doctest: +SKIP
+>>> system = create_system(pdb.topology, "model.pt")                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+# isort: split
+import openmm
+import openmmtorch
+from ase import Atoms, units
+from openmm import app
+
+from ..export import load_exported
+
+#: Å per nm.
+ANGSTROM_PER_NM = units.nm / units.Angstrom
+#: kJ/mol per eV.
+KJ_PER_MOL_PER_EV = units.mol / units.kJ
+
+_BONDED = (
+    "HarmonicBondForce",
+    "HarmonicAngleForce",
+    "PeriodicTorsionForce",
+    "RBTorsionForce",
+    "CMAPTorsionForce",
+)
+
+
+class OpenMMStudent(torch.nn.Module):
+    """The TorchForce module: nm in, kJ/mol out, the student (Å, eV) in between.
+
+    ``forward(positions [N, 3] nm, boxvectors [3, 3] nm (periodic only))`` casts its inputs to
+    the student's dtype (whatever precision the platform passes), evaluates the atoms listed
+    in ``indices`` (all atoms by default) and returns the energy in kJ/mol as float64.
+    """
+
+    def __init__(
+        self,
+        model: torch.jit.ScriptModule,
+        numbers: list[int],
+        periodic: bool,
+        dtype: torch.dtype,
+        indices: list[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("numbers", torch.tensor(numbers, dtype=torch.long))
+        self.register_buffer("pbc", torch.tensor([periodic] * 3))
+        self.register_buffer("zero", torch.zeros((), dtype=dtype))
+        self.subset = indices is not None
+        self.register_buffer("indices", torch.tensor(indices or [], dtype=torch.long))
+        self.length = float(ANGSTROM_PER_NM)
+        self.energy = float(KJ_PER_MOL_PER_EV)
+
+    def forward(
+        self, positions: torch.Tensor, boxvectors: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        dtype = self.zero.dtype
+        if self.subset:
+            positions = positions[self.indices]
+        positions = positions.to(dtype) * self.length
+        if boxvectors is None:
+            cell = torch.zeros(3, 3, dtype=dtype)
+        else:
+            cell = boxvectors.to(dtype) * self.length
+        energy = self.model(positions, self.numbers, cell, self.pbc)
+        return energy.to(torch.float64) * self.energy
+
+
+def topology_from_atoms(atoms: Atoms) -> app.Topology:
+    """An OpenMM topology of ``atoms``: one residue per atom, no bonds, the cell as the box
+    when ``atoms`` is periodic in all three directions (partial periodicity is an error)."""
+    if atoms.pbc.any() and not atoms.pbc.all():
+        raise ValueError(
+            f"OpenMM boxes are periodic in all three directions; got pbc={atoms.pbc.tolist()}"
+        )
+    topology = app.Topology()
+    chain = topology.addChain()
+    for symbol in atoms.get_chemical_symbols():
+        residue = topology.addResidue(symbol, chain)
+        topology.addAtom(symbol, app.Element.getBySymbol(symbol), residue)
+    if atoms.pbc.all():
+        if atoms.cell.rank < 3:
+            raise ValueError("a periodic ase.Atoms needs a 3-dimensional cell")
+        topology.setPeriodicBoxVectors(
+            [openmm.Vec3(*(row / ANGSTROM_PER_NM)) for row in atoms.cell.array]
+        )
+    return topology
+
+
+def _as_topology(source: app.Topology | Atoms | str | os.PathLike) -> app.Topology:
+    if isinstance(source, app.Topology):
+        return source
+    if isinstance(source, Atoms):
+        return topology_from_atoms(source)
+    if isinstance(source, (str, os.PathLike)):
+        return app.PDBFile(os.fspath(source)).topology
+    raise TypeError(
+        "source must be an openmm.app.Topology, an ase.Atoms or the path of a PDB file, "
+        f"got {type(source).__name__}"
+    )
+
+
+def _torch_force(
+    model_path: str | os.PathLike,
+    atoms: list[app.Atom],
+    box: openmm.Vec3 | None,
+    indices: list[int] | None = None,
+) -> openmmtorch.TorchForce:
+    """A TorchForce evaluating the student on ``atoms`` (elements checked against the model)."""
+    module, metadata = load_exported(model_path)
+    known = [int(z) for z in metadata["atomic_numbers"]]
+    numbers = []
+    for atom in atoms:
+        if atom.element is None or atom.element.atomic_number not in known:
+            name = atom.element.symbol if atom.element else f"atom {atom.name!r} (no element)"
+            raise ValueError(
+                f"{name} is not in the model {os.fspath(model_path)!r}, which knows "
+                f"{', '.join(metadata['elements'])}"
+            )
+        numbers.append(atom.element.atomic_number)
+    dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
+    wrapper = OpenMMStudent(module, numbers, box is not None, dtype, indices)
+    force = openmmtorch.TorchForce(torch.jit.script(wrapper.eval()))
+    force.setName("mlff_distiller student")
+    force.setUsesPeriodicBoundaryConditions(box is not None)
+    return force
+
+
+def create_system(
+    source: app.Topology | Atoms | str | os.PathLike,
+    model_path: str | os.PathLike,
+    *,
+    removeCMMotion: bool = True,
+) -> openmm.System:
+    """An :class:`openmm.System` whose only potential is the exported student.
+
+    Parameters
+    ----------
+    source
+        An :class:`openmm.app.Topology` (periodic when it has a box), an :class:`ase.Atoms`
+        (periodic when ``pbc`` is all true) or the path of a PDB file (periodic with a
+        ``CRYST1`` record). Triclinic boxes must be in OpenMM's reduced form.
+    model_path
+        A file written by ``mlff-distill export`` (float32 or float64).
+    removeCMMotion
+        Add a :class:`openmm.CMMotionRemover`, as ``ForceField.createSystem`` does.
+
+    Returns
+    -------
+    openmm.System
+        One particle per atom (element masses, or an ``ase.Atoms``'s own), a ``TorchForce``
+        and the default box.
+
+    Raises
+    ------
+    ValueError
+        An element the model does not know (the message names it and the model's elements).
+    TypeError
+        ``source`` is none of the accepted types.
+
+    Examples
+    --------
+    >>> system = create_system(water_box(32), "model.pt")                 # doctest: +SKIP
+    >>> integrator = openmm.LangevinMiddleIntegrator(300, 1, 0.0005)      # doctest: +SKIP
+    """
+    topology = _as_topology(source)
+    atoms = list(topology.atoms())
+    box = topology.getPeriodicBoxVectors()
+    force = _torch_force(model_path, atoms, box)
+    if isinstance(source, Atoms):
+        masses = source.get_masses().tolist()  # ASE's (possibly edited) masses, in Da
+    else:
+        masses = [atom.element.mass for atom in atoms]
+    system = openmm.System()
+    for mass in masses:
+        system.addParticle(mass)
+    if box is not None:
+        system.setDefaultPeriodicBoxVectors(*box)
+    system.addForce(force)
+    if removeCMMotion:
+        system.addForce(openmm.CMMotionRemover())
+    return system
+
+
+def create_mixed_system(
+    system: openmm.System,
+    topology: app.Topology,
+    ml_atoms: list[int],
+    model_path: str | os.PathLike,
+) -> openmm.System:
+    """A copy of a classical ``system`` in which the student describes ``ml_atoms``.
+
+    As in openmm-ml: bonded terms (bonds, angles, periodic, RB and CMAP torsions) whose atoms
+    all lie in ``ml_atoms`` are switched off (their parameters zeroed, indices unchanged),
+    every ML–ML pair of the ``NonbondedForce`` becomes an exception with zero charge product
+    and epsilon (and an exclusion in any ``CustomNonbondedForce``), and a ``TorchForce``
+    adds the student energy of the ML atoms alone. ML–MM interactions stay classical.
+
+    Examples
+    --------
+    >>> ligand = [a.index for a in topology.atoms() if a.residue.name == "LIG"]  # doctest: +SKIP
+    >>> mixed = create_mixed_system(system, topology, ligand, "model.pt")       # doctest: +SKIP
+    """
+    ml = sorted(set(int(i) for i in ml_atoms))
+    if not ml or ml[0] < 0 or ml[-1] >= system.getNumParticles():
+        raise ValueError(f"ml_atoms must be indices between 0 and {system.getNumParticles() - 1}")
+    inside = set(ml)
+    mixed = openmm.XmlSerializer.clone(system)
+    for force in mixed.getForces():
+        kind = force.__class__.__name__
+        if kind in _BONDED:
+            _remove_internal(force, inside)
+        elif isinstance(force, openmm.NonbondedForce):
+            for a, i in enumerate(ml):
+                for j in ml[a + 1 :]:
+                    force.addException(i, j, 0.0, 1.0, 0.0, True)
+        elif isinstance(force, openmm.CustomNonbondedForce):
+            pairs = (force.getExclusionParticles(k) for k in range(force.getNumExclusions()))
+            excluded = {(min(p), max(p)) for p in pairs}
+            for a, i in enumerate(ml):
+                for j in ml[a + 1 :]:
+                    if (i, j) not in excluded:
+                        force.addExclusion(i, j)
+    atoms = list(topology.atoms())
+    box = system.getDefaultPeriodicBoxVectors() if system.usesPeriodicBoundaryConditions() else None
+    mixed.addForce(_torch_force(model_path, [atoms[i] for i in ml], box, ml))
+    return mixed
+
+
+def _remove_internal(force: openmm.Force, inside: set[int]) -> None:
+    """Zero the terms of a bonded force whose atoms all lie in ``inside``."""
+    if isinstance(force, openmm.HarmonicBondForce):
+        for k in range(force.getNumBonds()):
+            i, j, length, _ = force.getBondParameters(k)
+            if {i, j} <= inside:
+                force.setBondParameters(k, i, j, length, 0.0)
+    elif isinstance(force, openmm.HarmonicAngleForce):
+        for k in range(force.getNumAngles()):
+            i, j, m, angle, _ = force.getAngleParameters(k)
+            if {i, j, m} <= inside:
+                force.setAngleParameters(k, i, j, m, angle, 0.0)
+    elif isinstance(force, openmm.PeriodicTorsionForce):
+        for k in range(force.getNumTorsions()):
+            i, j, m, n, periodicity, phase, _ = force.getTorsionParameters(k)
+            if {i, j, m, n} <= inside:
+                force.setTorsionParameters(k, i, j, m, n, periodicity, phase, 0.0)
+    elif isinstance(force, openmm.RBTorsionForce):
+        for k in range(force.getNumTorsions()):
+            i, j, m, n, *_ = force.getTorsionParameters(k)
+            if {i, j, m, n} <= inside:
+                force.setTorsionParameters(k, i, j, m, n, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    elif isinstance(force, openmm.CMAPTorsionForce):
+        zero_map = None
+        for k in range(force.getNumTorsions()):
+            index, *atoms = force.getTorsionParameters(k)
+            if set(atoms) <= inside:
+                if zero_map is None:
+                    size = force.getMapParameters(index)[0]
+                    zero_map = force.addMap(size, [0.0] * size * size)
+                force.setTorsionParameters(k, zero_map, *atoms)
