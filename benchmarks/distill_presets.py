@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 from mlff_distiller import StudentCalculator, __version__
 from mlff_distiller.data import builtin_molecules, label, perturb, read_dataset, split_indices
 from mlff_distiller.teachers import get_teacher
+from mlff_distiller.timing import latency_ms
 from mlff_distiller.training import load_checkpoint, model_from_checkpoint, train
 
 RESULTS = Path(__file__).parent / "results" / "distill_presets.json"
@@ -53,20 +53,6 @@ def _errors(calc, frames) -> dict[str, float]:
         "force_mae_eV_per_A": float(np.mean(np.abs(f))),
         "force_rmse_eV_per_A": float(np.sqrt(np.mean(f**2))),
     }
-
-
-def _latency(calc, structures, repeats: int) -> float:
-    """Median seconds per call; an atom moves before every call (no cache hits)."""
-    times = []
-    for atoms in structures:
-        work = atoms.copy()
-        work.calc = calc
-        for k in range(repeats):
-            work.positions[k % len(work), 0] += 1e-3
-            start = time.perf_counter()
-            work.get_forces()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -112,8 +98,8 @@ def main() -> None:
         )  # fmt: skip
         train_seconds = time.perf_counter() - start
         student = StudentCalculator(best)
-        student_s = _latency(student, latency_structures, repeats=30)
-        teacher_s = _latency(teacher, latency_structures, repeats=5)
+        student_s = latency_ms(student, latency_structures, repeats=30) / 1e3
+        teacher_s = latency_ms(teacher, latency_structures, repeats=5) / 1e3
         model = model_from_checkpoint(load_checkpoint(best))
         results.append(
             {

@@ -10,15 +10,12 @@ TorchScript file. OpenMM, LAMMPS and the validation suite join this job as they 
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from pathlib import Path
 
-from ase import Atoms
-from ase.calculators.calculator import Calculator
-
 from .data import build_structures, label, read_dataset
 from .teachers import DEFAULT_TEACHER, get_teacher
+from .timing import latency_ms
 
 #: The demo's structure recipe (see :mod:`mlff_distiller.data.recipe`).
 DEMO_RECIPE = {
@@ -38,20 +35,6 @@ QUICK_RECIPE = {
 }
 DEMO_EPOCHS = 60
 QUICK_EPOCHS = 3
-
-
-def _latency_ms(calc: Calculator, structures: list[Atoms], repeats: int) -> float:
-    """Median ms per force call; an atom moves before every call, so no cache is hit."""
-    times = []
-    for atoms in structures:
-        work = atoms.copy()
-        work.calc = calc
-        for k in range(repeats):
-            work.positions[k % len(work), 0] += 1e-3
-            start = time.perf_counter()
-            work.get_forces()
-            times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def run_demo(out_dir: Path, quick: bool = False) -> Path:
@@ -79,8 +62,8 @@ def run_demo(out_dir: Path, quick: bool = False) -> Path:
     probes = [f for f in frames if not f.pbc.any() and "sampling" not in f.info][:3]
     for atoms in probes:
         atoms.calc = None
-    student_ms = _latency_ms(student, probes, repeats=20)
-    teacher_ms = _latency_ms(teacher, probes, repeats=3)
+    student_ms = latency_ms(student, probes, repeats=20)
+    teacher_ms = latency_ms(teacher, probes, repeats=3)
     summary = {
         "dataset": str(dataset),
         "checkpoint": str(best),

@@ -59,3 +59,13 @@ def write_student_checkpoint(path, elements=("H", "C", "N", "O"), preset="tiny",
 def make_student_checkpoint():
     """``make_student_checkpoint(path, elements=..., preset=..., seed=...)`` → ``best.pt``."""
     return write_student_checkpoint
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tens of atoms per call: one torch thread is much faster than two on a shared machine.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -23,6 +23,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError
 
 from .. import __version__
+from .._progress import progress_bar, say
 from ..teachers import get_teacher, teacher_info
 from ._hdf5 import DatasetError, FrameBlock, read_hdf5, to_json, write_hdf5
 
@@ -132,7 +133,7 @@ def label(
 
     if path.exists() and not overwrite:
         if _same_finished_run(path, manifest):
-            _say(progress, f"{path} is already complete; nothing to do")
+            say(progress, f"{path} is already complete; nothing to do")
             return path
         raise FileExistsError(
             f"{path} already exists; pass overwrite=True (--overwrite) to replace it"
@@ -141,10 +142,10 @@ def label(
     done = _open_journal(journal, manifest, overwrite)
     todo = [i for i in indices if i not in done.done()]
     if done.done():
-        _say(progress, f"resuming {path}: {len(done.done())} of {len(indices)} frames done")
+        say(progress, f"resuming {path}: {len(done.done())} of {len(indices)} frames done")
 
     chunk = FrameBlock()
-    bar = _progress_bar(len(indices), len(indices) - len(todo), progress)
+    bar = progress_bar(len(indices), len(indices) - len(todo), progress, "frame", "labeling")
     n_chunks = len(list(journal.glob("chunk_*.npz")))
     try:
         for index in todo:
@@ -174,7 +175,7 @@ def label(
     }
     write_hdf5(done, path, attrs)
     shutil.rmtree(journal)
-    _say(progress, summary_text(path))
+    say(progress, summary_text(path))
     return path
 
 
@@ -278,25 +279,6 @@ def _label_one(
         stress,
         provenance,
     )
-
-
-class _NoBar:
-    def update(self, n: int) -> None: ...
-    def set_postfix(self, **kwargs: Any) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, unit="frame", desc="labeling", file=sys.stderr)
-
-
-def _say(enabled: bool, message: str) -> None:
-    if enabled:
-        print(message, file=sys.stderr)
 
 
 def summary(path: str | os.PathLike) -> dict[str, Any]:

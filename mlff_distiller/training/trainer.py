@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._progress import progress_bar, say
 from ..data import dataset_metadata, read_dataset, split_indices
 from ..models import build_graph, build_model, collate, evaluate
 from ..models.graph import edge_vectors
@@ -218,7 +218,7 @@ def train(
     finished = resume is not None and bool(resume.get("finished"))
     reported = all((out / name).is_file() for name in ("test_report.json", "parity.png"))
     if finished and reported:
-        _say(progress and rank == 0, f"{out / 'best.pt'} is already trained; nothing to do")
+        say(progress and rank == 0, f"{out / 'best.pt'} is already trained; nothing to do")
         return out / "best.pt"
     out.mkdir(parents=True, exist_ok=True)
 
@@ -266,7 +266,7 @@ def train(
         for e, saved in zip(ema, resume["ema"]):
             e.copy_(saved)
         state = {k: resume[k] for k in state}
-        _say(progress and rank == 0, f"resuming {out} after epoch {state['epoch']}")
+        say(progress and rank == 0, f"resuming {out} after epoch {state['epoch']}")
 
     base = {
         "preset": preset,
@@ -281,7 +281,7 @@ def train(
         "teacher": teacher,
         "splits": {k: len(v) for k, v in splits.items()},
     }
-    bar = _bar(cfg["epochs"], state["epoch"], progress and rank == 0)
+    bar = progress_bar(cfg["epochs"], state["epoch"], progress and rank == 0, "epoch", "training")
     try:
         for epoch in range(state["epoch"], state["epoch"] if finished else cfg["epochs"]):
             model.train()
@@ -352,7 +352,7 @@ def train(
                 loss=f"{record['train_loss']:.4g}", val_F_rmse=f"{val['force_rmse_eV_per_A']:.4f}"
             )
             if stop:
-                _say(
+                say(
                     progress and rank == 0,
                     f"early stop: no improvement for {cfg['patience']} epochs",
                 )
@@ -450,22 +450,3 @@ def _z(symbol: str) -> int:
     from ase.data import atomic_numbers
 
     return atomic_numbers[symbol]
-
-
-class _NoBar:
-    def update(self, n: int) -> None: ...
-    def set_postfix(self, **kwargs: Any) -> None: ...
-    def close(self) -> None: ...
-
-
-def _bar(total: int, initial: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, unit="epoch", desc="training", file=sys.stderr)
-
-
-def _say(enabled: bool, message: str) -> None:
-    if enabled:
-        print(message, file=sys.stderr)

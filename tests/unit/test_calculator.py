@@ -30,13 +30,7 @@ PRESET = "tiny"
 ELEMENTS = ["H", "C", "O"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tens of atoms per call: one thread is much faster than two on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ from mlff_distiller import StudentCalculator
 from mlff_distiller.data import water_box
 from mlff_distiller.export import METADATA_FILE, ExportError, export, export_module, load_exported
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

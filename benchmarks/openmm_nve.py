@@ -1,0 +1,143 @@
+"""Energy conservation of a float64 student in OpenMM: NVE of 32 waters (96 atoms).
+
+Run from the repo root::
+
+    .venv/bin/python benchmarks/openmm_nve.py [--checkpoint best.pt] [--nve-ps 10]
+
+Without ``--checkpoint`` a student is distilled first (resumable, in ``runs/openmm_nve``):
+strained and rattled copies of the built-in 32-water box labelled by SevenNet-0, then the
+``ultra-tiny`` preset trained for 30 epochs in float64. The checkpoint is exported in
+float64 and run through ``create_system`` on OpenMM's CPU platform: Langevin NVT at 300 K,
+then velocity Verlet NVE at 0.5 fs. Reported: the drift (slope of a linear fit of the total
+energy, meV/atom/ps), the largest excursion of the total energy from its first value
+(meV/atom), its standard deviation, and the mean kinetic energy per atom for scale. Results:
+``benchmarks/results/openmm_nve.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# isort: split
+import openmm
+from openmm import unit
+from tqdm import tqdm
+
+from mlff_distiller import __version__
+from mlff_distiller.data import label, rattle_strain, water_box
+from mlff_distiller.engines.openmm import KJ_PER_MOL_PER_EV, create_system
+from mlff_distiller.export import export
+from mlff_distiller.training import train
+
+RESULTS = Path(__file__).parent / "results" / "openmm_nve.json"
+WORK = Path("runs") / "openmm_nve"
+
+
+def distill(work: Path) -> Path:
+    """Label strained/rattled water boxes with SevenNet-0 and train a float64 student."""
+    frames = rattle_strain([water_box(32)], n_samples=32, rattle=0.05, max_strain=0.02, seed=0)
+    dataset = label(frames, "sevennet-0", work / "water.h5")
+    return train(
+        dataset, "ultra-tiny", work / "student", epochs=30, dtype="float64", split_by="frame"
+    )
+
+
+def run(system, atoms, args) -> dict:
+    """NVT then NVE; returns time (ps), total and kinetic energies (eV) along NVE."""
+    dt = args.dt_fs * unit.femtoseconds
+    integrator = openmm.LangevinMiddleIntegrator(args.temperature * unit.kelvin, 1 / unit.ps, dt)
+    integrator.setRandomNumberSeed(1)
+    verlet = openmm.VerletIntegrator(dt)
+    compound = openmm.CompoundIntegrator()
+    compound.addIntegrator(integrator)
+    compound.addIntegrator(verlet)
+    context = openmm.Context(system, compound, openmm.Platform.getPlatformByName(args.platform))
+    context.setPositions(atoms.positions * unit.angstrom)
+    context.setVelocitiesToTemperature(args.temperature * unit.kelvin, 1)
+    every = args.report_every
+    nvt_steps = round(args.nvt_ps * 1000 / args.dt_fs)
+    for _ in tqdm(range(0, nvt_steps, every), desc="NVT", unit_scale=every, unit="step"):
+        compound.step(every)
+    compound.setCurrentIntegrator(1)
+    times, total, kinetic = [], [], []
+    nve_steps = round(args.nve_ps * 1000 / args.dt_fs)
+    start = time.perf_counter()
+    for k in tqdm(range(0, nve_steps + 1, every), desc="NVE", unit_scale=every, unit="step"):
+        if k:
+            compound.step(every)
+        state = context.getState(getEnergy=True)
+        e_kin = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+        e_pot = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+        times.append(k * args.dt_fs / 1000)
+        total.append((e_kin + e_pot) / KJ_PER_MOL_PER_EV)
+        kinetic.append(e_kin / KJ_PER_MOL_PER_EV)
+    elapsed = time.perf_counter() - start
+    return {
+        "t": np.array(times),
+        "total": np.array(total),
+        "kinetic": np.array(kinetic),
+        "ms_per_step": 1000 * elapsed / nve_steps,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, help="float64 student (default: distil one)")
+    parser.add_argument("--work", type=Path, default=WORK, help="where the distilled run goes")
+    parser.add_argument("--nvt-ps", type=float, default=2.0)
+    parser.add_argument("--nve-ps", type=float, default=10.0)
+    parser.add_argument("--dt-fs", type=float, default=0.5)
+    parser.add_argument("--temperature", type=float, default=300.0, help="K")
+    parser.add_argument("--report-every", type=int, default=20, help="steps")
+    parser.add_argument("--platform", default="CPU")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    checkpoint = args.checkpoint or distill(args.work)
+    model = export(checkpoint, args.work / "student_float64.pt", dtype="float64")
+    atoms = water_box(32)
+    system = create_system(atoms, model)
+    md = run(system, atoms, args)
+
+    n = len(atoms)
+    slope, _ = np.polyfit(md["t"], md["total"], 1)
+    excursion = np.abs(md["total"] - md["total"][0]).max()
+    result = {
+        "system": f"water_box(32): {n} atoms, periodic cube of {atoms.cell.lengths()[0]:.3f} Å",
+        "student": {"checkpoint": str(checkpoint), "dtype": "float64", "model": str(model)},
+        "protocol": {
+            "platform": args.platform,
+            "nvt": f"LangevinMiddleIntegrator {args.temperature} K, 1/ps, {args.nvt_ps} ps",
+            "nve": f"VerletIntegrator, {args.nve_ps} ps",
+            "dt_fs": args.dt_fs,
+            "report_every_steps": args.report_every,
+        },
+        "energy_drift_meV_per_atom_ps": 1000 * slope / n,
+        "max_excursion_meV_per_atom": 1000 * excursion / n,
+        "total_energy_std_meV_per_atom": 1000 * md["total"].std() / n,
+        "mean_kinetic_energy_meV_per_atom": 1000 * md["kinetic"].mean() / n,
+        "ms_per_step": md["ms_per_step"],
+        "environment": {
+            "mlff_distiller": __version__,
+            "torch": torch.__version__,
+            "openmm": openmm.__version__,
+            "python": sys.version.split()[0],
+            "machine": platform.machine(),
+            "torch_threads": torch.get_num_threads(),
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
