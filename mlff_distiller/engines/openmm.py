@@ -4,16 +4,12 @@ OpenMM speaks nm and kJ/mol, the student Å and eV; the conversion happens here 
 here (:data:`ANGSTROM_PER_NM`, :data:`KJ_PER_MOL_PER_EV`, both from :mod:`ase.units`).
 ``import torch`` must come before ``import openmm``: OpenMM loads its plugins at import
 time and silently skips the Torch plugin when torch's libraries are not loaded yet.
-
->>> import torch                                                        # doctest: +SKIP
->>> from openmm import app                                              # doctest: +SKIP
->>> from mlff_distiller.engines.openmm import create_system             # doctest: +SKIP
->>> pdb = app.PDBFile("water.pdb")                                      # doctest: +SKIP
->>> system = create_system(pdb.topology, "model.pt")                    # doctest: +SKIP
+Examples: ``engines/openmm/`` (``run_student.py`` and its README).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import torch
@@ -30,23 +26,20 @@ from ..export import load_exported
 ANGSTROM_PER_NM = units.nm / units.Angstrom
 #: kJ/mol per eV.
 KJ_PER_MOL_PER_EV = units.mol / units.kJ
-
-_BONDED = (
-    "HarmonicBondForce",
-    "HarmonicAngleForce",
-    "PeriodicTorsionForce",
-    "RBTorsionForce",
-    "CMAPTorsionForce",
-)
+#: Bonded force type: its terms' name, atoms per term, trailing parameters (force constants)
+#: to zero when the student takes a term over.
+_TERMS = {
+    openmm.HarmonicBondForce: ("Bond", 2, 1),
+    openmm.HarmonicAngleForce: ("Angle", 3, 1),
+    openmm.PeriodicTorsionForce: ("Torsion", 4, 1),
+    openmm.RBTorsionForce: ("Torsion", 4, 6),
+}
 
 
 class OpenMMStudent(torch.nn.Module):
-    """The TorchForce module: nm in, kJ/mol out, the student (Å, eV) in between.
-
-    ``forward(positions [N, 3] nm, boxvectors [3, 3] nm (periodic only))`` casts its inputs to
-    the student's dtype (whatever precision the platform passes), evaluates the atoms listed
-    in ``indices`` (all atoms by default) and returns the energy in kJ/mol as float64.
-    """
+    """The TorchForce module: ``forward(positions [N, 3] nm, boxvectors [3, 3] nm or None)``
+    casts its inputs to the student's dtype (whatever precision the platform passes),
+    evaluates the atoms in ``indices`` (default: all) and returns kJ/mol in float64."""
 
     def __init__(
         self,
@@ -73,9 +66,8 @@ class OpenMMStudent(torch.nn.Module):
         if self.subset:
             positions = positions[self.indices]
         positions = positions.to(dtype) * self.length
-        if boxvectors is None:
-            cell = torch.zeros(3, 3, dtype=dtype)
-        else:
+        cell = torch.zeros(3, 3, dtype=dtype)
+        if boxvectors is not None:
             cell = boxvectors.to(dtype) * self.length
         energy = self.model(positions, self.numbers, cell, self.pbc)
         return energy.to(torch.float64) * self.energy
@@ -118,7 +110,7 @@ def _as_topology(source: app.Topology | Atoms | str | os.PathLike) -> app.Topolo
 def _torch_force(
     model_path: str | os.PathLike,
     atoms: list[app.Atom],
-    box: openmm.Vec3 | None,
+    periodic: bool,
     indices: list[int] | None = None,
 ) -> openmmtorch.TorchForce:
     """A TorchForce evaluating the student on ``atoms`` (elements checked against the model)."""
@@ -134,10 +126,10 @@ def _torch_force(
             )
         numbers.append(atom.element.atomic_number)
     dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
-    wrapper = OpenMMStudent(module, numbers, box is not None, dtype, indices)
+    wrapper = OpenMMStudent(module, numbers, periodic, dtype, indices)
     force = openmmtorch.TorchForce(torch.jit.script(wrapper.eval()))
     force.setName("mlff_distiller student")
-    force.setUsesPeriodicBoundaryConditions(box is not None)
+    force.setUsesPeriodicBoundaryConditions(periodic)
     return force
 
 
@@ -169,7 +161,7 @@ def create_system(
     Raises
     ------
     ValueError
-        An element the model does not know (the message names it and the model's elements).
+        An element the model does not know (named, with the model's elements).
     TypeError
         ``source`` is none of the accepted types.
 
@@ -181,11 +173,10 @@ def create_system(
     topology = _as_topology(source)
     atoms = list(topology.atoms())
     box = topology.getPeriodicBoxVectors()
-    force = _torch_force(model_path, atoms, box)
+    force = _torch_force(model_path, atoms, box is not None)
+    masses = [atom.element.mass for atom in atoms]
     if isinstance(source, Atoms):
         masses = source.get_masses().tolist()  # ASE's (possibly edited) masses, in Da
-    else:
-        masses = [atom.element.mass for atom in atoms]
     system = openmm.System()
     for mass in masses:
         system.addParticle(mass)
@@ -208,8 +199,8 @@ def create_mixed_system(
     As in openmm-ml: bonded terms (bonds, angles, periodic, RB and CMAP torsions) whose atoms
     all lie in ``ml_atoms`` are switched off (their parameters zeroed, indices unchanged),
     every ML–ML pair of the ``NonbondedForce`` becomes an exception with zero charge product
-    and epsilon (and an exclusion in any ``CustomNonbondedForce``), and a ``TorchForce``
-    adds the student energy of the ML atoms alone. ML–MM interactions stay classical.
+    and epsilon (an exclusion in a ``CustomNonbondedForce``), and a ``TorchForce`` adds the
+    student energy of the ML atoms alone. ML–MM interactions stay classical.
 
     Examples
     --------
@@ -219,57 +210,40 @@ def create_mixed_system(
     ml = sorted(set(int(i) for i in ml_atoms))
     if not ml or ml[0] < 0 or ml[-1] >= system.getNumParticles():
         raise ValueError(f"ml_atoms must be indices between 0 and {system.getNumParticles() - 1}")
-    inside = set(ml)
+    pairs = list(itertools.combinations(ml, 2))
     mixed = openmm.XmlSerializer.clone(system)
     for force in mixed.getForces():
-        kind = force.__class__.__name__
-        if kind in _BONDED:
-            _remove_internal(force, inside)
-        elif isinstance(force, openmm.NonbondedForce):
-            for a, i in enumerate(ml):
-                for j in ml[a + 1 :]:
-                    force.addException(i, j, 0.0, 1.0, 0.0, True)
+        _remove_internal(force, set(ml))
+        if isinstance(force, openmm.NonbondedForce):
+            for i, j in pairs:
+                force.addException(i, j, 0.0, 1.0, 0.0, True)
         elif isinstance(force, openmm.CustomNonbondedForce):
-            pairs = (force.getExclusionParticles(k) for k in range(force.getNumExclusions()))
-            excluded = {(min(p), max(p)) for p in pairs}
-            for a, i in enumerate(ml):
-                for j in ml[a + 1 :]:
-                    if (i, j) not in excluded:
-                        force.addExclusion(i, j)
+            done = (force.getExclusionParticles(k) for k in range(force.getNumExclusions()))
+            excluded = {(min(p), max(p)) for p in done}
+            for i, j in pairs:
+                if (i, j) not in excluded:
+                    force.addExclusion(i, j)
     atoms = list(topology.atoms())
-    box = system.getDefaultPeriodicBoxVectors() if system.usesPeriodicBoundaryConditions() else None
-    mixed.addForce(_torch_force(model_path, [atoms[i] for i in ml], box, ml))
+    periodic = system.usesPeriodicBoundaryConditions()
+    mixed.addForce(_torch_force(model_path, [atoms[i] for i in ml], periodic, ml))
     return mixed
 
 
 def _remove_internal(force: openmm.Force, inside: set[int]) -> None:
-    """Zero the terms of a bonded force whose atoms all lie in ``inside``."""
-    if isinstance(force, openmm.HarmonicBondForce):
-        for k in range(force.getNumBonds()):
-            i, j, length, _ = force.getBondParameters(k)
-            if {i, j} <= inside:
-                force.setBondParameters(k, i, j, length, 0.0)
-    elif isinstance(force, openmm.HarmonicAngleForce):
-        for k in range(force.getNumAngles()):
-            i, j, m, angle, _ = force.getAngleParameters(k)
-            if {i, j, m} <= inside:
-                force.setAngleParameters(k, i, j, m, angle, 0.0)
-    elif isinstance(force, openmm.PeriodicTorsionForce):
+    """Zero the force constants of the bonded terms whose atoms all lie in ``inside``."""
+    if isinstance(force, openmm.CMAPTorsionForce):
+        size = force.getMapParameters(0)[0] if force.getNumMaps() else 0
+        zero_map = force.addMap(size, [0.0] * size * size) if size else -1
         for k in range(force.getNumTorsions()):
-            i, j, m, n, periodicity, phase, _ = force.getTorsionParameters(k)
-            if {i, j, m, n} <= inside:
-                force.setTorsionParameters(k, i, j, m, n, periodicity, phase, 0.0)
-    elif isinstance(force, openmm.RBTorsionForce):
-        for k in range(force.getNumTorsions()):
-            i, j, m, n, *_ = force.getTorsionParameters(k)
-            if {i, j, m, n} <= inside:
-                force.setTorsionParameters(k, i, j, m, n, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    elif isinstance(force, openmm.CMAPTorsionForce):
-        zero_map = None
-        for k in range(force.getNumTorsions()):
-            index, *atoms = force.getTorsionParameters(k)
+            _, *atoms = force.getTorsionParameters(k)
             if set(atoms) <= inside:
-                if zero_map is None:
-                    size = force.getMapParameters(index)[0]
-                    zero_map = force.addMap(size, [0.0] * size * size)
                 force.setTorsionParameters(k, zero_map, *atoms)
+        return
+    if type(force) not in _TERMS:
+        return
+    name, n_atoms, n_zero = _TERMS[type(force)]
+    for k in range(getattr(force, f"getNum{name}s")()):
+        parameters = list(getattr(force, f"get{name}Parameters")(k))
+        if set(parameters[:n_atoms]) <= inside:
+            parameters[-n_zero:] = [0.0] * n_zero
+            getattr(force, f"set{name}Parameters")(k, *parameters)

@@ -1,0 +1,291 @@
+"""The student in real OpenMM (TorchForce) against :class:`StudentCalculator` (ASE).
+
+Every parity test runs on each available platform among Reference and CPU, with the
+student exported in float64 and in float32; the reference is always the float64
+checkpoint evaluated by ``StudentCalculator``. The student is a seeded random one with
+noisy weights (``write_student_checkpoint`` in conftest.py), so no training is needed.
+"""
+
+from __future__ import annotations
+
+# torch first: `import openmm` loads its plugins and skips the Torch plugin without it.
+import torch
+
+# isort: split
+from pathlib import Path
+
+import numpy as np
+import openmm
+import pytest
+from ase import Atoms
+from ase.build import molecule
+from openmm import app, unit
+
+from mlff_distiller import StudentCalculator
+from mlff_distiller.data import structures_from_smiles, water_box
+from mlff_distiller.engines.openmm import (
+    ANGSTROM_PER_NM,
+    KJ_PER_MOL_PER_EV,
+    create_mixed_system,
+    create_system,
+    topology_from_atoms,
+)
+from mlff_distiller.export import export
+
+ELEMENTS = ("H", "C", "N", "O")
+#: (relative energy error, force error in eV/Å) each exported dtype must reach.
+TOLERANCE = {"float64": (1e-8, 1e-6), "float32": (1e-5, 1e-3)}
+KJ_MOL = unit.kilojoule_per_mole
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """A hundred atoms per call: one thread beats two on this shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, make_student_checkpoint):
+    return make_student_checkpoint(tmp_path_factory.mktemp("run") / "best.pt", ELEMENTS)
+
+
+@pytest.fixture(scope="module")
+def models(checkpoint, tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("exported")
+    return {d: export(checkpoint, out / f"student_{d}.pt", dtype=d) for d in TOLERANCE}
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoint) -> StudentCalculator:
+    return StudentCalculator(checkpoint)
+
+
+@pytest.fixture(params=["Reference", "CPU"])
+def platform(request) -> openmm.Platform:
+    try:
+        return openmm.Platform.getPlatformByName(request.param)
+    except openmm.OpenMMException:
+        pytest.skip(f"OpenMM platform {request.param} is not available")
+
+
+def evaluate(system: openmm.System, atoms: Atoms, platform: openmm.Platform, groups=-1):
+    """Energy (eV) and forces (eV/Å) from OpenMM at the positions and cell of ``atoms``."""
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
+    if atoms.pbc.all():
+        context.setPeriodicBoxVectors(*(row / ANGSTROM_PER_NM for row in atoms.cell.array))
+    context.setPositions(atoms.positions / ANGSTROM_PER_NM)
+    state = context.getState(getEnergy=True, getForces=True, groups=groups)
+    energy = state.getPotentialEnergy().value_in_unit(KJ_MOL) / KJ_PER_MOL_PER_EV
+    forces = state.getForces(asNumpy=True).value_in_unit(KJ_MOL / unit.nanometer)
+    return energy, np.asarray(forces) / (KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM)
+
+
+def straddling_water() -> Atoms:
+    """32 waters shifted by half a box and wrapped atom by atom: molecules cross the faces."""
+    atoms = water_box(32)
+    atoms.positions += 0.5 * atoms.cell.lengths()
+    atoms.wrap()
+    oh = atoms.positions[1::3] - atoms.positions[0::3]
+    assert (np.abs(oh) > 2.0).any(), "no molecule straddles the boundary"
+    return atoms
+
+
+def triclinic_water() -> Atoms:
+    """The water box sheared into a triclinic cell in OpenMM's reduced form."""
+    atoms = water_box(32)
+    edge = atoms.cell.lengths()[0]
+    cell = edge * np.array([[1.0, 0.0, 0.0], [0.3, 1.0, 0.0], [-0.25, 0.4, 1.0]])
+    atoms.set_cell(cell, scale_atoms=True)
+    return atoms
+
+
+CASES = {
+    "ethanol": lambda: structures_from_smiles(["CCO"])[0],
+    "water_across_boundary": straddling_water,
+    "triclinic_water": triclinic_water,
+}
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCE))
+@pytest.mark.parametrize("case", list(CASES))
+def test_parity_with_student_calculator(case, dtype, models, reference, platform):
+    atoms = CASES[case]()
+    system = create_system(atoms, models[dtype])
+    assert system.usesPeriodicBoundaryConditions() == bool(atoms.pbc.all())
+    energy, forces = evaluate(system, atoms, platform)
+    atoms.calc = reference
+    e_ref, f_ref = atoms.get_potential_energy(), atoms.get_forces()
+    e_tol, f_tol = TOLERANCE[dtype]
+    assert abs(energy - e_ref) <= e_tol * abs(e_ref)
+    assert np.abs(forces - f_ref).max() <= f_tol
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCE))
+def test_translation_by_box_vector_changes_nothing(dtype, models, platform):
+    atoms = triclinic_water()
+    system = create_system(atoms, models[dtype])
+    energy, forces = evaluate(system, atoms, platform)
+    moved = atoms.copy()
+    moved.positions[4] += moved.cell[1] - moved.cell[2]
+    moved.positions[9] += moved.cell[0]
+    energy_moved, forces_moved = evaluate(system, moved, platform)
+    e_tol, f_tol = TOLERANCE[dtype]
+    assert abs(energy_moved - energy) <= e_tol * abs(energy)
+    assert np.abs(forces_moved - forces).max() <= f_tol
+
+
+def test_pdb_file_and_topology_sources(models, reference, tmp_path):
+    """A PDB path (box from CRYST1) gives the same system as the Topology it holds."""
+    path = tmp_path / "water.pdb"
+    water = water_box(32)
+    with path.open("w") as handle:
+        app.PDBFile.writeFile(topology_from_atoms(water), water.positions * unit.angstrom, handle)
+    pdb = app.PDBFile(str(path))
+    atoms = Atoms(
+        [a.element.symbol for a in pdb.topology.atoms()],
+        positions=pdb.getPositions(asNumpy=True).value_in_unit(unit.angstrom),
+        cell=pdb.topology.getPeriodicBoxVectors().value_in_unit(unit.angstrom),
+        pbc=True,
+    )
+    atoms.calc = reference
+    platform = openmm.Platform.getPlatformByName("Reference")
+    for source in (str(path), pdb.topology):
+        energy, _ = evaluate(create_system(source, models["float64"]), atoms, platform)
+        assert abs(energy - atoms.get_potential_energy()) <= 1e-8 * abs(energy)
+
+
+def test_unknown_element_is_named(models):
+    with pytest.raises(ValueError, match=r"S is not in the model .* knows H, C, N, O"):
+        create_system(molecule("CH3SH"), models["float64"])
+
+
+def test_bad_source_type(models):
+    with pytest.raises(TypeError, match="Topology, an ase.Atoms or the path of a PDB"):
+        create_system(np.zeros((3, 3)), models["float64"])
+
+
+def test_partially_periodic_atoms_are_refused(models):
+    slab = water_box(32)
+    slab.pbc = [True, True, False]
+    with pytest.raises(ValueError, match="periodic in all three directions"):
+        create_system(slab, models["float64"])
+
+
+@pytest.fixture(scope="module")
+def villin():
+    """Villin headpiece from OpenMM's test.pdb, without water and ions, in Amber14
+    (no cutoff, no constraints), with every force in a group of its own."""
+    pdb = app.PDBFile(str(Path(app.__file__).parent / "data" / "test.pdb"))
+    modeller = app.Modeller(pdb.topology, pdb.positions)
+    modeller.deleteWater()
+    modeller.delete([r for r in modeller.topology.residues() if r.name in ("Cl", "Na")])
+    forcefield = app.ForceField("amber14-all.xml")
+    system = forcefield.createSystem(
+        modeller.topology, nonbondedMethod=app.NoCutoff, constraints=None
+    )
+    for group, force in enumerate(system.getForces()):
+        force.setForceGroup(group)
+    positions = modeller.getPositions().value_in_unit(unit.angstrom)
+    return system, modeller.topology, np.array(positions)
+
+
+def ml_internal_only(system: openmm.System, ml: set[int]) -> openmm.System:
+    """A copy of ``system`` keeping only the terms among ``ml`` atoms (the complement of
+    what ``create_mixed_system`` removes), built by zeroing every other term."""
+    copy = openmm.XmlSerializer.clone(system)
+    for force in copy.getForces():
+        if isinstance(force, openmm.HarmonicBondForce):
+            for k in range(force.getNumBonds()):
+                i, j, r0, kb = force.getBondParameters(k)
+                force.setBondParameters(k, i, j, r0, kb if {i, j} <= ml else 0.0)
+        elif isinstance(force, openmm.HarmonicAngleForce):
+            for k in range(force.getNumAngles()):
+                i, j, m, a0, ka = force.getAngleParameters(k)
+                force.setAngleParameters(k, i, j, m, a0, ka if {i, j, m} <= ml else 0.0)
+        elif isinstance(force, openmm.PeriodicTorsionForce):
+            for k in range(force.getNumTorsions()):
+                i, j, m, n, per, phase, kt = force.getTorsionParameters(k)
+                kt = kt if {i, j, m, n} <= ml else 0.0
+                force.setTorsionParameters(k, i, j, m, n, per, phase, kt)
+        elif isinstance(force, openmm.NonbondedForce):
+            for i in set(range(copy.getNumParticles())) - ml:
+                force.setParticleParameters(i, 0.0, 1.0, 0.0)
+            for k in range(force.getNumExceptions()):
+                i, j, qq, sigma, eps = force.getExceptionParameters(k)
+                if not {i, j} <= ml:
+                    force.setExceptionParameters(k, i, j, 0.0, sigma, 0.0)
+    return copy
+
+
+def test_mixed_system_term_by_term(villin, models, reference):
+    """Per force group: mixed = classical − ML-internal classical; the TorchForce group is
+    the student on the ML atoms alone; forces add up the same way."""
+    system, topology, positions = villin
+    ml = [a.index for a in topology.atoms() if a.residue.index in (1, 2)]  # Ser 2, Asp 3
+    mixed = create_mixed_system(system, topology, ml, models["float64"])
+    assert mixed.getNumForces() == system.getNumForces() + 1
+    student_group = system.getNumForces()
+    mixed.getForce(student_group).setForceGroup(student_group)
+    internal = ml_internal_only(system, set(ml))
+    atoms = Atoms([a.element.symbol for a in topology.atoms()], positions=positions)
+    platform = openmm.Platform.getPlatformByName("Reference")
+    total = {
+        name: evaluate(s, atoms, platform)
+        for name, s in (("classical", system), ("internal", internal), ("mixed", mixed))
+    }
+    for group, force in enumerate(system.getForces()):
+        e_classical, _ = evaluate(system, atoms, platform, {group})
+        e_internal, _ = evaluate(internal, atoms, platform, {group})
+        e_mixed, _ = evaluate(mixed, atoms, platform, {group})
+        if not isinstance(force, openmm.CMMotionRemover):
+            assert abs(e_internal) > 1e-3, f"nothing of {force.getName()} is ML-internal"
+        assert e_mixed == pytest.approx(e_classical - e_internal, rel=1e-10, abs=1e-9)
+
+    fragment = atoms[ml]
+    fragment.calc = reference
+    e_student, f_student = evaluate(mixed, atoms, platform, {student_group})
+    assert e_student == pytest.approx(fragment.get_potential_energy(), rel=1e-8)
+    expected_forces = total["classical"][1] - total["internal"][1]
+    expected_forces[ml] += fragment.get_forces()
+    expected_energy = total["classical"][0] - total["internal"][0] + e_student
+    assert total["mixed"][0] == pytest.approx(expected_energy, rel=1e-10)
+    assert np.abs(total["mixed"][1] - expected_forces).max() <= 1e-6
+
+
+def test_mixed_system_switches_off_internal_rb_and_cmap_terms(models):
+    """Amber has neither: a hand-built chain of six O atoms with one RB and one CMAP torsion
+    inside the ML region (atoms 0–3) and one of each reaching outside it."""
+    rng = np.random.default_rng(0)
+    topology, system = app.Topology(), openmm.System()
+    chain = topology.addChain()
+    for _ in range(6):
+        system.addParticle(16.0)
+        topology.addAtom("O", app.Element.getBySymbol("O"), topology.addResidue("O", chain))
+    coefficients = rng.normal(size=(2, 6))
+    rb, cmap = openmm.RBTorsionForce(), openmm.CMAPTorsionForce()
+    rb.addTorsion(0, 1, 2, 3, *coefficients[0])
+    rb.addTorsion(2, 3, 4, 5, *coefficients[1])
+    cmap.addMap(4, rng.normal(size=16).tolist())
+    cmap.addTorsion(0, 0, 1, 2, 3, 1, 2, 3, 0)
+    cmap.addTorsion(0, 1, 2, 3, 4, 2, 3, 4, 5)
+    outside = openmm.XmlSerializer.clone(system)  # the terms that must survive, alone
+    rb_out, cmap_out = openmm.RBTorsionForce(), openmm.CMAPTorsionForce()
+    rb_out.addTorsion(2, 3, 4, 5, *coefficients[1])
+    cmap_out.addMap(4, list(cmap.getMapParameters(0)[1]))
+    cmap_out.addTorsion(0, 1, 2, 3, 4, 2, 3, 4, 5)
+    for s, forces in ((system, (rb, cmap)), (outside, (rb_out, cmap_out))):
+        for k, force in enumerate(forces):
+            force.setForceGroup(k + 1)
+            s.addForce(force)
+    mixed = create_mixed_system(system, topology, [0, 1, 2, 3], models["float64"])
+    atoms = Atoms("O6", positions=rng.normal(size=(6, 3)) * 1.5)
+    platform = openmm.Platform.getPlatformByName("Reference")
+    for group in (1, 2):
+        expected, _ = evaluate(outside, atoms, platform, {group})
+        before, _ = evaluate(system, atoms, platform, {group})
+        after, _ = evaluate(mixed, atoms, platform, {group})
+        assert abs(before - expected) > 1e-4
+        assert after == pytest.approx(expected, rel=1e-12)
