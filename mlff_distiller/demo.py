@@ -4,7 +4,7 @@ Runs what exists end to end: build the built-in organic set and a small water bo
 displaced configurations, label them with the default teacher (SevenNet-0, offline), train a
 ``tiny`` student on a molecule-grouped split, and compare the student with the teacher on
 held-out molecules (accuracy) and on the same structures (speed), through the exported
-TorchScript file. OpenMM, LAMMPS and the validation suite join this job as they land.
+TorchScript file. LAMMPS and the validation suite join this job as they land.
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ def run_demo(out_dir: Path, quick: bool = False) -> Path:
         f"  speed:      student {student_ms:.1f} ms vs teacher {teacher_ms:.1f} ms per call "
         f"(x{teacher_ms / student_ms:.0f}, ASE, same molecules)\n"
         f"  summary:    {out_dir / 'summary.json'}\n"
-        "  next:       OpenMM, LAMMPS and the validation suite arrive with the following releases"
+        f"  OpenMM:     .venv/bin/python engines/openmm/run_student.py {model_file} <structure>\n"
+        "  next:       LAMMPS and the validation suite arrive with the following releases"
     )
     return best
