@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from mlff_distiller import __version__
 from mlff_distiller.data import import_extxyz, label, rattle_strain, water_box, write_extxyz
+from mlff_distiller.data.waterbox import make_water_box
 from mlff_distiller.engines.openmm import KJ_PER_MOL_PER_EV, create_system
 from mlff_distiller.export import export
 from mlff_distiller.training import train
@@ -48,15 +49,24 @@ def distill(work: Path, preset: str, epochs: int) -> Path:
     """Label strained/rattled water boxes with SevenNet-0 and train a float64 student.
 
     Small rattles alone leave holes: water dissociated within 0.1 ps of 300 K NVE. Larger
-    rattles (0.1 and 0.15 Å) cover stretched O–H bonds; the two labelled sets are joined
-    through extended XYZ (the teacher's labels and provenance kept).
+    rattles (0.1 and 0.15 Å) are mostly rejected by the force filter, so thermal frames from
+    classical MD are added; the labelled sets are joined through extended XYZ (the
+    teacher's labels and provenance kept).
     """
     box = water_box(32)
     near = rattle_strain([box], n_samples=32, rattle=0.05, max_strain=0.02, seed=0)
     wide = rattle_strain([box], n_samples=12, rattle=0.1, seed=1)
     wide += rattle_strain([box], n_samples=12, rattle=0.15, seed=2)
+    # Thermal configurations (flexible TIP3P MD at 300 and 400 K): the bond stretches and
+    # hydrogen-bond geometries MD visits, which rattling alone does not give.
+    thermal = [
+        make_water_box(32, seed=seed, temperature_K=temp, equilibration_ps=2.0)
+        for temp, seeds in ((300.0, range(1, 31)), (400.0, range(31, 51)))
+        for seed in seeds
+    ]
     parts = [label(near, "sevennet-0", work / "water.h5")]
     parts.append(label(wide, "sevennet-0", work / "water_wide.h5"))
+    parts.append(label(thermal, "sevennet-0", work / "water_thermal.h5"))
     combined = work / "water_all.extxyz"
     ase.io.write(
         combined,
