@@ -1,0 +1,131 @@
+"""OpenMM speed of students against classical TIP3P (PME) on the same water boxes.
+
+Run from the repo root::
+
+    .venv/bin/python benchmarks/openmm_speed.py [--presets tiny standard] [--steps 20]
+
+Boxes: the built-in 32-water box (96 atoms), the 256-water box (768 atoms) and that box
+replicated 2×2×2 (6,144 atoms). Each student is a ``preset`` model for H and O exported in
+float32 (speed does not depend on the weights, so no training is needed here), run through
+``create_system`` with a Verlet integrator; the classical floor is OpenMM's rigid TIP3P with
+PME on the same box, in the same run. Reported per system and model: median ms/step over
+``--steps`` timed steps after warm-up, and ns/day at 0.5 fs (the student's time step; rigid
+TIP3P could take 2 fs, four times the ns/day quoted here). Results:
+``benchmarks/results/openmm_speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+# isort: split
+import openmm
+from openmm import app, unit
+
+from mlff_distiller import __version__
+from mlff_distiller.data import water_box
+from mlff_distiller.engines.openmm import create_system
+from mlff_distiller.export import export_module
+from mlff_distiller.models import build_model
+
+RESULTS = Path(__file__).parent / "results" / "openmm_speed.json"
+DT_FS = 0.5
+
+
+def _student_file(preset: str, folder: Path) -> Path:
+    model = build_model(preset, ["H", "O"]).eval()
+    metadata = {
+        "format": "mlff_distiller.exported", "format_version": 1, "elements": ["H", "O"],
+        "atomic_numbers": [1, 8], "cutoff": float(model.cutoff),
+        "interaction_range": float(model.cutoff), "units": {"length": "Angstrom", "energy": "eV"},
+        "dtype": "float32", "parameters": sum(p.numel() for p in model.parameters()),
+        "teacher": {"name": "none (untrained, for timing)"}, "dataset_hash": None,
+        "versions": {"mlff_distiller": __version__, "torch": torch.__version__},
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }  # fmt: skip
+    return export_module(model, folder / f"{preset}.pt", metadata)
+
+
+def _time_steps(system: openmm.System, atoms, steps: int) -> float:
+    integrator = openmm.VerletIntegrator(DT_FS * unit.femtoseconds)
+    platform = openmm.Platform.getPlatformByName("CPU")
+    context = openmm.Context(system, integrator, platform)
+    context.setPositions(atoms.positions * 0.1)
+    context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
+    integrator.step(2)  # warm-up
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        integrator.step(1)
+        context.getState(getEnergy=True)
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def _water_topology(atoms) -> app.Topology:
+    """One HOH residue per O, H, H triple (the built-in boxes' order), with its bonds."""
+    topology = app.Topology()
+    chain = topology.addChain()
+    oxygen, hydrogen = app.Element.getBySymbol("O"), app.Element.getBySymbol("H")
+    for _ in range(len(atoms) // 3):
+        residue = topology.addResidue("HOH", chain)
+        o = topology.addAtom("O", oxygen, residue)
+        for name in ("H1", "H2"):
+            topology.addBond(o, topology.addAtom(name, hydrogen, residue))
+    topology.setPeriodicBoxVectors(atoms.cell.array * 0.1 * unit.nanometer)
+    return topology
+
+
+def _tip3p(atoms) -> openmm.System:
+    topology = _water_topology(atoms)
+    forcefield = app.ForceField("tip3p.xml")
+    cutoff_nm = min(0.9, 0.45 * min(atoms.cell.lengths()) * 0.1)
+    return forcefield.createSystem(
+        topology, nonbondedMethod=app.PME, nonbondedCutoff=cutoff_nm * unit.nanometer,
+        constraints=app.HBonds, rigidWater=True,
+    )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["tiny", "standard"])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    boxes = {"water-96": water_box(32), "water-768": water_box(256)}
+    boxes["water-6144"] = water_box(256) * (2, 2, 2)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {preset: _student_file(preset, Path(tmp)) for preset in args.presets}
+        for name, atoms in boxes.items():
+            steps = args.steps if len(atoms) < 2000 else max(3, args.steps // 5)
+            results = {"tip3p-pme": _time_steps(_tip3p(atoms), atoms, steps)}
+            for preset, path in files.items():
+                results[preset] = _time_steps(create_system(atoms, path), atoms, steps)
+            for model, ms in results.items():
+                rows.append({
+                    "system": name, "atoms": len(atoms), "model": model, "ms_per_step": ms,
+                    "ns_per_day_at_0.5fs": DT_FS * 1e-6 * 86400e3 / ms,
+                    "vs_tip3p": ms / results["tip3p-pme"],
+                })  # fmt: skip
+                ratio = rows[-1]["vs_tip3p"]
+                print(f"{name:<11} {model:<10} {ms:10.2f} ms/step  x{ratio:.1f} TIP3P", flush=True)
+    payload = {
+        "benchmark": "openmm_speed", "platform": "CPU", "dt_fs": DT_FS, "rows": rows,
+        "torch_threads": torch.get_num_threads(), "openmm": openmm.__version__,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
