@@ -50,7 +50,7 @@ class StudentCalculator(Calculator):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self.path = path
         self.exported = None
-        if path.is_file() and is_exported(path) and not _is_checkpoint_zip(path):
+        if path.is_file() and is_exported(path):
             module, metadata = load_exported(path)
             if dtype is not None and dtype != metadata["dtype"]:
                 raise ValueError(
@@ -140,11 +140,3 @@ class StudentCalculator(Calculator):
             self.results["stress"] = np.array(
                 [s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]
             )
-
-
-def _is_checkpoint_zip(path: Path) -> bool:
-    """torch.save files are zips too; a TorchScript archive has a ``code/`` directory."""
-    import zipfile
-
-    with zipfile.ZipFile(path) as archive:
-        return not any("/code/" in name for name in archive.namelist())

@@ -68,7 +68,7 @@ def _info_file(path: Path) -> int:
         return 0
     from .export import is_exported, load_exported
 
-    if path.suffix == ".pt" and is_exported(path) and _has_code(path):
+    if path.suffix == ".pt" and is_exported(path):
         _, metadata = load_exported(path)
         print(json.dumps(metadata, indent=2))
         return 0
@@ -91,13 +91,6 @@ def _info_file(path: Path) -> int:
         print(json.dumps({k: data.get(k) for k in keys}, indent=2, default=str))
         return 0
     raise UsageError(f"{path}: info reads datasets (.h5), exported models and checkpoints (.pt)")
-
-
-def _has_code(path: Path) -> bool:
-    import zipfile
-
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name for name in archive.namelist())
 
 
 # --------------------------------------------------------------------------- export

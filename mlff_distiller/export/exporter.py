@@ -213,7 +213,13 @@ def load_exported(path: str | os.PathLike) -> tuple[torch.jit.ScriptModule, dict
 
 
 def is_exported(path: str | os.PathLike) -> bool:
-    """Whether ``path`` looks like a TorchScript archive (a zip), without loading it."""
+    """Whether ``path`` is a TorchScript archive, without loading it.
+
+    ``torch.save`` checkpoints are zip files too; only TorchScript archives hold ``code/``.
+    """
     import zipfile
 
-    return zipfile.is_zipfile(path)
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
