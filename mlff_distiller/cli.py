@@ -270,6 +270,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- lammps
+def cmd_lammps(args: argparse.Namespace) -> int:
+    from .engines import lammps
+
+    try:
+        if args.lammps_command == "build":
+            path = lammps.build_plugin(force=args.force, verbose=args.verbose)
+            print(
+                f"pair_style mlff: {path}\n"
+                "the `lmp` launcher loads it by itself; elsewhere use: plugin load " + str(path)
+            )
+        elif args.lammps_command == "path":
+            print(lammps.plugin_path())
+        else:
+            from ase.io import read
+
+            atoms = read(args.structure, index=args.index)
+            data = lammps.write_data(atoms, args.out, elements=args.elements, units=args.units)
+            print(
+                f"wrote {data.path} ({len(atoms)} atoms, boundary {data.boundary}); "
+                f"in the deck: units {args.units} / boundary {data.boundary} / "
+                f"read_data {data.path.name} / {data.pair_coeff}"
+            )
+    except lammps.PluginError as exc:
+        print(f"mlff-distill: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # ----------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
@@ -398,6 +427,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the TorchScript file to write (model.pt)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("lammps", help="build the LAMMPS pair style plugin; write data files")
+    lsub = p.add_subparsers(dest="lammps_command", required=True, metavar="ACTION")
+    q = lsub.add_parser(
+        "build",
+        help="compile pair_style mlff for this environment (about a minute; skipped if current)",
+    )
+    q.add_argument("--force", action="store_true", help="rebuild even if the plugin is current")
+    q.add_argument("--verbose", action="store_true", help="show the compiler's output")
+    q.set_defaults(func=cmd_lammps)
+    q = lsub.add_parser("path", help="print the built plugin's path (for `plugin load`)")
+    q.set_defaults(func=cmd_lammps)
+    q = lsub.add_parser("data", help="write a LAMMPS data file from any structure ase.io reads")
+    q.add_argument("structure", help="a structure file (xyz, extxyz, cif, pdb, POSCAR, ...)")
+    q.add_argument("--out", required=True, help="the data file to write")
+    q.add_argument("--index", default="-1", help="frame of a trajectory (default: last)")
+    q.add_argument(
+        "--elements", nargs="+", help="element of each atom type in order (default: by Z)"
+    )
+    q.add_argument("--units", choices=("metal", "real"), default="metal")
+    q.set_defaults(func=cmd_lammps)
 
     p = sub.add_parser("demo", help="the main job on the built-in default")
     p.add_argument("--out", default="demo_output", help="output directory (default demo_output)")

@@ -197,9 +197,26 @@ class ExportedStudent(nn.Module):
         return self.atomic_energies(positions, numbers, cell, pbc).sum()
 
     @torch.jit.export
-    def energies_from_edges(
-        self, vectors: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor
+    def local_energies(
+        self,
+        vectors: torch.Tensor,
+        centre: torch.Tensor,
+        centre_species: torch.Tensor,
+        neighbour_species: torch.Tensor,
     ) -> torch.Tensor:
-        """Per-atom energies from a neighbour list the engine built (LAMMPS): edge vectors
-        ``r_j − r_i`` (Å), ``edge_index [2, E]`` and model species indices."""
-        return self.model(vectors, edge_index, species)
+        """Energies (eV) of the centre atoms of a neighbour list an engine built (LAMMPS).
+
+        ``vectors [E, 3]`` are ``r_j − r_i`` in Å, ``centre [E]`` indexes ``centre_species
+        [C]`` (model species of the atoms whose energy is wanted, e.g. a rank's local atoms)
+        and ``neighbour_species [E]`` is the species of each edge's neighbour. The student
+        is strictly local: an atom's energy depends on its own edges and on its neighbours'
+        species only, so neighbours (ghost atoms, periodic images) need no node of their own.
+        Each edge points at one proxy node per species instead; the result has ``C`` entries.
+        """
+        n_centres = centre_species.shape[0]
+        proxies = torch.arange(
+            self.atomic_numbers.shape[0], dtype=torch.long, device=centre_species.device
+        )
+        species = torch.cat([centre_species, proxies])
+        edge_index = torch.stack([centre, neighbour_species + n_centres])
+        return self.model(vectors, edge_index, species)[:n_centres]

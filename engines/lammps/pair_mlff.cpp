@@ -1,0 +1,410 @@
+/* pair_style mlff: see pair_mlff.h and engines/lammps/README.md.
+
+   Usage:
+     pair_style mlff model.pt [debug]
+     pair_coeff * * O H          (one element symbol per atom type, NULL for types left to
+                                  another style under pair_style hybrid/overlay)
+
+   The model file is a TorchScript archive written by `mlff-distill export`; its metadata
+   (elements, cutoff, dtype, versions) is read from the archive before anything runs. */
+
+#include "pair_mlff.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "json.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "platform.h"
+#include "update.h"
+#include "utils.h"
+
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+using namespace LAMMPS_NS;
+
+namespace {
+
+// What this plugin reads: the archive entry, format and version written by
+// mlff_distiller.export (METADATA_FILE, "format", FORMAT_VERSION).
+const char *const METADATA_FILE = "mlff_metadata.json";
+const char *const FORMAT_NAME = "mlff_distiller.exported";
+const int FORMAT_VERSION = 1;
+
+const char *const USAGE = "usage: pair_style mlff <model.pt> [debug]";
+const char *const COEFF_USAGE =
+    "usage: pair_coeff * * <element per atom type, or NULL> (e.g. pair_coeff * * O H)";
+
+// "2.9.1+cu128" -> {2, 9}; {-1, -1} if it cannot be read.
+std::pair<int, int> major_minor(const std::string &version)
+{
+  int major = -1, minor = -1;
+  if (std::sscanf(version.c_str(), "%d.%d", &major, &minor) != 2) return {-1, -1};
+  return {major, minor};
+}
+
+}    // namespace
+
+PairMLFF::PairMLFF(LAMMPS *lmp) : Pair(lmp)
+{
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  // The virial is tallied edge by edge in compute(), per atom as well as globally.
+  no_virial_fdotr_compute = 1;
+}
+
+PairMLFF::~PairMLFF()
+{
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+  }
+}
+
+void PairMLFF::allocate()
+{
+  allocated = 1;
+  const int n = atom->ntypes;
+  memory->create(setflag, n + 1, n + 1, "pair:setflag");
+  memory->create(cutsq, n + 1, n + 1, "pair:cutsq");
+  for (int i = 1; i <= n; i++)
+    for (int j = i; j <= n; j++) setflag[i][j] = 0;
+}
+
+void PairMLFF::settings(int narg, char **arg)
+{
+  if (narg < 1 || narg > 2) error->all(FLERR, "pair_style mlff: {}", USAGE);
+  if (narg == 2) {
+    if (strcmp(arg[1], "debug") != 0)
+      error->all(FLERR, "pair_style mlff: unknown keyword '{}'; {}", arg[1], USAGE);
+    debug_ = true;
+  }
+
+  const std::string units = update->unit_style;
+  if (units != "metal" && units != "real")
+    error->all(FLERR,
+               "pair_style mlff supports units metal and real only, not '{}'; put 'units metal' "
+               "(Å, eV) or 'units real' (Å, kcal/mol) before the box is defined",
+               units);
+  // LAMMPS' own factors: force->angstrom is one Å in the length unit, force->qe2f turns
+  // e·V (that is, eV) into the energy unit. metal: 1 and 1; real: 1 and 23.060549.
+  length_to_angstrom_ = 1.0 / force->angstrom;
+  ev_to_energy_ = force->qe2f;
+
+  load_model(arg[0]);
+}
+
+void PairMLFF::load_model(const std::string &path)
+{
+  if (!platform::file_is_readable(path))
+    error->all(FLERR,
+               "pair_style mlff: model file '{}' does not exist or cannot be read; export one "
+               "with `mlff-distill export CHECKPOINT model.pt`, then {}",
+               path, USAGE);
+
+  torch::jit::ExtraFilesMap extra{{METADATA_FILE, ""}};
+  try {
+    model_ = torch::jit::load(path, torch::kCPU, extra);
+  } catch (const std::exception &err) {
+    std::string what = err.what();
+    what = what.substr(0, what.find('\n'));
+    error->all(FLERR,
+               "pair_style mlff: '{}' is not a TorchScript file ({}); pass the file written "
+               "by `mlff-distill export`",
+               path, what);
+  }
+  const std::string text = extra[METADATA_FILE];
+  if (text.empty())
+    error->all(FLERR,
+               "pair_style mlff: '{}' is TorchScript but has no {} entry, so it was not written "
+               "by mlff_distiller; export it with `mlff-distill export`",
+               path, METADATA_FILE);
+
+  json meta;
+  try {
+    meta = json::parse(text);
+  } catch (const std::exception &err) {
+    std::string what = err.what();
+    error->all(FLERR, "pair_style mlff: the metadata in '{}' is not valid JSON ({}); re-export it",
+               path, what);
+  }
+  if (meta.value("format", std::string()) != FORMAT_NAME)
+    error->all(FLERR, "pair_style mlff: '{}' is not an mlff_distiller export; re-export it", path);
+  const int format_version = meta.value("format_version", -1);
+  if (format_version != FORMAT_VERSION)
+    error->all(FLERR,
+               "pair_style mlff: '{}' has export format version {}, this plugin reads version "
+               "{}; rebuild the plugin with `mlff-distill lammps build` from the same "
+               "mlff_distiller that exported the model",
+               path, format_version, FORMAT_VERSION);
+
+  // The plugin is compiled against one libtorch; a model exported by a newer torch may use
+  // operators this libtorch lacks, and a plugin left behind by a torch upgrade must be rebuilt.
+  const std::string model_torch = meta["versions"].value("torch", std::string("unknown"));
+  const std::string plugin_torch = TORCH_VERSION;
+  const auto model_mm = major_minor(model_torch);
+  const auto plugin_mm = major_minor(plugin_torch);
+  if (model_mm.first < 0 || model_mm > plugin_mm)
+    error->all(FLERR,
+               "pair_style mlff: '{}' was exported with torch {} but this plugin is built "
+               "against libtorch {}; export with torch <= {} or rebuild the plugin in the "
+               "environment that exported it (`mlff-distill lammps build`)",
+               path, model_torch, plugin_torch, plugin_torch);
+
+  const double interaction_range = meta.value("interaction_range", -1.0);
+  cutoff_ = meta.value("cutoff", -1.0);
+  if (!(cutoff_ > 0.0))
+    error->all(FLERR, "pair_style mlff: '{}' declares no positive cutoff; re-export it", path);
+  if (interaction_range > cutoff_ * (1.0 + 1e-12))
+    error->all(FLERR,
+               "pair_style mlff: '{}' has interaction range {} Å beyond its cutoff {} Å (a "
+               "message-passing model); this pair style runs strictly local models only",
+               path, interaction_range, cutoff_);
+
+  elements_ = meta["elements"].get<std::vector<std::string>>();
+  dtype_name_ = meta.value("dtype", std::string("float32"));
+  if (dtype_name_ == "float64")
+    dtype_ = torch::kFloat64;
+  else if (dtype_name_ == "float32")
+    dtype_ = torch::kFloat32;
+  else
+    error->all(FLERR, "pair_style mlff: '{}' has dtype '{}'; expected float32 or float64", path,
+               dtype_name_);
+  if (!model_.find_method("local_energies"))
+    error->all(FLERR,
+               "pair_style mlff: '{}' has no local_energies method; re-export it with this "
+               "mlff_distiller",
+               path);
+
+  model_.eval();
+  // Neighbour counts change every step; re-optimising the graph for each new shape would
+  // cost far more than it saves on a model this small.
+  torch::jit::setGraphExecutorOptimize(false);
+  // One thread per MPI rank unless the user asks for more (OMP_NUM_THREADS, package omp).
+  at::set_num_threads(std::max(1, comm->nthreads));
+  model_path_ = path;
+
+  if (comm->me == 0) {
+    std::string elements;
+    for (const auto &e : elements_) elements += " " + e;
+    const std::string preset = meta.value("preset", std::string("unknown"));
+    const long long parameters = meta.value("parameters", 0LL);
+    std::string teacher = "unknown";
+    if (meta.contains("teacher") && meta["teacher"].is_object())
+      teacher = meta["teacher"].value("name", std::string("unknown"));
+    const std::string exported = meta.value("exported", std::string("unknown"));
+    const int threads = at::get_num_threads();
+    utils::logmesg(lmp,
+                   "pair_style mlff: {}\n"
+                   "  elements:{}\n"
+                   "  cutoff {} Å, interaction range {} Å, dtype {}, preset {}, {} parameters\n"
+                   "  teacher {}, exported {} with torch {} (plugin libtorch {}), {} torch "
+                   "thread(s) per rank\n",
+                   path, elements, cutoff_, interaction_range, dtype_name_, preset, parameters,
+                   teacher, exported, model_torch, plugin_torch, threads);
+  }
+}
+
+void PairMLFF::coeff(int narg, char **arg)
+{
+  if (!allocated) allocate();
+  const int ntypes = atom->ntypes;
+  if (narg != 2 + ntypes)
+    error->all(FLERR,
+               "pair_coeff for mlff needs '* *' and {} element symbol(s), one per atom type, "
+               "got {} symbol(s); {}",
+               ntypes, narg - 2, COEFF_USAGE);
+  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "pair_coeff for mlff must start with '* *'; {}", COEFF_USAGE);
+
+  std::string known;
+  for (const auto &e : elements_) known += " " + e;
+  type_species_.assign(ntypes + 1, -1);
+  for (int t = 1; t <= ntypes; t++) {
+    const std::string symbol = arg[1 + t];
+    if (symbol == "NULL") continue;
+    const auto found = std::find(elements_.begin(), elements_.end(), symbol);
+    if (found == elements_.end())
+      error->all(FLERR,
+                 "pair_coeff for mlff: element '{}' (atom type {}) is not in the model, which "
+                 "knows{}; use one of those or NULL; {}",
+                 symbol, t, known, COEFF_USAGE);
+    type_species_[t] = static_cast<int>(found - elements_.begin());
+  }
+
+  int count = 0;
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) {
+      setflag[i][j] = (type_species_[i] >= 0 && type_species_[j] >= 0) ? 1 : 0;
+      count += setflag[i][j];
+    }
+  if (count == 0) error->all(FLERR, "pair_coeff for mlff maps no atom type to an element");
+
+  if (comm->me == 0) {
+    std::string table = "pair_style mlff: atom type -> element\n";
+    for (int t = 1; t <= ntypes; t++)
+      table += fmt::format("  {:>4} -> {}\n", t,
+                           type_species_[t] >= 0 ? elements_[type_species_[t]] : "NULL");
+    utils::logmesg(lmp, table);
+  }
+}
+
+void PairMLFF::init_style()
+{
+  if (force->newton_pair == 0)
+    error->all(FLERR,
+               "pair_style mlff requires newton pair on (forces on ghost atoms are sent back to "
+               "their owners); remove 'newton off' or use 'newton on'");
+  if (elements_.empty()) error->all(FLERR, "pair_style mlff: no model loaded; {}", USAGE);
+  neighbor->add_request(this, NeighConst::REQ_FULL);
+}
+
+double PairMLFF::init_one(int i, int j)
+{
+  if (setflag[i][j] == 0 && !(type_species_[i] >= 0 && type_species_[j] >= 0))
+    error->all(FLERR, "pair_coeff for mlff was not set for atom types {} {}; {}", i, j,
+               COEFF_USAGE);
+  // The ghost cutoff must cover the interaction range, which equals the cutoff here.
+  return cutoff_ / length_to_angstrom_;
+}
+
+void PairMLFF::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+
+  double **x = atom->x;
+  double **f = atom->f;
+  const int *type = atom->type;
+  const int inum = list->inum;
+  const int *ilist = list->ilist;
+  const int *numneigh = list->numneigh;
+  int **firstneigh = list->firstneigh;
+
+  const double cut = cutoff_ / length_to_angstrom_;
+  const double cutsq_lmp = cut * cut;
+
+  vectors_.clear();
+  centre_.clear();
+  neighbour_species_.clear();
+  centre_species_.clear();
+  edge_j_.clear();
+  centre_atom_.clear();
+
+  // Centres are this rank's own atoms of mapped types; edges reach ghosts too. Positions of
+  // ghosts are already the right periodic images, so no shift vectors are needed.
+  for (int ii = 0; ii < inum; ii++) {
+    const int i = ilist[ii];
+    const int si = type_species_[type[i]];
+    if (si < 0) continue;
+    const int64_t node = static_cast<int64_t>(centre_atom_.size());
+    centre_atom_.push_back(i);
+    centre_species_.push_back(si);
+    const int *jlist = firstneigh[i];
+    for (int jj = 0; jj < numneigh[i]; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const int sj = type_species_[type[j]];
+      if (sj < 0) continue;
+      const double dx = x[j][0] - x[i][0];
+      const double dy = x[j][1] - x[i][1];
+      const double dz = x[j][2] - x[i][2];
+      if (dx * dx + dy * dy + dz * dz >= cutsq_lmp) continue;
+      vectors_.push_back(dx * length_to_angstrom_);
+      vectors_.push_back(dy * length_to_angstrom_);
+      vectors_.push_back(dz * length_to_angstrom_);
+      centre_.push_back(node);
+      neighbour_species_.push_back(sj);
+      edge_j_.push_back(j);
+    }
+  }
+
+  const int64_t n_centres = static_cast<int64_t>(centre_atom_.size());
+  const int64_t n_edges = static_cast<int64_t>(edge_j_.size());
+  if (debug_) {
+    utils::logmesg(lmp, "pair_style mlff debug: rank {} call {}: {} centres, {} edges\n",
+                   comm->me, debug_calls_, n_centres, n_edges);
+    debug_calls_++;
+  }
+  if (n_centres == 0) return;    // a rank that owns no atoms of mapped types
+
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  torch::Tensor vectors =
+      torch::from_blob(vectors_.data(), {n_edges, 3}, f64).to(dtype_).requires_grad_(true);
+  torch::Tensor centre = torch::from_blob(centre_.data(), {n_edges}, i64);
+  torch::Tensor centre_species = torch::from_blob(centre_species_.data(), {n_centres}, i64);
+  torch::Tensor neighbour_species = torch::from_blob(neighbour_species_.data(), {n_edges}, i64);
+
+  torch::Tensor energies, gradient;
+  try {
+    energies = model_
+                   .run_method("local_energies", vectors, centre, centre_species,
+                               neighbour_species)
+                   .toTensor();
+    if (n_edges > 0) {
+      gradient = torch::autograd::grad({energies.sum()}, {vectors})[0];
+    }
+  } catch (const std::exception &err) {
+    std::string what = err.what();
+    error->one(FLERR, "pair_style mlff: the model failed on rank {}: {}", comm->me, what);
+  }
+
+  const torch::Tensor energies64 = energies.detach().to(torch::kFloat64).contiguous();
+  const double *e = energies64.data_ptr<double>();
+  if (eflag_either) {
+    for (int64_t c = 0; c < n_centres; c++) {
+      const double ei = e[c] * ev_to_energy_;
+      if (eflag_global) eng_vdwl += ei;
+      if (eflag_atom) eatom[centre_atom_[c]] += ei;
+    }
+  }
+  if (n_edges == 0) return;
+
+  // dE/d(r_j − r_i) in LAMMPS units: energy per length.
+  const double scale = ev_to_energy_ * length_to_angstrom_;
+  const torch::Tensor gradient64 = gradient.to(torch::kFloat64).contiguous();
+  const double *g = gradient64.data_ptr<double>();
+  for (int64_t k = 0; k < n_edges; k++) {
+    const int i = centre_atom_[centre_[k]];
+    const int j = edge_j_[k];
+    const double gx = g[3 * k] * scale, gy = g[3 * k + 1] * scale, gz = g[3 * k + 2] * scale;
+    f[i][0] += gx;
+    f[i][1] += gy;
+    f[i][2] += gz;
+    f[j][0] -= gx;
+    f[j][1] -= gy;
+    f[j][2] -= gz;
+    if (vflag_either) {
+      // Virial of the edge, −(r_j − r_i) ⊗ dE/d(r_j − r_i), symmetrised, in LAMMPS order
+      // xx yy zz xy xz yz; half goes to each end for the per-atom virial.
+      const double rx = vectors_[3 * k] / length_to_angstrom_;
+      const double ry = vectors_[3 * k + 1] / length_to_angstrom_;
+      const double rz = vectors_[3 * k + 2] / length_to_angstrom_;
+      const double v[6] = {-rx * gx,
+                           -ry * gy,
+                           -rz * gz,
+                           -0.5 * (rx * gy + ry * gx),
+                           -0.5 * (rx * gz + rz * gx),
+                           -0.5 * (ry * gz + rz * gy)};
+      if (vflag_global)
+        for (int a = 0; a < 6; a++) virial[a] += v[a];
+      if (vflag_atom)
+        for (int a = 0; a < 6; a++) {
+          vatom[i][a] += 0.5 * v[a];
+          vatom[j][a] += 0.5 * v[a];
+        }
+    }
+  }
+}
