@@ -10,6 +10,7 @@ by the session fixture if the environment has no current build (about a minute).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -494,3 +495,25 @@ def test_error_on_two_ranks_is_clean(models, tmp_path):
         _error_deck(str(models["float64"]), "pair_coeff * * O Xe"), tmp_path, nprocs=2
     )
     assert "element 'Xe'" in message
+
+
+def test_stock_launcher_finds_the_plugin_and_reports_a_missing_one(plugin, tmp_path):
+    run = run_lammps("plugin list\n", tmp_path / "found", timeout=60)
+    assert "pair style plugin mlff" in run.stdout
+    assert f"Loaded 1 plugins from {plugin.parent}" in run.stdout
+
+    # A plugin directory with nothing built: lmp still starts, and says how to build it.
+    env = {**os.environ, "MLFF_DISTILLER_LAMMPS_PLUGIN_DIR": str(tmp_path / "empty")}
+    (tmp_path / "missing").mkdir()
+    (tmp_path / "missing" / "in.lammps").write_text("plugin list\n")
+    missing = subprocess.run(
+        [lmp_executable(), "-in", "in.lammps"],
+        cwd=tmp_path / "missing",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 0, missing.stderr
+    assert "pair style plugin mlff" not in missing.stdout
+    assert "run: mlff-distill lammps build" in missing.stderr

@@ -76,6 +76,39 @@ def test_translation_by_a_box_vector_changes_nothing(exported):
     np.testing.assert_allclose(moved.get_forces(), forces, atol=1e-10)
 
 
+@pytest.mark.parametrize("name", ["molecule", "water", "small-triclinic"])
+def test_local_energies_of_a_subset_equal_the_full_evaluation(exported, name):
+    """The LAMMPS entry point: centres are some atoms, neighbours are known by species only
+    (as ghost atoms are); energies and their edge gradients match the full evaluation."""
+    atoms = _structures()[name]
+    module = torch.jit.load(str(exported["float64"]))
+    positions = torch.tensor(atoms.positions)
+    numbers = torch.tensor(atoms.numbers)
+    cell, pbc = torch.tensor(atoms.cell.array), torch.tensor(atoms.pbc)
+    full = module.atomic_energies(positions, numbers, cell, pbc)
+    edge_index, shifts = module.neighbours(positions, cell, pbc)
+    vectors = positions[edge_index[1]] - positions[edge_index[0]] + shifts.double() @ cell
+    species = module.species(numbers)
+
+    centres = torch.arange(0, len(atoms), 2)  # every other atom, like one rank's share
+    node = torch.full((len(atoms),), -1, dtype=torch.long)
+    node[centres] = torch.arange(len(centres))
+    keep = node[edge_index[0]] >= 0
+    edges = vectors[keep].detach().requires_grad_(True)
+    local = module.local_energies(
+        edges, node[edge_index[0][keep]], species[centres], species[edge_index[1][keep]]
+    )
+    torch.testing.assert_close(local, full[centres], rtol=0, atol=1e-12)
+
+    # Gradients through the subset equal those of the same atoms' energies in the full graph.
+    full_edges = vectors.detach().requires_grad_(True)
+    subset = module.model(full_edges, edge_index, species)[centres].sum()
+    (expected,) = torch.autograd.grad(subset, full_edges)
+    (got,) = torch.autograd.grad(local.sum(), edges)
+    torch.testing.assert_close(got, expected[keep], rtol=0, atol=1e-12)
+    assert expected[~keep].abs().max() == 0  # edges of other centres do not matter
+
+
 def test_loads_with_torch_jit_load_alone_and_carries_metadata(exported):
     extra = {METADATA_FILE: ""}
     module = torch.jit.load(str(exported["float64"]), _extra_files=extra)
