@@ -517,3 +517,27 @@ def test_stock_launcher_finds_the_plugin_and_reports_a_missing_one(plugin, tmp_p
     assert missing.returncode == 0, missing.stderr
     assert "pair style plugin mlff" not in missing.stdout
     assert "run: mlff-distill lammps build" in missing.stderr
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "engines" / "lammps" / "examples"
+
+
+@pytest.mark.parametrize("deck", ["water_nvt_nve.in", "molecule_nve.in", "water_npt.in"])
+def test_example_decks_run(deck, models, tmp_path):
+    """Each shipped example runs as written, with a few steps and the test student."""
+    for path in EXAMPLES.iterdir():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    # `index` variables defined first win over the deck's own defaults, like `-var` does.
+    override = "".join(
+        f"variable {name} index {value}\n"
+        for name, value in {
+            "model": models["float32"],
+            "nvt_steps": 10,
+            "nve_steps": 10,
+            "steps": 10,
+        }.items()
+    )
+    run_lammps(override + (EXAMPLES / deck).read_text(), tmp_path, nprocs=2)
+    runs = read_thermo(tmp_path / "log.lammps")
+    assert runs and all(np.isfinite(row["PotEng"]) for run in runs for row in run)
+    assert runs[-1][-1]["Step"] >= 10
