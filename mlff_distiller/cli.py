@@ -17,6 +17,8 @@ from . import __version__
 
 #: Exit status for bad input (arguments, configs, files).
 EXIT_USAGE = 2
+#: Exit status of a validation whose verdict is FAIL (so it can gate a pipeline).
+EXIT_FAIL = 1
 
 
 class UsageError(ValueError):
@@ -299,6 +301,34 @@ def cmd_lammps(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------- validate
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .validation import SuiteError, validate
+
+    config = _load_config(args.config)
+    model = args.model or config.get("model")
+    if not model:
+        raise UsageError("no student: pass --model student.pt (from `mlff-distill export`)")
+    try:
+        report = validate(
+            model,
+            teacher=args.teacher or config.get("teacher", "sevennet-0"),
+            suite=args.suite or config.get("suite", "quick"),
+            out=args.out or config.get("out", "validation_report"),
+            cache=args.cache or config.get("cache"),
+            progress=not args.quiet,
+        )
+    except SuiteError as exc:
+        raise UsageError(str(exc)) from exc
+    out = Path(args.out or config.get("out", "validation_report"))
+    for system in report["systems"]:
+        failed = [c["name"] for c in system["checks"] if c["verdict"] == "FAIL"]
+        why = system.get("error") or (", ".join(failed) if failed else "all checks passed")
+        print(f"{system['name']}: {system['verdict']} ({why})")
+    print(f"verdict: {report['verdict']}; report: {out / 'report.md'} and {out / 'report.json'}")
+    return 0 if report["verdict"] == "PASS" else EXIT_FAIL
+
+
 # ----------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
@@ -448,6 +478,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--units", choices=("metal", "real"), default="metal")
     q.set_defaults(func=cmd_lammps)
+
+    p = sub.add_parser(
+        "validate",
+        help="run a student and its teacher through a validation suite; PASS/FAIL report",
+        description=(
+            "Compare an exported student with its teacher: NVE drift, force errors, structure, "
+            "stability and per-step latency in ASE, OpenMM and LAMMPS. Exits 1 on FAIL."
+        ),
+    )
+    p.add_argument("--model", help="the exported student (model.pt)")
+    p.add_argument("--teacher", help="teacher spec (default sevennet-0)")
+    p.add_argument("--suite", help="quick, standard or a suite YAML file (default quick)")
+    p.add_argument("--out", help="report directory (default validation_report)")
+    p.add_argument("--cache", help="where teacher reference runs are kept (default OUT/cache)")
+    p.add_argument("--config", help="YAML with any of: model, teacher, suite, out, cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("demo", help="the main job on the built-in default")
     p.add_argument("--out", default="demo_output", help="output directory (default demo_output)")

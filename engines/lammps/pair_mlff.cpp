@@ -199,9 +199,6 @@ void PairMLFF::load_model(const std::string &path)
                path);
 
   model_.eval();
-  // Neighbour counts change every step; re-optimising the graph for each new shape would
-  // cost far more than it saves on a model this small.
-  torch::jit::setGraphExecutorOptimize(false);
   // One thread per MPI rank unless the user asks for more (OMP_NUM_THREADS, package omp).
   at::set_num_threads(std::max(1, comm->nthreads));
   model_path_ = path;
@@ -357,6 +354,11 @@ void PairMLFF::compute(int eflag, int vflag)
 
   torch::Tensor energies, gradient;
   try {
+    // Neighbour counts change every step; re-optimising the graph for each new shape would
+    // cost far more than it saves on a model this small. Scoped: the switch is process-wide
+    // and other TorchScript users in the process (OpenMM's TorchForce when LAMMPS runs
+    // inside Python) must not inherit it.
+    torch::jit::GraphOptimizerEnabledGuard no_optimization(false);
     energies = model_
                    .run_method("local_energies", vectors, centre, centre_species,
                                neighbour_species)

@@ -1,0 +1,403 @@
+"""Molecular dynamics and single points for the validation suite, in ASE, OpenMM and LAMMPS.
+
+Every run starts from the same positions and velocities (:func:`initial_velocities`), so
+teacher and student trajectories differ only by their forces (and, between engines, by the
+integrator's rounding). Each MD step is timed on its own: the step latency includes every
+force call the engine makes, with atoms that really moved (no cached results).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
+from ase.md.verlet import VelocityVerlet
+
+
+@dataclass
+class Trajectory:
+    """Frames recorded every ``record_every`` steps (the first frame is the start)."""
+
+    engine: str
+    protocol: str
+    timestep_fs: float
+    record_every: int
+    numbers: np.ndarray  # [N]
+    times_ps: np.ndarray  # [T]
+    positions: np.ndarray  # [T, N, 3] Å
+    cell: np.ndarray  # [3, 3] Å (zeros for a molecule)
+    potential_energy: np.ndarray  # [T] eV
+    kinetic_energy: np.ndarray  # [T] eV
+    forces: np.ndarray  # [T, N, 3] eV/Å
+    step_seconds: np.ndarray  # [S] wall time of each MD step
+
+    @property
+    def total_energy(self) -> np.ndarray:
+        return self.potential_energy + self.kinetic_energy
+
+    @property
+    def temperature_K(self) -> np.ndarray:
+        dof = 3 * len(self.numbers) - 3
+        return 2 * self.kinetic_energy / (dof * units.kB)
+
+    def frames(self, indices: list[int] | None = None) -> list[Atoms]:
+        """The recorded frames as ``ase.Atoms`` (periodic if the cell is set)."""
+        periodic = bool(np.abs(self.cell).sum() > 0)
+        chosen = range(len(self.times_ps)) if indices is None else indices
+        return [
+            Atoms(numbers=self.numbers, positions=self.positions[i], cell=self.cell, pbc=periodic)
+            for i in chosen
+        ]
+
+    def save(self, path: Path) -> Path:
+        """Write as ``.npz``, atomically (a killed run never leaves a file that looks done)."""
+        path = Path(path)
+        partial = path.with_name(path.name + ".partial.npz")
+        arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
+        np.savez_compressed(partial, **arrays)
+        os.replace(partial, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Trajectory:
+        with np.load(path) as data:
+            values = {f.name: data[f.name] for f in fields(cls)}
+        for name in ("engine", "protocol"):
+            values[name] = str(values[name])
+        values["timestep_fs"] = float(values["timestep_fs"])
+        values["record_every"] = int(values["record_every"])
+        return cls(**values)
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def initial_velocities(atoms: Atoms, temperature_K: float, seed: int) -> np.ndarray:
+    """Maxwell-Boltzmann velocities (ASE units) at ``temperature_K`` from ``seed``, with no
+    centre-of-mass motion (and no rotation for a molecule)."""
+    work = atoms.copy()
+    thermalize_momenta(work, temperature_K, exact_temperature=True, rng=np.random.default_rng(seed))
+    Stationary(work)
+    if not work.pbc.any():
+        ZeroRotation(work)
+    return work.get_velocities()
+
+
+def _record(traj: dict, t_ps: float, positions, pe: float, ke: float, forces) -> None:
+    traj["times_ps"].append(t_ps)
+    traj["positions"].append(np.array(positions, dtype=float))
+    traj["potential_energy"].append(float(pe))
+    traj["kinetic_energy"].append(float(ke))
+    traj["forces"].append(np.array(forces, dtype=float))
+
+
+def _finish(engine, protocol, atoms, dt_fs, every, rec, step_seconds) -> Trajectory:
+    return Trajectory(
+        engine=engine,
+        protocol=protocol,
+        timestep_fs=dt_fs,
+        record_every=every,
+        numbers=atoms.numbers.copy(),
+        times_ps=np.array(rec["times_ps"]),
+        positions=np.array(rec["positions"]),
+        cell=atoms.cell.array.copy() if atoms.pbc.all() else np.zeros((3, 3)),
+        potential_energy=np.array(rec["potential_energy"]),
+        kinetic_energy=np.array(rec["kinetic_energy"]),
+        forces=np.array(rec["forces"]),
+        step_seconds=np.array(step_seconds),
+    )
+
+
+def _empty() -> dict[str, list]:
+    return {
+        k: [] for k in ("times_ps", "positions", "potential_energy", "kinetic_energy", "forces")
+    }
+
+
+def _finite_or_stop(pe: float, engine: str) -> None:
+    if not np.isfinite(pe):
+        raise FloatingPointError(f"{engine}: the potential energy became {pe}")
+
+
+def run_ase(
+    atoms: Atoms,
+    velocities: np.ndarray,
+    calc: Calculator,
+    protocol: str,
+    steps: int,
+    timestep_fs: float,
+    record_every: int,
+    temperature_K: float = 300.0,
+    friction_per_ps: float = 10.0,
+    seed: int = 0,
+    engine: str = "ase",
+    progress=None,
+) -> Trajectory:
+    """NVE (velocity Verlet) or NVT (Langevin) in ASE with any calculator."""
+    work = atoms.copy()
+    work.set_velocities(velocities)
+    work.calc = calc
+    dt = timestep_fs * units.fs
+    if protocol == "nve":
+        dyn = VelocityVerlet(work, timestep=dt)
+    elif protocol == "nvt":
+        friction = friction_per_ps / (1000.0 * units.fs)
+        dyn = Langevin(
+            work,
+            timestep=dt,
+            temperature_K=temperature_K,
+            friction=friction,
+            rng=np.random.default_rng(seed),
+        )
+    else:
+        raise ValueError(f"protocol must be 'nve' or 'nvt', got {protocol!r}")
+    rec = _empty()
+    _record(rec, 0.0, work.positions, work.get_potential_energy(), work.get_kinetic_energy(),
+            work.get_forces())  # fmt: skip
+    step_seconds = []
+    for step in range(1, steps + 1):
+        start = time.perf_counter()
+        dyn.run(1)
+        step_seconds.append(time.perf_counter() - start)
+        if step % record_every == 0:
+            pe = work.get_potential_energy()
+            _finite_or_stop(pe, engine)
+            _record(rec, step * timestep_fs / 1000.0, work.positions, pe,
+                    work.get_kinetic_energy(), work.get_forces())  # fmt: skip
+        if progress is not None:
+            progress(1)
+    return _finish(engine, protocol, atoms, timestep_fs, record_every, rec, step_seconds)
+
+
+# ------------------------------------------------------------------------------- OpenMM
+def _openmm_context(atoms: Atoms, model_path: Path, timestep_fs: float):
+    # engines.openmm imports torch before openmm (OpenMM's Torch plugin needs it loaded).
+    from ..engines.openmm import create_system
+
+    # isort: split
+    import openmm
+    from openmm import unit
+
+    system = create_system(atoms, model_path, removeCMMotion=False)
+    # Velocity Verlet, as ASE's VelocityVerlet and LAMMPS' fix nve: velocities on the same
+    # step as positions, so the total energy means the same thing in every engine (OpenMM's
+    # VerletIntegrator is leapfrog, with velocities half a step behind).
+    integrator = openmm.CustomIntegrator(timestep_fs * unit.femtoseconds)
+    integrator.addUpdateContextState()
+    integrator.addComputePerDof("v", "v + 0.5*dt*f/m")
+    integrator.addComputePerDof("x", "x + dt*v")
+    integrator.addComputePerDof("v", "v + 0.5*dt*f/m")
+    platform = openmm.Platform.getPlatformByName("CPU")
+    context = openmm.Context(system, integrator, platform, {"Threads": "1"})
+    if atoms.pbc.all():
+        context.setPeriodicBoxVectors(*(atoms.cell.array / 10.0))
+    context.setPositions(atoms.positions / 10.0)
+    return context, integrator
+
+
+def _openmm_state(context, forces: bool = True):
+    from openmm import unit
+
+    from ..engines.openmm import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
+
+    state = context.getState(getEnergy=True, getForces=forces, getPositions=True)
+    pe = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) / KJ_PER_MOL_PER_EV
+    ke = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole) / KJ_PER_MOL_PER_EV
+    positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer) * ANGSTROM_PER_NM
+    f = None
+    if forces:
+        f = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+        f = np.asarray(f) / (KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM)
+    return pe, ke, np.asarray(positions), f
+
+
+def run_openmm(
+    atoms: Atoms,
+    velocities: np.ndarray,
+    model_path: Path,
+    steps: int,
+    timestep_fs: float,
+    record_every: int,
+    progress=None,
+) -> Trajectory:
+    """NVE with velocity Verlet (an OpenMM ``CustomIntegrator``) on the CPU platform, one
+    thread; forces are evaluated once per step."""
+    context, integrator = _openmm_context(atoms, model_path, timestep_fs)
+    # ASE velocity units → nm/ps.
+    context.setVelocities(velocities * (units.fs * 1000.0) / 10.0)
+    rec = _empty()
+    pe, ke, positions, f = _openmm_state(context)
+    _record(rec, 0.0, positions, pe, ke, f)
+    step_seconds = []
+    for step in range(1, steps + 1):
+        start = time.perf_counter()
+        integrator.step(1)
+        step_seconds.append(time.perf_counter() - start)
+        if step % record_every == 0:
+            pe, ke, positions, f = _openmm_state(context)
+            _finite_or_stop(pe, "openmm")
+            _record(rec, step * timestep_fs / 1000.0, positions, pe, ke, f)
+        if progress is not None:
+            progress(1)
+    return _finish("openmm", "nve", atoms, timestep_fs, record_every, rec, step_seconds)
+
+
+def evaluate_openmm(model_path: Path, frames: list[Atoms]) -> tuple[np.ndarray, np.ndarray]:
+    """Energies (eV) and forces (eV/Å) of ``frames`` through OpenMM's TorchForce."""
+    context, _ = _openmm_context(frames[0], model_path, 0.5)
+    energies, forces = [], []
+    for frame in frames:
+        if frame.pbc.all():
+            context.setPeriodicBoxVectors(*(frame.cell.array / 10.0))
+        context.setPositions(frame.positions / 10.0)
+        pe, _, _, f = _openmm_state(context)
+        energies.append(pe)
+        forces.append(f)
+    return np.array(energies), np.array(forces)
+
+
+# ------------------------------------------------------------------------------- LAMMPS
+class _Lammps:
+    """One in-process LAMMPS (one rank) holding a system; positions in the ASE frame."""
+
+    def __init__(self, lmp, atoms: Atoms, workdir: Path, model_path: Path, elements, dt_fs):
+        from ..engines.lammps import write_data
+
+        self.lmp = lmp
+        self.n = len(atoms)
+        data = write_data(atoms, workdir / "system.data", elements=elements, velocities=True)
+        self.rotation = data.rotation
+        boundary = "p p p" if atoms.pbc.all() else "s s s"
+        lmp.commands_string(
+            "\n".join(
+                [
+                    "units metal",
+                    f"boundary {boundary}",
+                    "atom_style atomic",
+                    "atom_modify map array",
+                    f"read_data {data.path.name}",
+                    f"pair_style mlff {model_path}",
+                    data.pair_coeff,
+                    f"timestep {dt_fs / 1000.0}",
+                    "thermo_style custom step pe ke etotal",
+                    "thermo_modify norm no",
+                    "thermo 0",
+                ]
+            )
+        )
+
+    def vector(self, name: str) -> np.ndarray:
+        raw = self.lmp.gather_atoms(name, 1, 3)
+        return np.ctypeslib.as_array(raw).reshape(self.n, 3) @ self.rotation
+
+    def set_positions(self, positions: np.ndarray) -> None:
+        flat = np.ascontiguousarray((positions @ self.rotation.T).ravel(), dtype=np.float64)
+        self.lmp.scatter_atoms("x", 1, 3, flat.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
+
+    def state(self) -> tuple[float, float, np.ndarray, np.ndarray]:
+        pe = self.lmp.get_thermo("pe")
+        ke = self.lmp.get_thermo("ke")
+        return pe, ke, self.vector("x"), self.vector("f")
+
+
+def _model_elements(model_path: Path) -> tuple[str, ...]:
+    from ..export import load_exported
+
+    _, metadata = load_exported(model_path)
+    return tuple(metadata["elements"])
+
+
+def run_lammps(
+    atoms: Atoms,
+    velocities: np.ndarray,
+    model_path: Path,
+    steps: int,
+    timestep_fs: float,
+    record_every: int,
+    workdir: Path,
+    protocol: str = "nve",
+    temperature_K: float = 300.0,
+    friction_per_ps: float = 10.0,
+    seed: int = 0,
+    progress=None,
+) -> Trajectory:
+    """NVE (``fix nve``) or NVT (``fix langevin`` + ``fix nve``) with ``pair_style mlff`` in
+    an in-process LAMMPS; every step is its own ``run 1`` so it can be timed."""
+    from ..engines.lammps import lammps_session
+
+    start_atoms = atoms.copy()
+    start_atoms.set_velocities(velocities)
+    elements = _model_elements(model_path)
+    with lammps_session(workdir) as lmp:
+        system = _Lammps(lmp, start_atoms, Path(workdir), model_path, elements, timestep_fs)
+        lmp.command("fix integrate all nve")
+        if protocol == "nvt":
+            damp_ps = 1.0 / friction_per_ps
+            lmp.command(
+                f"fix thermostat all langevin {temperature_K} {temperature_K} {damp_ps} "
+                f"{seed % 900_000_000 + 1} zero yes"
+            )
+        elif protocol != "nve":
+            raise ValueError(f"protocol must be 'nve' or 'nvt', got {protocol!r}")
+        lmp.command("run 0")
+        rec = _empty()
+        _record(rec, 0.0, *_reorder(system.state()))
+        step_seconds = []
+        for step in range(1, steps + 1):
+            start = time.perf_counter()
+            lmp.command("run 1 pre no post no")
+            step_seconds.append(time.perf_counter() - start)
+            if step % record_every == 0:
+                pe, ke, positions, f = system.state()
+                _finite_or_stop(pe, "lammps")
+                _record(rec, step * timestep_fs / 1000.0, positions, pe, ke, f)
+            if progress is not None:
+                progress(1)
+    return _finish("lammps", protocol, atoms, timestep_fs, record_every, rec, step_seconds)
+
+
+def _reorder(state):
+    pe, ke, positions, forces = state
+    return positions, pe, ke, forces
+
+
+def evaluate_lammps(
+    model_path: Path, frames: list[Atoms], workdir: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """Energies (eV) and forces (eV/Å) of ``frames`` (same atoms and cell) via ``run 0``."""
+    from ..engines.lammps import lammps_session
+
+    elements = _model_elements(model_path)
+    energies, forces = [], []
+    with lammps_session(workdir) as lmp:
+        system = _Lammps(lmp, frames[0], Path(workdir), model_path, elements, 0.5)
+        for frame in frames:
+            system.set_positions(frame.positions)
+            lmp.command("run 0")
+            pe, _, _, f = system.state()
+            energies.append(pe)
+            forces.append(f)
+    return np.array(energies), np.array(forces)
+
+
+def evaluate_ase(calc: Calculator, frames: list[Atoms]) -> tuple[np.ndarray, np.ndarray]:
+    """Energies (eV) and forces (eV/Å) of ``frames`` with an ASE calculator (teacher or
+    student)."""
+    energies, forces = [], []
+    for frame in frames:
+        work = frame.copy()
+        work.calc = calc
+        energies.append(work.get_potential_energy())
+        forces.append(work.get_forces())
+    return np.array(energies), np.array(forces)

@@ -1,0 +1,164 @@
+"""Suites (YAML, defaults, errors), the report's metrics, initial conditions, trajectories."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import units
+from ase.build import molecule
+
+from mlff_distiller.data import water_box
+from mlff_distiller.validation import (
+    PROTOCOL_DEFAULTS,
+    THRESHOLD_DEFAULTS,
+    SuiteError,
+    load_suite,
+    metrics,
+)
+from mlff_distiller.validation.runs import Trajectory, initial_velocities
+
+
+@pytest.mark.parametrize("name", ["quick", "standard"])
+def test_builtin_suites_load_and_load_their_structures(name):
+    suite = load_suite(name)
+    assert suite.systems
+    for system in suite.systems:
+        atoms = system.load(suite.base)
+        assert len(atoms) > 0
+        assert system.resolved_kind(atoms) == ("liquid" if atoms.pbc.all() else "molecule")
+    if name == "standard":
+        # The issue's bar: at least 10 ps of NVE per system.
+        for system in suite.systems:
+            p = system.protocol
+            assert p["nve_steps"] * p["timestep_fs"] / 1000 >= 10.0
+
+
+def test_minimal_suite_is_names_and_structures(tmp_path):
+    molecule("CH3CH2OH").write(tmp_path / "ethanol.xyz")
+    box = water_box(32)
+    box.write(tmp_path / "box.extxyz")
+    (tmp_path / "mine.yaml").write_text(
+        "systems:\n  - {name: ethanol, structure: ethanol.xyz}\n"
+        "  - name: box\n    structure: box.extxyz\n    protocol: {nve_steps: 50}\n"
+        "    thresholds: {cross_engine: {float32: {force_eV_per_A: 0.01}}}\n"
+    )
+    suite = load_suite(tmp_path / "mine.yaml")
+    ethanol, water = suite.systems
+    assert ethanol.protocol == PROTOCOL_DEFAULTS
+    assert ethanol.thresholds == THRESHOLD_DEFAULTS
+    assert water.protocol["nve_steps"] == 50
+    # A nested override changes one entry and keeps the rest.
+    assert water.thresholds["cross_engine"]["float32"] == {"force_eV_per_A": 0.01}
+    assert (
+        water.thresholds["cross_engine"]["float64"] == THRESHOLD_DEFAULTS["cross_engine"]["float64"]
+    )
+    assert ethanol.load(suite.base).get_chemical_formula() == "C2H6O"
+    assert water.resolved_kind(water.load(suite.base)) == "liquid"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\n", "non-empty 'systems:' list"),
+        ("systems: []\n", "non-empty 'systems:' list"),
+        ("systems:\n  - {name: a}\n", "needs a 'name' and a 'structure'"),
+        ("systems:\n  - {name: a, structure: s.xyz, colour: red}\n", "unknown key(s) colour"),
+        ("systems:\n  - {name: a, structure: x}\n  - {name: a, structure: y}\n", "used twice"),
+        ("protocol: {nve_stepz: 3}\nsystems:\n  - {name: a, structure: x}\n", "nve_stepz"),
+        (
+            "systems:\n  - {name: a, structure: x, protocol: {engines: [gromacs]}}\n",
+            "engines must be",
+        ),
+        ("systems:\n  - {name: a, structure: x, kind: gas}\n", "kind must be one of"),
+        ("systems: [\n", "not valid YAML"),
+    ],
+)
+def test_suite_errors_name_the_problem(tmp_path, text, message):
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(SuiteError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_suite(tmp_path / "bad.yaml")
+
+
+def test_unknown_suite_name_lists_the_builtins():
+    with pytest.raises(SuiteError, match="quick, standard"):
+        load_suite("nonexistent-suite")
+
+
+def test_energy_drift_is_the_fitted_slope_per_atom():
+    t = np.linspace(0, 2.0, 41)
+    rng = np.random.default_rng(0)
+    total = -100.0 + 0.096 * 0.5 * t + 1e-4 * rng.normal(size=t.size)  # 96 atoms, 0.5 meV/at/ps
+    out = metrics.energy_drift(t, total, 96)
+    assert out["energy_drift_meV_per_atom_ps"] == pytest.approx(0.5, abs=0.01)
+    expected = 1000 * np.abs(total - total[0]).max() / 96
+    assert out["max_excursion_meV_per_atom"] == pytest.approx(expected)
+    assert out["duration_ps"] == pytest.approx(2.0)
+
+
+def test_force_errors_overall_and_per_element():
+    numbers = np.array([8, 1, 1])
+    reference = np.zeros((2, 3, 3))
+    predicted = np.zeros((2, 3, 3))
+    predicted[:, 0, 0] = 0.3  # only O is wrong, in one component
+    out = metrics.force_errors(numbers, reference, predicted)
+    assert out["force_rmse_eV_per_A"] == pytest.approx(np.sqrt(0.09 * 2 / 18))
+    assert out["per_element"]["O"]["force_rmse_eV_per_A"] == pytest.approx(np.sqrt(0.09 / 3))
+    assert out["per_element"]["H"]["force_mae_eV_per_A"] == 0.0
+    assert out["frames"] == 2
+
+
+def test_latency_percentiles():
+    seconds = np.arange(1, 101) / 1000.0  # 1 ... 100 ms
+    out = metrics.latency(seconds)
+    assert out["latency_ms_median"] == pytest.approx(50.5)
+    assert out["latency_ms_p99"] == pytest.approx(99.01)
+
+
+def test_min_distance_uses_the_minimum_image():
+    box = water_box(32)
+    positions = box.positions.copy()
+    positions[1] = positions[0] + box.cell[0] + [0.5, 0, 0]  # 0.5 Å away through the boundary
+    assert metrics.min_distance(positions, box.cell.array) == pytest.approx(0.5)
+    # Without the cell, the closest pair is an O-H bond of some molecule.
+    assert 0.9 < metrics.min_distance(positions, None) < 1.1
+
+
+@pytest.mark.parametrize("structure", ["molecule", "water"])
+def test_initial_velocities_are_reproducible_at_the_target_temperature(structure):
+    atoms = molecule("CH3CH2OH") if structure == "molecule" else water_box(32)
+    v = initial_velocities(atoms, 300.0, seed=7)
+    np.testing.assert_array_equal(v, initial_velocities(atoms, 300.0, seed=7))
+    assert not np.allclose(v, initial_velocities(atoms, 300.0, seed=8))
+    momentum = (atoms.get_masses()[:, None] * v).sum(axis=0)
+    np.testing.assert_allclose(momentum, 0.0, atol=1e-10)
+    work = atoms.copy()
+    work.set_velocities(v)
+    kinetic = work.get_kinetic_energy()
+    # force_temp sets exactly 300 K over 3N dof; removing the momentum takes a little off.
+    assert kinetic / (1.5 * len(atoms) * units.kB) == pytest.approx(300.0, rel=0.15)
+
+
+def test_trajectory_round_trip_is_atomic(tmp_path):
+    rng = np.random.default_rng(1)
+    traj = Trajectory(
+        engine="lammps",
+        protocol="nve",
+        timestep_fs=0.5,
+        record_every=5,
+        numbers=np.array([8, 1, 1]),
+        times_ps=np.array([0.0, 0.0025]),
+        positions=rng.normal(size=(2, 3, 3)),
+        cell=np.eye(3) * 5,
+        potential_energy=np.array([-1.0, -1.1]),
+        kinetic_energy=np.array([0.1, 0.2]),
+        forces=rng.normal(size=(2, 3, 3)),
+        step_seconds=np.array([0.01] * 10),
+    )
+    path = traj.save(tmp_path / "t.npz")
+    back = Trajectory.load(path)
+    assert back.engine == "lammps" and back.record_every == 5
+    np.testing.assert_array_equal(back.positions, traj.positions)
+    np.testing.assert_allclose(back.total_energy, [-0.9, -0.9])
+    assert [p.name for p in tmp_path.iterdir()] == ["t.npz"]
+    frames = back.frames([1])
+    assert frames[0].pbc.all() and np.allclose(frames[0].positions, traj.positions[1])
