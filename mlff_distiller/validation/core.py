@@ -45,7 +45,14 @@ from .runs import (
     run_lammps,
     run_openmm,
 )
-from .suite import Suite, SystemSpec, initial_conditions_key, load_suite
+from .suite import (
+    Suite,
+    SystemSpec,
+    initial_conditions_key,
+    load_suite,
+    student_nve_steps,
+    teacher_nve_steps,
+)
 
 #: Teacher MD steps timed in every run for the speed-up (the reference trajectories may come
 #: from the cache of an earlier run, their timings may not).
@@ -143,7 +150,7 @@ def _validate_system(
     common = {"temperature_K": T, "friction_per_ps": p["friction_per_ps"], "seed": p["seed"]}
     teacher_nve, cached_nve = _teacher_run(
         "nve", cache, key, stage, run_ase, atoms, velocities, teacher, "nve",
-        p["nve_steps"], dt, every, **common,
+        teacher_nve_steps(p), dt, every, **common,
     )  # fmt: skip
     teacher_nvt, cached_nvt = _teacher_run(
         "nvt", cache, key, stage, run_ase, atoms, velocities, teacher, "nvt",
@@ -164,20 +171,20 @@ def _validate_system(
     student = StudentCalculator(model_path)
     runs: dict[str, Trajectory] = {}
     for engine in p["engines"]:
-        bar = stage(f"student NVE ({engine})", p["nve_steps"])
+        steps = student_nve_steps(p, engine)
+        bar = stage(f"student NVE ({engine})", steps)
         try:
             if engine == "ase":
                 runs[engine] = run_ase(
-                    atoms, velocities, student, "nve", p["nve_steps"], dt, every,
-                    progress=bar.update,
-                )  # fmt: skip
+                    atoms, velocities, student, "nve", steps, dt, every, progress=bar.update
+                )
             elif engine == "openmm":
                 runs[engine] = run_openmm(
-                    atoms, velocities, model_path, p["nve_steps"], dt, every, progress=bar.update
+                    atoms, velocities, model_path, steps, dt, every, progress=bar.update
                 )
             else:
                 runs[engine] = run_lammps(
-                    atoms, velocities, model_path, p["nve_steps"], dt, every,
+                    atoms, velocities, model_path, steps, dt, every,
                     folder / "lammps", progress=bar.update,
                 )  # fmt: skip
         finally:

@@ -126,7 +126,10 @@ def write_markdown(report: dict[str, Any], path: Path) -> Path:
         lines += [
             f"{system['formula']}, {system['atoms']} atoms, {system['kind']}, from "
             f"`{system['structure']}`. {p['temperature_K']} K, {p['timestep_fs']} fs steps: "
-            f"NVE {p['nve_steps']} steps per engine, NVT {p['nvt_steps']} steps, stability "
+            f"NVE {p['nve_steps']} steps per engine"
+            + "".join(f" ({e}: {n})" for e, n in p["nve_steps_by_engine"].items())
+            + f", teacher NVE {p['teacher_nve_steps'] or p['nve_steps']} steps, "
+            f"NVT {p['nvt_steps']} steps, stability "
             f"{p['stability_steps']} steps; seed {p['seed']}."
             + (
                 " Teacher references reused from the cache."

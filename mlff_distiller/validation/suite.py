@@ -33,6 +33,11 @@ PROTOCOL_DEFAULTS: dict[str, Any] = {
     "timestep_fs": 0.5,
     # NVE from the same initial conditions: teacher (ASE) and student in every engine.
     "nve_steps": 200,
+    # Per-engine overrides for the student, e.g. {lammps: 20000} for a long run in the
+    # fastest engine while the others run nve_steps.
+    "nve_steps_by_engine": {},
+    # The teacher's NVE (its own drift, for reference); null means nve_steps.
+    "teacher_nve_steps": None,
     # Langevin NVT, teacher and student in ASE: frames for force errors and structure.
     "nvt_steps": 200,
     "friction_per_ps": 10.0,
@@ -225,8 +230,13 @@ def load_suite(name_or_path: str | Path) -> Suite:
             raise SuiteError(
                 f"{where} ({name}): engines must be a non-empty list of {', '.join(ENGINES)}"
             )
-        if system.protocol["nve_steps"] < 10 or system.protocol["record_every"] < 1:
-            raise SuiteError(f"{where} ({name}): nve_steps must be >= 10 and record_every >= 1")
+        steps = [system.protocol["nve_steps"], *system.protocol["nve_steps_by_engine"].values()]
+        if system.protocol["teacher_nve_steps"] is not None:
+            steps.append(system.protocol["teacher_nve_steps"])
+        if min(steps) < 10 or system.protocol["record_every"] < 1:
+            raise SuiteError(f"{where} ({name}): NVE steps must be >= 10 and record_every >= 1")
+        if set(system.protocol["nve_steps_by_engine"]) - set(ENGINES):
+            raise SuiteError(f"{where} ({name}): nve_steps_by_engine keys must be engines")
         systems.append(system)
     return Suite(
         name=str(raw.get("name", path.stem)),
@@ -243,7 +253,18 @@ def initial_conditions_key(teacher: str, atoms: Atoms, protocol: dict[str, Any])
     digest.update(teacher.encode())
     for array in (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc):
         digest.update(np.ascontiguousarray(array).tobytes())
-    keys = ("temperature_K", "timestep_fs", "nve_steps", "nvt_steps", "friction_per_ps",
-            "record_every", "seed")  # fmt: skip
-    digest.update(json.dumps({k: protocol[k] for k in keys}, sort_keys=True).encode())
+    keys = ("temperature_K", "timestep_fs", "nvt_steps", "friction_per_ps", "record_every",
+            "seed")  # fmt: skip
+    settings = {k: protocol[k] for k in keys}
+    settings["teacher_nve_steps"] = teacher_nve_steps(protocol)
+    digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()[:20]
+
+
+def teacher_nve_steps(protocol: dict[str, Any]) -> int:
+    steps = protocol["teacher_nve_steps"]
+    return int(protocol["nve_steps"] if steps is None else steps)
+
+
+def student_nve_steps(protocol: dict[str, Any], engine: str) -> int:
+    return int(protocol["nve_steps_by_engine"].get(engine, protocol["nve_steps"]))

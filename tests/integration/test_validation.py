@@ -24,6 +24,7 @@ from mlff_distiller.training import train
 from mlff_distiller.training.checkpoint import load_checkpoint, model_from_checkpoint
 from mlff_distiller.validation import load_suite, validate
 from mlff_distiller.validation.runs import Trajectory
+from mlff_distiller.validation.suite import student_nve_steps
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -90,7 +91,7 @@ def test_report_numbers_match_a_recomputation_from_the_written_files(quick_repor
             assert entry["latency_ms_median"] == pytest.approx(
                 1000 * np.median(traj.step_seconds[warmup:]), rel=1e-9
             )
-            assert len(traj.step_seconds) == system["protocol"]["nve_steps"]
+            assert len(traj.step_seconds) == student_nve_steps(system["protocol"], engine)
         relabelled = np.load(folder / "relabelled.npz")
         diff = relabelled["student_forces"] - relabelled["teacher_forces"]
         rmse = np.sqrt(np.mean(diff**2))
