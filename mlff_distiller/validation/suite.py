@@ -253,10 +253,16 @@ def initial_conditions_key(teacher: str, atoms: Atoms, protocol: dict[str, Any])
     digest.update(teacher.encode())
     for array in (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc):
         digest.update(np.ascontiguousarray(array).tobytes())
-    keys = ("temperature_K", "timestep_fs", "nvt_steps", "friction_per_ps", "record_every",
-            "seed")  # fmt: skip
-    settings = {k: protocol[k] for k in keys}
-    settings["teacher_nve_steps"] = teacher_nve_steps(protocol)
+    # Normalised, so that 300 and 300.0 in two suite files name the same run.
+    settings = {
+        "temperature_K": float(protocol["temperature_K"]),
+        "timestep_fs": float(protocol["timestep_fs"]),
+        "friction_per_ps": float(protocol["friction_per_ps"]),
+        "nvt_steps": int(protocol["nvt_steps"]),
+        "record_every": int(protocol["record_every"]),
+        "seed": int(protocol["seed"]),
+        "teacher_nve_steps": teacher_nve_steps(protocol),
+    }
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()[:20]
 

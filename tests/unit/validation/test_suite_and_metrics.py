@@ -163,3 +163,20 @@ def test_trajectory_round_trip_is_atomic(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["t.npz"]
     frames = back.frames([1])
     assert frames[0].pbc.all() and np.allclose(frames[0].positions, traj.positions[1])
+
+
+def test_teacher_cache_key_ignores_number_spelling_but_not_settings(tmp_path):
+    from mlff_distiller.validation.suite import initial_conditions_key
+
+    atoms = molecule("CH3CH2OH")
+    base = dict(PROTOCOL_DEFAULTS)
+    same = {**base, "temperature_K": 300, "timestep_fs": 0.5}
+    key = initial_conditions_key("sevennet-0", atoms, base)
+    assert initial_conditions_key("sevennet-0", atoms, same) == key
+    assert initial_conditions_key("sevennet-0", atoms, {**base, "seed": 1}) != key
+    assert initial_conditions_key("orb-v2", atoms, base) != key
+    moved = atoms.copy()
+    moved.positions[0, 0] += 1e-6
+    assert initial_conditions_key("sevennet-0", moved, base) != key
+    # Student-only settings do not invalidate the teacher's runs.
+    assert initial_conditions_key("sevennet-0", atoms, {**base, "stability_steps": 5}) == key
