@@ -180,3 +180,13 @@ def test_teacher_cache_key_ignores_number_spelling_but_not_settings(tmp_path):
     assert initial_conditions_key("sevennet-0", moved, base) != key
     # Student-only settings do not invalidate the teacher's runs.
     assert initial_conditions_key("sevennet-0", atoms, {**base, "stability_steps": 5}) == key
+
+
+def test_drift_standard_error_tells_oscillation_from_drift():
+    t = np.linspace(0, 0.1, 51)
+    wobble = -100.0 + 1e-3 * np.sin(2 * np.pi * t / 0.011)  # bounded, like velocity Verlet
+    osc = metrics.energy_drift(t, wobble, 10)
+    assert abs(osc["energy_drift_meV_per_atom_ps"]) < 3 * osc["energy_drift_stderr_meV_per_atom_ps"]
+    trend = metrics.energy_drift(t, wobble + 0.1 * t, 10)  # + 10 meV/atom/ps
+    assert trend["energy_drift_meV_per_atom_ps"] == pytest.approx(10.0, abs=0.5)
+    assert trend["energy_drift_meV_per_atom_ps"] > 10 * trend["energy_drift_stderr_meV_per_atom_ps"]
