@@ -44,8 +44,7 @@ from mlff_distiller.engines.lammps import (
     run_lammps,
     write_data,
 )
-from mlff_distiller.export import export_module
-from mlff_distiller.models import build_model
+from mlff_distiller.timing import untrained_student
 
 RESULTS = Path(__file__).parent / "results" / "lammps_speed.json"
 DT_FS = 0.5
@@ -62,21 +61,6 @@ SECTION = re.compile(r"^(Pair|Comm)\s*\|.*\|\s*(\S+)\s*$", re.M)  # name, % of l
 CPU_USE = re.compile(r"^(\S+)% CPU use with", re.M)
 GRID = re.compile(r"^\s*(\d+ by \d+ by \d+) MPI processor grid", re.M)
 HEADER = re.compile(r"^LAMMPS \((.+)\)\s*$", re.M)
-
-
-def _student_file(preset: str, folder: Path) -> Path:
-    model = build_model(preset, ["H", "O"]).eval()
-    metadata = {
-        "format": "mlff_distiller.exported", "format_version": 1, "elements": ["H", "O"],
-        "atomic_numbers": [1, 8], "cutoff": float(model.cutoff),
-        "interaction_range": float(model.cutoff), "units": {"length": "Angstrom", "energy": "eV"},
-        "dtype": "float32", "parameters": sum(p.numel() for p in model.parameters()),
-        "preset": preset, "teacher": {"name": "none (untrained, for timing)"},
-        "dataset_hash": None,
-        "versions": {"mlff_distiller": __version__, "torch": torch.__version__},
-        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }  # fmt: skip
-    return export_module(model, folder / f"{preset}.pt", metadata)
 
 
 def _deck(data, model: Path, warmup: int, steps: int) -> str:
@@ -139,7 +123,10 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        files = {preset: _student_file(preset, folder) for preset in args.presets}
+        files = {
+            preset: untrained_student(preset, ["H", "O"], folder / f"{preset}.pt")
+            for preset in args.presets
+        }
         for name in args.systems:
             waters, replicate, warmup, steps = SYSTEMS[name]
             atoms = water_box(waters) * replicate

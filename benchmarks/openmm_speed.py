@@ -29,28 +29,12 @@ import torch
 import openmm
 from openmm import app, unit
 
-from mlff_distiller import __version__
 from mlff_distiller.data import water_box
 from mlff_distiller.engines.openmm import create_system
-from mlff_distiller.export import export_module
-from mlff_distiller.models import build_model
+from mlff_distiller.timing import untrained_student
 
 RESULTS = Path(__file__).parent / "results" / "openmm_speed.json"
 DT_FS = 0.5
-
-
-def _student_file(preset: str, folder: Path) -> Path:
-    model = build_model(preset, ["H", "O"]).eval()
-    metadata = {
-        "format": "mlff_distiller.exported", "format_version": 1, "elements": ["H", "O"],
-        "atomic_numbers": [1, 8], "cutoff": float(model.cutoff),
-        "interaction_range": float(model.cutoff), "units": {"length": "Angstrom", "energy": "eV"},
-        "dtype": "float32", "parameters": sum(p.numel() for p in model.parameters()),
-        "teacher": {"name": "none (untrained, for timing)"}, "dataset_hash": None,
-        "versions": {"mlff_distiller": __version__, "torch": torch.__version__},
-        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }  # fmt: skip
-    return export_module(model, folder / f"{preset}.pt", metadata)
 
 
 def _time_steps(system: openmm.System, atoms, steps: int) -> float:
@@ -103,7 +87,10 @@ def main() -> None:
     boxes["water-6144"] = water_box(256) * (2, 2, 2)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        files = {preset: _student_file(preset, Path(tmp)) for preset in args.presets}
+        files = {
+            preset: untrained_student(preset, ["H", "O"], Path(tmp) / f"{preset}.pt")
+            for preset in args.presets
+        }
         for name, atoms in boxes.items():
             steps = args.steps if len(atoms) < 2000 else max(3, args.steps // 5)
             results = {"tip3p-pme": _time_steps(_tip3p(atoms), atoms, steps)}

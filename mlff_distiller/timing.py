@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
+from pathlib import Path
 
 from ase import Atoms
 from ase.calculators.calculator import Calculator
@@ -25,3 +27,44 @@ def latency_ms(calc: Calculator, structures: list[Atoms], repeats: int) -> float
             work.get_forces()
             times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
+
+
+def untrained_student(
+    preset: str, elements: list[str], path: str | os.PathLike, dtype: str = "float32"
+) -> Path:
+    """Export a ``preset`` student with untrained weights, for speed measurements only.
+
+    What a step costs depends on the architecture, the elements and the neighbour count, not
+    on the weights, so benchmarks need no training. The metadata says it is untrained.
+    """
+    import datetime
+
+    import torch
+
+    from . import __version__
+    from .export.exporter import FORMAT_VERSION, export_module
+    from .models import build_model
+
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    model = build_model(preset, list(elements)).eval()
+    if dtype == "float64":
+        model = model.double()
+    metadata = {
+        "format": "mlff_distiller.exported",
+        "format_version": FORMAT_VERSION,
+        "elements": list(elements),
+        "atomic_numbers": [int(z) for z in model.atomic_numbers.tolist()],
+        "cutoff": float(model.cutoff),
+        "interaction_range": float(model.cutoff),
+        "message_passing_steps": 0,
+        "units": {"length": "Angstrom", "energy": "eV"},
+        "dtype": dtype,
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "preset": preset,
+        "teacher": {"name": "none (untrained, for timing only)"},
+        "dataset_hash": None,
+        "versions": {"mlff_distiller": __version__, "torch": torch.__version__},
+        "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    return export_module(model, path, metadata)

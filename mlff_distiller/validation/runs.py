@@ -130,6 +130,27 @@ def _finite_or_stop(pe: float, engine: str) -> None:
         raise FloatingPointError(f"{engine}: the potential energy became {pe}")
 
 
+def _integrate(engine, protocol, atoms, steps, timestep_fs, record_every, advance, state,
+               progress) -> Trajectory:  # fmt: skip
+    """``steps`` calls of ``advance()`` (one MD step each, timed on its own), with ``state()``
+    (positions, potential and kinetic energy, forces) recorded at the start and every
+    ``record_every`` steps; a non-finite energy stops the run."""
+    rec = _empty()
+    _record(rec, 0.0, *state())
+    step_seconds = []
+    for step in range(1, steps + 1):
+        start = time.perf_counter()
+        advance()
+        step_seconds.append(time.perf_counter() - start)
+        if step % record_every == 0:
+            positions, pe, ke, forces = state()
+            _finite_or_stop(pe, engine)
+            _record(rec, step * timestep_fs / 1000.0, positions, pe, ke, forces)
+        if progress is not None:
+            progress(1)
+    return _finish(engine, protocol, atoms, timestep_fs, record_every, rec, step_seconds)
+
+
 def run_ase(
     atoms: Atoms,
     velocities: np.ndarray,
@@ -162,22 +183,13 @@ def run_ase(
         )
     else:
         raise ValueError(f"protocol must be 'nve' or 'nvt', got {protocol!r}")
-    rec = _empty()
-    _record(rec, 0.0, work.positions, work.get_potential_energy(), work.get_kinetic_energy(),
-            work.get_forces())  # fmt: skip
-    step_seconds = []
-    for step in range(1, steps + 1):
-        start = time.perf_counter()
-        dyn.run(1)
-        step_seconds.append(time.perf_counter() - start)
-        if step % record_every == 0:
-            pe = work.get_potential_energy()
-            _finite_or_stop(pe, engine)
-            _record(rec, step * timestep_fs / 1000.0, work.positions, pe,
-                    work.get_kinetic_energy(), work.get_forces())  # fmt: skip
-        if progress is not None:
-            progress(1)
-    return _finish(engine, protocol, atoms, timestep_fs, record_every, rec, step_seconds)
+
+    def state():
+        return (work.positions, work.get_potential_energy(), work.get_kinetic_energy(),
+                work.get_forces())  # fmt: skip
+
+    return _integrate(engine, protocol, atoms, steps, timestep_fs, record_every,
+                      lambda: dyn.run(1), state, progress)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- OpenMM
@@ -219,7 +231,7 @@ def _openmm_state(context, forces: bool = True):
     if forces:
         f = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
         f = np.asarray(f) / (KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM)
-    return pe, ke, np.asarray(positions), f
+    return np.asarray(positions), pe, ke, f
 
 
 def run_openmm(
@@ -236,21 +248,9 @@ def run_openmm(
     context, integrator = _openmm_context(atoms, model_path, timestep_fs)
     # ASE velocity units → nm/ps.
     context.setVelocities(velocities * (units.fs * 1000.0) / 10.0)
-    rec = _empty()
-    pe, ke, positions, f = _openmm_state(context)
-    _record(rec, 0.0, positions, pe, ke, f)
-    step_seconds = []
-    for step in range(1, steps + 1):
-        start = time.perf_counter()
-        integrator.step(1)
-        step_seconds.append(time.perf_counter() - start)
-        if step % record_every == 0:
-            pe, ke, positions, f = _openmm_state(context)
-            _finite_or_stop(pe, "openmm")
-            _record(rec, step * timestep_fs / 1000.0, positions, pe, ke, f)
-        if progress is not None:
-            progress(1)
-    return _finish("openmm", "nve", atoms, timestep_fs, record_every, rec, step_seconds)
+    return _integrate("openmm", "nve", atoms, steps, timestep_fs, record_every,
+                      lambda: integrator.step(1), lambda: _openmm_state(context),
+                      progress)  # fmt: skip
 
 
 def evaluate_openmm(model_path: Path, frames: list[Atoms]) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +261,7 @@ def evaluate_openmm(model_path: Path, frames: list[Atoms]) -> tuple[np.ndarray, 
         if frame.pbc.all():
             context.setPeriodicBoxVectors(*(frame.cell.array / 10.0))
         context.setPositions(frame.positions / 10.0)
-        pe, _, _, f = _openmm_state(context)
+        _, pe, _, f = _openmm_state(context)
         energies.append(pe)
         forces.append(f)
     return np.array(energies), np.array(forces)
@@ -305,10 +305,11 @@ class _Lammps:
         flat = np.ascontiguousarray((positions @ self.rotation.T).ravel(), dtype=np.float64)
         self.lmp.scatter_atoms("x", 1, 3, flat.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
 
-    def state(self) -> tuple[float, float, np.ndarray, np.ndarray]:
+    def state(self) -> tuple[np.ndarray, float, float, np.ndarray]:
+        """Positions, potential and kinetic energy, forces (ASE frame, eV and Å)."""
         pe = self.lmp.get_thermo("pe")
         ke = self.lmp.get_thermo("ke")
-        return pe, ke, self.vector("x"), self.vector("f")
+        return self.vector("x"), pe, ke, self.vector("f")
 
 
 def _model_elements(model_path: Path) -> tuple[str, ...]:
@@ -351,25 +352,9 @@ def run_lammps(
         elif protocol != "nve":
             raise ValueError(f"protocol must be 'nve' or 'nvt', got {protocol!r}")
         lmp.command("run 0")
-        rec = _empty()
-        _record(rec, 0.0, *_reorder(system.state()))
-        step_seconds = []
-        for step in range(1, steps + 1):
-            start = time.perf_counter()
-            lmp.command("run 1 pre no post no")
-            step_seconds.append(time.perf_counter() - start)
-            if step % record_every == 0:
-                pe, ke, positions, f = system.state()
-                _finite_or_stop(pe, "lammps")
-                _record(rec, step * timestep_fs / 1000.0, positions, pe, ke, f)
-            if progress is not None:
-                progress(1)
-    return _finish("lammps", protocol, atoms, timestep_fs, record_every, rec, step_seconds)
-
-
-def _reorder(state):
-    pe, ke, positions, forces = state
-    return positions, pe, ke, forces
+        return _integrate("lammps", protocol, atoms, steps, timestep_fs, record_every,
+                          lambda: lmp.command("run 1 pre no post no"), system.state,
+                          progress)  # fmt: skip
 
 
 def evaluate_lammps(
@@ -385,7 +370,7 @@ def evaluate_lammps(
         for frame in frames:
             system.set_positions(frame.positions)
             lmp.command("run 0")
-            pe, _, _, f = system.state()
+            _, pe, _, f = system.state()
             energies.append(pe)
             forces.append(f)
     return np.array(energies), np.array(forces)

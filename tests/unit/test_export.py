@@ -247,3 +247,16 @@ def test_cell_list_finds_exactly_the_pairs_of_the_all_pairs_search(index):
     # ...and the same pairs as the neighbour list used in training (matscipy / ASE).
     i, j, s = neighbours(atoms, 5.0)
     assert found[0] == sorted(zip(i.tolist(), j.tolist(), map(tuple, s.tolist())))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_untrained_student_for_timing_is_a_valid_export_that_says_so(tmp_path, dtype):
+    from mlff_distiller.timing import untrained_student
+
+    path = untrained_student("ultra-tiny", ["H", "O"], tmp_path / "u.pt", dtype=dtype)
+    _, metadata = load_exported(path)
+    assert metadata["dtype"] == dtype and metadata["elements"] == ["H", "O"]
+    assert "untrained" in metadata["teacher"]["name"]
+    atoms = molecule("H2O")
+    atoms.calc = StudentCalculator(path)
+    assert np.isfinite(atoms.get_forces()).all()
