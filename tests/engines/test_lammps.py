@@ -29,6 +29,7 @@ from mlff_distiller.engines.lammps import (
     lmp_executable,
     mpirun_executable,
     read_thermo,
+    run_deck,
     run_lammps,
     write_data,
 )
@@ -370,6 +371,19 @@ def test_plugin_load_and_in_process_runs(models, reference, tmp_path):
         energy = lmp.get_thermo("pe")
     atoms.calc = reference
     assert energy == pytest.approx(atoms.get_potential_energy(), rel=1e-10)
+    thermo = run_deck(
+        f"units metal\nboundary p p p\natom_style atomic\nread_data {data.path}\n"
+        f"pair_style mlff {models['float64']}\n{data.pair_coeff}\n"
+        "thermo_style custom step pe\nrun 0",
+        tmp_path / "deck",
+    )
+    assert thermo["PotEng"] == pytest.approx(energy, rel=1e-12)
+    with pytest.raises(RuntimeError, match="element 'Xe'"):
+        run_deck(
+            f"units metal\nboundary p p p\natom_style atomic\nread_data {data.path}\n"
+            f"pair_style mlff {models['float64']}\npair_coeff * * H C N Xe\nrun 0",
+            tmp_path / "bad",
+        )
 
 
 def test_rank_0_prints_the_type_table_and_metadata(models, tmp_path):
