@@ -98,14 +98,17 @@ class _Stage:
 
 
 def _teacher_run(
-    kind: str, cache: Path, key: str, stage, run, *args, **kwargs
-) -> tuple[Trajectory, bool]:
-    path = cache / f"{key}-teacher-{kind}.npz"
+    protocol: str, steps: int, cache: Path, key: str, stage, atoms, velocities, teacher, dt,
+    every, common: dict[str, Any],
+) -> tuple[Trajectory, bool]:  # fmt: skip
+    """A teacher reference trajectory: from the cache if this exact run was done before."""
+    path = cache / f"{key}-teacher-{protocol}.npz"
     if path.is_file():
         return Trajectory.load(path), True
-    bar = stage(f"teacher {kind.upper()} (ASE)", args[4])
+    bar = stage(f"teacher {protocol.upper()} (ASE)", steps)
     try:
-        traj = run(*args, progress=bar.update, engine="teacher", **kwargs)
+        traj = run_ase(atoms, velocities, teacher, protocol, steps, dt, every,
+                       progress=bar.update, engine="teacher", **common)  # fmt: skip
     finally:
         bar.close()
     traj.save(path)
@@ -155,14 +158,9 @@ def _validate_system(
 
     # 2. Teacher references (cached), and the teacher's step time measured now.
     common = {"temperature_K": T, "friction_per_ps": p["friction_per_ps"], "seed": p["seed"]}
-    teacher_nve, cached_nve = _teacher_run(
-        "nve", cache, key, stage, run_ase, atoms, velocities, teacher, "nve",
-        teacher_nve_steps(p), dt, every, **common,
-    )  # fmt: skip
-    teacher_nvt, cached_nvt = _teacher_run(
-        "nvt", cache, key, stage, run_ase, atoms, velocities, teacher, "nvt",
-        p["nvt_steps"], dt, every, **common,
-    )  # fmt: skip
+    reference = (cache, key, stage, atoms, velocities, teacher, dt, every, common)
+    teacher_nve, cached_nve = _teacher_run("nve", teacher_nve_steps(p), *reference)
+    teacher_nvt, cached_nvt = _teacher_run("nvt", p["nvt_steps"], *reference)
     result["teacher_reference_reused"] = bool(cached_nve and cached_nvt)
     timing = run_ase(atoms, velocities, teacher, "nve", TEACHER_LATENCY_STEPS, dt, every)
     result["teacher"] = {
