@@ -28,6 +28,11 @@ def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         ["dataset", "split"],
         ["dataset", "export-extxyz"],
         ["dataset", "import-extxyz"],
+        ["lammps"],
+        ["lammps", "build"],
+        ["lammps", "path"],
+        ["lammps", "data"],
+        ["validate"],
         ["demo"],
     ],
 )
@@ -145,6 +150,9 @@ def test_label_from_yaml_config_with_shards_and_merge(tmp_path):
         (["dataset", "split", "missing.h5"], "does not exist"),
         (["dataset", "split", "missing.h5", "--fractions", "0.5,0.5"], "three numbers"),
         (["info", "model.pt"], "does not exist"),
+        (["validate"], "no student: pass --model"),
+        (["validate", "--model", "missing.pt"], "does not exist"),
+        (["lammps", "data", "missing.xyz", "--out", "x.data"], "missing.xyz"),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_line(tmp_path, argv, message):
