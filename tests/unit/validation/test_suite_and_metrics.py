@@ -190,3 +190,16 @@ def test_drift_standard_error_tells_oscillation_from_drift():
     trend = metrics.energy_drift(t, wobble + 0.1 * t, 10)  # + 10 meV/atom/ps
     assert trend["energy_drift_meV_per_atom_ps"] == pytest.approx(10.0, abs=0.5)
     assert trend["energy_drift_meV_per_atom_ps"] > 10 * trend["energy_drift_stderr_meV_per_atom_ps"]
+
+
+def test_the_documented_suite_example_loads(tmp_path):
+    import re
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[3] / "validation" / "README.md"
+    (example,) = re.findall(r"```yaml\n(.*?)```", readme.read_text(), re.S)
+    (tmp_path / "example.yaml").write_text(example)
+    suite = load_suite(tmp_path / "example.yaml")
+    assert [s.name for s in suite.systems] == ["ligand", "electrolyte"]
+    assert suite.systems[1].protocol["temperature_K"] == 350
+    assert suite.systems[0].protocol["nve_steps_by_engine"] == {"lammps": 20000}
