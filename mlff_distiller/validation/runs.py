@@ -286,7 +286,7 @@ class _Lammps:
                     f"boundary {boundary}",
                     "atom_style atomic",
                     "atom_modify map array",
-                    f"read_data {data.path.name}",
+                    f"read_data {data.path}",
                     f"pair_style mlff {model_path}",
                     data.pair_coeff,
                     f"timestep {dt_fs / 1000.0}",
@@ -340,8 +340,10 @@ def run_lammps(
     start_atoms = atoms.copy()
     start_atoms.set_velocities(velocities)
     elements = _model_elements(model_path)
+    # Absolute before the session makes it the working directory.
+    workdir, model_path = Path(workdir).resolve(), Path(model_path).resolve()
     with lammps_session(workdir) as lmp:
-        system = _Lammps(lmp, start_atoms, Path(workdir), model_path, elements, timestep_fs)
+        system = _Lammps(lmp, start_atoms, workdir, model_path, elements, timestep_fs)
         lmp.command("fix integrate all nve")
         if protocol == "nvt":
             damp_ps = 1.0 / friction_per_ps
@@ -364,9 +366,11 @@ def evaluate_lammps(
     from ..engines.lammps import lammps_session
 
     elements = _model_elements(model_path)
+    # Absolute before the session makes it the working directory.
+    workdir, model_path = Path(workdir).resolve(), Path(model_path).resolve()
     energies, forces = [], []
     with lammps_session(workdir) as lmp:
-        system = _Lammps(lmp, frames[0], Path(workdir), model_path, elements, 0.5)
+        system = _Lammps(lmp, frames[0], workdir, model_path, elements, 0.5)
         for frame in frames:
             system.set_positions(frame.positions)
             lmp.command("run 0")

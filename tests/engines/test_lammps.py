@@ -557,3 +557,23 @@ def test_example_decks_run(deck, models, tmp_path):
     runs = read_thermo(tmp_path / "log.lammps")
     assert runs and all(np.isfinite(row["PotEng"]) for run in runs for row in run)
     assert runs[-1][-1]["Step"] >= 10
+
+
+def test_validation_runs_accept_relative_paths(models, reference, tmp_path, monkeypatch):
+    """The in-process session changes the working directory: relative paths given to it
+    (as the CLI passes them) must still name the same files."""
+    from mlff_distiller.validation.runs import evaluate_lammps, initial_velocities
+    from mlff_distiller.validation.runs import run_lammps as run_lammps_md
+
+    monkeypatch.chdir(tmp_path)
+    relative_model = Path("model.pt")
+    relative_model.write_bytes(models["float64"].read_bytes())
+    atoms = _molecule()
+    energies, forces = evaluate_lammps(relative_model, [atoms], Path("runs/frames"))
+    atoms.calc = reference
+    assert energies[0] == pytest.approx(atoms.get_potential_energy(), rel=1e-10)
+    np.testing.assert_allclose(forces[0], atoms.get_forces(), rtol=0, atol=1e-6)
+    velocities = initial_velocities(atoms, 300.0, seed=1)
+    traj = run_lammps_md(atoms, velocities, relative_model, 10, 0.5, 5, Path("runs/md"))
+    assert len(traj.times_ps) == 3 and Path.cwd() == tmp_path
+    assert (tmp_path / "runs" / "md" / "system.data").is_file()
