@@ -37,12 +37,7 @@ def untrained_student(
     What a step costs depends on the architecture, the elements and the neighbour count, not
     on the weights, so benchmarks need no training. The metadata says it is untrained.
     """
-    import datetime
-
-    import torch
-
-    from . import __version__
-    from .export.exporter import FORMAT_VERSION, export_module
+    from .export.exporter import export_module, student_metadata
     from .models import build_model
 
     if dtype not in ("float32", "float64"):
@@ -50,21 +45,12 @@ def untrained_student(
     model = build_model(preset, list(elements)).eval()
     if dtype == "float64":
         model = model.double()
-    metadata = {
-        "format": "mlff_distiller.exported",
-        "format_version": FORMAT_VERSION,
-        "elements": list(elements),
-        "atomic_numbers": [int(z) for z in model.atomic_numbers.tolist()],
-        "cutoff": float(model.cutoff),
-        "interaction_range": float(model.cutoff),
-        "message_passing_steps": 0,
-        "units": {"length": "Angstrom", "energy": "eV"},
-        "dtype": dtype,
-        "parameters": int(sum(p.numel() for p in model.parameters())),
-        "preset": preset,
-        "teacher": {"name": "none (untrained, for timing only)"},
-        "dataset_hash": None,
-        "versions": {"mlff_distiller": __version__, "torch": torch.__version__},
-        "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
+    metadata = student_metadata(
+        model,
+        list(elements),
+        dtype,
+        preset=preset,
+        teacher={"name": "none (untrained, for timing only)"},
+        dataset_hash=None,
+    )
     return export_module(model, path, metadata)

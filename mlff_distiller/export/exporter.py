@@ -60,10 +60,30 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, dtype: str = 
     torch_dtype = torch.float64 if dtype == "float64" else torch.float32
     data = load_checkpoint(checkpoint)
     model = model_from_checkpoint(data, torch_dtype)
-    metadata = {
+    metadata = student_metadata(
+        model,
+        list(data["elements"]),
+        dtype,
+        preset=data.get("preset"),
+        model_config=data.get("model_config"),
+        teacher=data.get("teacher"),
+        dataset=data.get("dataset"),
+        dataset_hash=data.get("dataset_hash"),
+        checkpoint=str(checkpoint),
+    )
+    return export_module(model, path, metadata)
+
+
+def student_metadata(
+    model: torch.nn.Module, elements: list[str], dtype: str, **provenance: Any
+) -> dict[str, Any]:
+    """The metadata an exported file carries: what the model is (elements, cutoff, range,
+    units, dtype, size), the versions and the export date, plus ``provenance`` (preset,
+    teacher, dataset, checkpoint, ...)."""
+    return {
         "format": "mlff_distiller.exported",
         "format_version": FORMAT_VERSION,
-        "elements": list(data["elements"]),
+        "elements": list(elements),
         "atomic_numbers": [int(z) for z in model.atomic_numbers.tolist()],
         "cutoff": float(model.cutoff),
         # Strictly local: each atom's energy depends on neighbours within the cutoff only.
@@ -72,11 +92,7 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, dtype: str = 
         "units": {"length": "Angstrom", "energy": "eV"},
         "dtype": dtype,
         "parameters": int(sum(p.numel() for p in model.parameters())),
-        "preset": data.get("preset"),
-        "model_config": data.get("model_config"),
-        "teacher": data.get("teacher"),
-        "dataset": data.get("dataset"),
-        "dataset_hash": data.get("dataset_hash"),
+        **provenance,
         "versions": {
             "mlff_distiller": __version__,
             "torch": torch.__version__,
@@ -84,9 +100,7 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, dtype: str = 
         },
         "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
-        "checkpoint": str(checkpoint),
     }
-    return export_module(model, path, metadata)
 
 
 def export_module(
