@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from ._hdf5 import DatasetError
 from .builtin import organic_set, water_box
-from .dataset import dataset_metadata, import_extxyz, merge_datasets, read_dataset, write_extxyz
+from .dataset import (
+    concat_datasets,
+    dataset_metadata,
+    import_extxyz,
+    merge_datasets,
+    read_dataset,
+    write_extxyz,
+)
 from .labeling import fingerprint, label, parse_shard, summary
 from .recipe import build_structures
 from .sampling import md_sampling, normal_mode_sampling, perturb, rattle_strain
@@ -27,6 +34,7 @@ __all__ = [
     "DatasetError",
     "StructureError",
     "build_structures",
+    "concat_datasets",
     "builtin_molecules",
     "dataset_metadata",
     "fingerprint",

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -18,7 +19,8 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from .. import __version__
-from ._hdf5 import DatasetError, FrameBlock, read_hdf5, write_hdf5
+from ._hdf5 import DatasetError, FrameBlock, read_hdf5, to_json, write_hdf5
+from .labeling import teacher_key
 
 
 def read_dataset(path: str | os.PathLike) -> list[Atoms]:
@@ -125,6 +127,54 @@ def merge_datasets(
         },
     }
     return write_hdf5(merged, out, attrs)
+
+
+def concat_datasets(
+    paths: list[str | os.PathLike], out: str | os.PathLike, *, overwrite: bool = False
+) -> Path:
+    """Join datasets labelled by the same teacher from different inputs into one.
+
+    Active learning grows a dataset this way: the frames labelled in a round are appended to
+    the round before. Frame order is kept; ``source_index`` is offset per part so it stays
+    unique, and each frame's provenance (``info``) is unchanged. Shards of one labeling job
+    are joined with :func:`merge_datasets` instead.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass overwrite=True to replace it")
+    if not paths:
+        raise ValueError("concat needs at least one dataset")
+    joined = FrameBlock()
+    teacher: dict[str, Any] | None = None
+    fingerprints, offset = [], 0
+    for path in paths:
+        block, attrs = read_hdf5(path)
+        if teacher is None:
+            teacher = attrs.get("teacher")
+        elif teacher_key(attrs.get("teacher")) != teacher_key(teacher):
+            raise DatasetError(
+                f"{path} was labelled by another teacher than {paths[0]}; "
+                "a dataset holds the labels of one teacher"
+            )
+        part = block.sorted()
+        part.source_index = [offset + i for i in part.source_index]
+        part.rejected_index = [offset + i for i in part.rejected_index]
+        joined.extend(part)
+        offset += int(attrs.get("n_structures") or 0) or len(block) + len(block.rejected_index)
+        fingerprints.append(attrs.get("inputs_fingerprint"))
+    attrs = {
+        "teacher": teacher,
+        "inputs_fingerprint": hashlib.sha256(to_json(fingerprints).encode()).hexdigest()[:16],
+        "n_structures": offset,
+        "shard": None,
+        "concatenated_from": [str(p) for p in paths],
+        "provenance": {
+            "package": "mlff_distiller",
+            "package_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    }
+    return write_hdf5(joined, out, attrs)
 
 
 def write_extxyz(dataset: str | os.PathLike, out: str | os.PathLike) -> Path:

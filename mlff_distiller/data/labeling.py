@@ -201,17 +201,17 @@ def _same_finished_run(path: Path, manifest: dict[str, Any]) -> bool:
     except DatasetError:
         return False
     keys = ("inputs_fingerprint", "shard", "max_force")
-    same_teacher = _teacher_key(attrs.get("teacher")) == _teacher_key(manifest["teacher"])
+    same_teacher = teacher_key(attrs.get("teacher")) == teacher_key(manifest["teacher"])
     return same_teacher and all(attrs.get(k) == manifest[k] for k in keys)
 
 
-def _teacher_key(info: dict[str, Any] | None) -> str:
+def teacher_key(info: dict[str, Any] | None) -> str:
     info = info or {}
     return to_json({k: info.get(k) for k in ("name", "package", "version", "kwargs")})
 
 
 def _manifest_key(manifest: dict[str, Any]) -> str:
-    return to_json({**manifest, "teacher": _teacher_key(manifest.get("teacher"))})
+    return to_json({**manifest, "teacher": teacher_key(manifest.get("teacher"))})
 
 
 def _open_journal(journal: Path, manifest: dict[str, Any], overwrite: bool) -> FrameBlock:

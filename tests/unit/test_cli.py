@@ -33,6 +33,7 @@ def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         ["lammps", "path"],
         ["lammps", "data"],
         ["validate"],
+        ["run"],
         ["demo"],
     ],
 )

@@ -1,0 +1,187 @@
+"""Active learning: run the student, find where a committee of students disagrees, label that.
+
+One round: the current student runs Langevin MD at the target temperature from structures of
+the recipe; every ``every`` steps a frame goes into a pool. A committee of students trained
+with different seeds evaluates the pool; a frame's disagreement is the largest, over atoms,
+of the norm of the committee's force standard deviation (eV/Å). The ``select`` most
+disagreed frames (at most ``max_per_system`` per trajectory) are labelled by the teacher
+and added to the data; ``eval_frames`` frames drawn at random from the rest are labelled
+too, to measure the student's force error on its own trajectories without the bias of the
+selection.
+
+>>> pool = explore(student, starts, settings, seed=1)                   # doctest: +SKIP
+>>> picked = select_frames(pool, committee, settings, seed=1)           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms, units
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+#: Closest approach (Å) before a student trajectory counts as broken and stops.
+BROKEN_DISTANCE_A = 0.5
+
+
+def pick_starts(structures: list[Atoms], n: int, seed: int) -> list[Atoms]:
+    """``n`` unsampled structures of the recipe: periodic ones first (up to half), then
+    molecules at random (seeded), so both kinds of system are explored."""
+    originals = [a for a in structures if "sampling" not in a.info]
+    rng = np.random.default_rng(seed)
+    periodic = [a for a in originals if a.pbc.any()]
+    molecules = [a for a in originals if not a.pbc.any()]
+    n_periodic = min(len(periodic), n // 2 if molecules else n)
+    chosen = [periodic[i] for i in rng.permutation(len(periodic))[:n_periodic]]
+    chosen += [molecules[i] for i in rng.permutation(len(molecules))[: n - n_periodic]]
+    return [a.copy() for a in chosen]
+
+
+def _min_distance(atoms: Atoms) -> float:
+    if len(atoms) < 2:
+        return float("inf")
+    d = atoms.get_all_distances(mic=bool(atoms.pbc.any()))
+    return float(d[np.triu_indices(len(atoms), 1)].min())
+
+
+def explore(
+    student: str | Path, starts: list[Atoms], settings: dict[str, Any], seed: int
+) -> list[dict[str, Any]]:
+    """Student Langevin MD from each start; returns the pool of recorded frames.
+
+    Each pool entry holds the frame (``atoms``, with the start's ``info``), the ``system``
+    index and the ``step``. A trajectory that produces a non-finite energy or brings two
+    atoms closer than :data:`BROKEN_DISTANCE_A` stops there; its frames up to that point stay.
+    """
+    from ..calculators import StudentCalculator
+
+    calc = StudentCalculator(student)
+    pool: list[dict[str, Any]] = []
+    for system, start in enumerate(starts):
+        atoms = start.copy()
+        atoms.calc = calc
+        rng = np.random.default_rng([seed, system])
+        MaxwellBoltzmannDistribution(atoms, temperature_K=settings["temperature_K"], rng=rng)
+        Stationary(atoms)
+        dyn = Langevin(
+            atoms,
+            timestep=settings["timestep_fs"] * units.fs,
+            temperature_K=settings["temperature_K"],
+            friction=settings["friction_per_ps"] / (1000 * units.fs),
+            rng=rng,
+        )
+        for step in range(settings["every"], settings["steps"] + 1, settings["every"]):
+            dyn.run(settings["every"])
+            energy = atoms.get_potential_energy()
+            if not np.isfinite(energy) or _min_distance(atoms) < BROKEN_DISTANCE_A:
+                break
+            frame = Atoms(
+                numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc
+            )
+            frame.info.update(start.info)
+            pool.append({"atoms": frame, "system": system, "step": step})
+    return pool
+
+
+def disagreement(committee: list[str | Path], frames: list[Atoms]) -> np.ndarray:
+    """Per frame: max over atoms of |std over the committee of the force vector| (eV/Å)."""
+    from ..calculators import StudentCalculator
+
+    forces = []
+    for member in committee:
+        calc = StudentCalculator(member)
+        forces.append([calc.get_forces(a.copy()) for a in frames])
+    out = np.empty(len(frames))
+    for k in range(len(frames)):
+        stack = np.stack([member[k] for member in forces])  # (members, atoms, 3)
+        out[k] = np.linalg.norm(stack.std(axis=0), axis=1).max()
+    return out
+
+
+def select_frames(
+    pool: list[dict[str, Any]],
+    committee: list[str | Path],
+    settings: dict[str, Any],
+    seed: int,
+    round_index: int,
+) -> tuple[list[Atoms], dict[str, Any]]:
+    """The frames to label this round and a summary of the pool.
+
+    With a committee of one (the final evaluation) nothing is scored and only random
+    ``eval`` frames are drawn. The returned frames carry ``info["sampling"]`` (method
+    ``active_learning``, the round, ``role`` ``selected`` or ``eval``, the step, the
+    disagreement).
+    """
+    if not pool:
+        raise RuntimeError(
+            "active learning found no usable frame: every student trajectory broke at once; "
+            "train the first student longer or lower active_learning: temperature_K"
+        )
+    frames_in_pool = [p["atoms"] for p in pool]
+    scored = len(committee) > 1
+    scores = disagreement(committee, frames_in_pool) if scored else np.zeros(len(pool))
+    per_system: dict[int, int] = {}
+    selected: list[int] = []
+    for k in np.argsort(-scores, kind="stable"):
+        if len(selected) == settings["select"]:
+            break
+        if per_system.get(pool[k]["system"], 0) < settings["max_per_system"]:
+            selected.append(int(k))
+            per_system[pool[k]["system"]] = per_system.get(pool[k]["system"], 0) + 1
+    rest = [k for k in range(len(pool)) if k not in set(selected)]
+    rng = np.random.default_rng([seed, round_index, 7])
+    evaluation = [rest[i] for i in rng.permutation(len(rest))[: settings["eval_frames"]]]
+    frames = []
+    for role, indices in (("selected", selected), ("eval", sorted(evaluation))):
+        for k in indices:
+            atoms = pool[k]["atoms"].copy()
+            atoms.info["sampling"] = {
+                "method": "active_learning",
+                "round": round_index,
+                "role": role,
+                "step": pool[k]["step"],
+                "temperature_K": settings["temperature_K"],
+                "disagreement_eV_per_A": float(scores[k]) if scored else None,
+            }
+            frames.append(atoms)
+    summary = {
+        "pool_frames": len(pool),
+        "trajectories": len({p["system"] for p in pool}),
+        "committee": len(committee),
+        "disagreement_eV_per_A": {
+            "median": float(np.median(scores)),
+            "max": float(scores.max()),
+            "selected_min": float(scores[selected].min()) if selected else None,
+        }
+        if scored
+        else None,
+        "selected": len(selected),
+        "eval": len(evaluation),
+    }
+    return frames, summary
+
+
+def force_errors(student: str | Path, frames: list[Atoms]) -> dict[str, Any]:
+    """Force RMSE and MAE (eV/Å) of ``student`` against the labels on ``frames``."""
+    from ..calculators import StudentCalculator
+
+    if not frames:
+        return {"frames": 0, "force_rmse_eV_per_A": None, "force_mae_eV_per_A": None}
+    calc = StudentCalculator(student)
+    diff = np.concatenate(
+        [calc.get_forces(_unlabelled(a)) - a.get_forces() for a in frames]
+    ).ravel()
+    return {
+        "frames": len(frames),
+        "force_rmse_eV_per_A": float(np.sqrt(np.mean(diff**2))),
+        "force_mae_eV_per_A": float(np.mean(np.abs(diff))),
+    }
+
+
+def _unlabelled(atoms: Atoms) -> Atoms:
+    copy = atoms.copy()
+    copy.calc = None
+    return copy

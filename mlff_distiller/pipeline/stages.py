@@ -1,0 +1,133 @@
+"""Stages that remember what they did: skip when the inputs are unchanged, resume otherwise.
+
+Each stage has a key, a hash of everything it depends on (its part of the config and the
+digests of the files it reads). Its record, ``RUN/stages/NAME.json``, is written when it
+starts (status ``running``) and again when it finishes (status ``finished``, its outputs
+and their digests, the time it took). A rerun:
+
+- skips a stage whose record is finished with the same key and whose output files still
+  have the digests it recorded;
+- resumes a stage that was interrupted with the same key (labeling and training continue
+  from their journals and ``last.pt``);
+- redoes a stage whose key changed, replacing what it wrote before.
+
+Because keys include the digests of upstream outputs, an edit to one section of the config
+redoes that stage and only the stages whose inputs really changed after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .._progress import say
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 (first 16 hex digits) of a file, or of a directory's files in name order."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else "").encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _key(inputs: dict[str, Any]) -> str:
+    text = json.dumps(inputs, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+class Stages:
+    """Runs named stages under ``run_dir`` and keeps their records.
+
+    Parameters
+    ----------
+    run_dir
+        The run directory; records go to ``run_dir/stages/``.
+    progress
+        Print a line per stage (run, resumed or skipped) on stderr.
+    """
+
+    def __init__(self, run_dir: Path, progress: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.done: list[dict[str, Any]] = []
+
+    def record_path(self, name: str) -> Path:
+        return self.run_dir / "stages" / f"{name}.json"
+
+    def record(self, name: str) -> dict[str, Any] | None:
+        path = self.record_path(name)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def run(
+        self,
+        name: str,
+        inputs: dict[str, Any],
+        work: Callable[[bool], dict[str, Any]],
+        files: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        """Run ``work(restart)`` unless a finished record with the same inputs exists.
+
+        ``work`` returns the stage's outputs (JSON values; paths as strings); the outputs
+        named in ``files`` are files or directories whose digests are recorded and checked
+        on reruns. ``restart`` is true when an earlier attempt had other inputs, so the
+        stage must replace (not resume) what that attempt left.
+        """
+        key = _key(inputs)
+        previous = self.record(name)
+        if previous and previous.get("key") == key and previous.get("status") == "finished":
+            if self._outputs_intact(previous):
+                say(self.progress, f"[{name}] up to date, skipped")
+                self.done.append({**previous, "skipped": True})
+                return previous["outputs"]
+        restart = previous is not None and previous.get("key") != key
+        verb = "redoing (inputs changed)" if restart else "resuming" if previous else "running"
+        say(self.progress, f"[{name}] {verb}")
+        start = time.time()
+        _write_json(
+            self.record_path(name),
+            {"name": name, "key": key, "status": "running", "started": _now()},
+        )
+        outputs = work(restart)
+        record = {
+            "name": name,
+            "key": key,
+            "status": "finished",
+            "started": _now(start),
+            "finished": _now(),
+            "seconds": round(time.time() - start, 2),
+            "outputs": outputs,
+            "digests": {k: file_digest(outputs[k]) for k in files},
+            "inputs": inputs,
+        }
+        _write_json(self.record_path(name), record)
+        self.done.append({**record, "skipped": False})
+        return outputs
+
+    def _outputs_intact(self, record: dict[str, Any]) -> bool:
+        for name, digest in (record.get("digests") or {}).items():
+            path = Path(record["outputs"][name])
+            if not path.exists() or file_digest(path) != digest:
+                return False
+        return True
+
+
+def _now(t: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
