@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 from ase import Atoms, units
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+from ..validation.runs import initial_velocities
 
 #: Closest approach (Å) before a student trajectory counts as broken and stops.
 BROKEN_DISTANCE_A = 0.5
@@ -63,9 +64,10 @@ def explore(
     for system, start in enumerate(starts):
         atoms = start.copy()
         atoms.calc = calc
+        atoms.set_velocities(
+            initial_velocities(atoms, settings["temperature_K"], seed * 100_003 + system)
+        )
         rng = np.random.default_rng([seed, system])
-        MaxwellBoltzmannDistribution(atoms, temperature_K=settings["temperature_K"], rng=rng)
-        Stationary(atoms)
         dyn = Langevin(
             atoms,
             timestep=settings["timestep_fs"] * units.fs,
@@ -107,8 +109,8 @@ def select_frames(
     settings: dict[str, Any],
     seed: int,
     round_index: int,
-) -> tuple[list[Atoms], dict[str, Any]]:
-    """The frames to label this round and a summary of the pool.
+) -> tuple[list[Atoms], dict[str, Any], list[dict[str, Any]]]:
+    """The frames to label this round, a summary, and every pool frame's score.
 
     With a committee of one (the final evaluation) nothing is scored and only random
     ``eval`` frames are drawn. The returned frames carry ``info["sampling"]`` (method
@@ -142,6 +144,7 @@ def select_frames(
                 "method": "active_learning",
                 "round": round_index,
                 "role": role,
+                "system": pool[k]["system"],
                 "step": pool[k]["step"],
                 "temperature_K": settings["temperature_K"],
                 "disagreement_eV_per_A": float(scores[k]) if scored else None,
@@ -161,7 +164,11 @@ def select_frames(
         "selected": len(selected),
         "eval": len(evaluation),
     }
-    return frames, summary
+    pool_table = [
+        {"system": p["system"], "step": p["step"], "disagreement_eV_per_A": float(scores[k])}
+        for k, p in enumerate(pool)
+    ]
+    return frames, summary, pool_table
 
 
 def force_errors(student: str | Path, frames: list[Atoms]) -> dict[str, Any]:

@@ -47,6 +47,7 @@ class Pipeline:
         self.progress = progress
         self.stages = Stages(run_dir, progress)
         self._teacher = None
+        self._model_key: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ helpers
     def teacher(self):
@@ -170,11 +171,11 @@ class Pipeline:
                 settings["select"] = 0
             starts = active.pick_starts(structures, al["systems"], al["seed"] + round_index)
             pool = active.explore(student, starts, settings, seed=al["seed"] + round_index)
-            frames, summary = active.select_frames(
+            frames, summary, table = active.select_frames(
                 pool, committee, settings, al["seed"], round_index
             )
             write_structure_cache(frames, out / "frames.json")
-            _write_json(out / "explore.json", summary)
+            _write_json(out / "explore.json", {**summary, "pool": table})
             return {"frames": str(out / "frames.json"), **summary}
 
         self.stages.run(name, inputs, work, files=("frames",))
@@ -205,6 +206,9 @@ class Pipeline:
             return {"model": str(export(checkpoint, path, dtype=dtype)), "dtype": dtype}
 
         inputs = {"checkpoint": file_digest(checkpoint), "dtype": dtype}
+        # What runs downstream depends on the weights and dtype, not on the export date in
+        # the file's metadata: an export redone from the same checkpoint redoes nothing else.
+        self._model_key = inputs
         return self.stages.run("export", inputs, work, files=("model",))["model"]
 
     def md_runs(self, model: str) -> dict[str, Any]:
@@ -224,7 +228,7 @@ class Pipeline:
                 atoms = load_source(settings["structure"])[0]
                 return runner(Path(model), atoms, settings, out)
 
-            inputs = {"model": file_digest(model), "settings": settings}
+            inputs = {"model": self._model_key, "settings": settings}
             results[engine] = self.stages.run(f"md-{engine}", inputs, work)
         return results
 
@@ -255,7 +259,7 @@ class Pipeline:
             }
 
         inputs = {
-            "model": file_digest(model),
+            "model": self._model_key,
             "suite": _suite_key(settings["suite"]),
             **self._teacher_inputs(),
         }
