@@ -30,6 +30,7 @@ from typing import Any
 
 from .._progress import say
 from . import active, md
+from .card import write_model_card
 from .config import load_config
 from .stages import Stages, _write_json, file_digest
 
@@ -290,9 +291,7 @@ class Pipeline:
         model = self.export(student)
         md_runs = self.md_runs(model)
         validation = self.validate(model)
-        summary = self._summary(student, dataset, model, rounds, md_runs, validation, start)
-        _write_json(self.run_dir / "summary.json", summary)
-        return summary
+        return self._summary(student, dataset, model, rounds, md_runs, validation, start)
 
     def _summary(self, student, dataset, model, rounds, md_runs, validation, start):
         from ..data import summary as dataset_summary
@@ -338,7 +337,15 @@ def run_pipeline(
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "config.json", cfg)
     say(progress, f"pipeline {cfg['name']}: {run_dir}")
-    return Pipeline(cfg, run_dir, progress).run()
+    summary = Pipeline(cfg, run_dir, progress).run()
+    command = (
+        f"mlff-distill run {config} --out {run_dir}"
+        if not isinstance(config, dict)
+        else f"run_pipeline(<the config in {run_dir / 'config.json'}>, {str(run_dir)!r})"
+    )
+    summary["model_card"] = str(write_model_card(summary, cfg, run_dir / "MODEL_CARD.md", command))
+    _write_json(run_dir / "summary.json", summary)
+    return summary
 
 
 def summary_text(summary: dict[str, Any]) -> str:
@@ -368,4 +375,5 @@ def summary_text(summary: dict[str, Any]) -> str:
     validation = summary["validation"]
     if validation:
         lines.append(f"  validation:  {validation['verdict']}; report {validation['report']}")
+    lines.append(f"  model card:  {summary['model_card']}")
     return "\n".join(lines)

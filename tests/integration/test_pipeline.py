@@ -228,6 +228,19 @@ def test_validation_report_is_the_summary_verdict(pipeline_run):
     assert result["validation"]["systems"] == {s["name"]: s["verdict"] for s in report["systems"]}
 
 
+def test_model_card_states_the_run_numbers(pipeline_run):
+    run_dir, result, _ = pipeline_run
+    card = (run_dir / "MODEL_CARD.md").read_text()
+    assert result["model_card"] == str(run_dir / "MODEL_CARD.md")
+    assert f"force RMSE {result['test']['force_rmse_eV_per_A']:.3f} eV/Å" in card
+    for entry in result["active_learning"]:
+        rmse = entry["on_trajectory"]["eval"]["force_rmse_eV_per_A"]
+        assert f"Round {entry['round']} student" in card and f"{rmse:.3f} eV/Å" in card
+    assert f"verdict **{result['validation']['verdict']}**" in card
+    assert "Trained elements: H, C, N, O." in card
+    assert f"{result['dataset_frames']} labelled frames" in card
+
+
 def test_rerun_does_nothing_and_edits_redo_only_what_they_concern(pipeline_run, monkeypatch):
     run_dir, _, _ = pipeline_run
     recorder = Recorder(monkeypatch)
