@@ -1,0 +1,34 @@
+"""Pipeline configs: the README's example, the built-in configs and the shipped students'
+configs load, with every default filled in."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlff_distiller.pipeline import DEFAULTS, load_config
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_the_readme_tour_config_loads():
+    readme = (ROOT / "README.md").read_text()
+    tour = readme[readme.index("**1. Distill.**") :]
+    block = re.search(r"```yaml\n(.*?)```", tour, re.S).group(1)
+    config = load_config(yaml.safe_load(block))
+    assert config["active_learning"]["rounds"] == 2
+    # Keys the example leaves out come from the defaults.
+    assert config["active_learning"]["select"] == DEFAULTS["active_learning"]["select"]
+    assert config["labeling"] == DEFAULTS["labeling"]
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "torchscript_exports" / "configs").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_shipped_student_configs_load(path):
+    config = load_config(path)
+    assert config["name"] == path.stem
+    assert config["teacher"] == "sevennet-0"
