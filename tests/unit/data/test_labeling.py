@@ -20,6 +20,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from mlff_distiller.data import (
     DatasetError,
+    concat_datasets,
     dataset_metadata,
     import_extxyz,
     label,
@@ -313,6 +314,30 @@ def test_shards_merge_into_the_unsharded_dataset(structures, sevennet, tmp_path)
         merge_datasets([shards[0], other], tmp_path / "x.h5")
     with pytest.raises(FileExistsError):
         merge_datasets(shards, tmp_path / "merged.h5")
+
+
+def test_concat_joins_datasets_of_one_teacher(labelled, structures, sevennet, tmp_path):
+    more = label(structures[:2], sevennet, tmp_path / "more.h5", progress=False)
+    joined = read_dataset(concat_datasets([labelled, more], tmp_path / "joined.h5"))
+    parts = [*read_dataset(labelled), *read_dataset(more)]
+    assert len(joined) == len(parts)
+    for a, b in zip(joined, parts):
+        np.testing.assert_array_equal(a.positions, b.positions)
+        np.testing.assert_array_equal(a.get_forces(), b.get_forces())
+        assert a.info["group"] == b.info["group"]
+    assert len({f.info["source_index"] for f in joined}) == len(joined)
+    assert dataset_metadata(tmp_path / "joined.h5")["concatenated_from"] == [
+        str(labelled),
+        str(more),
+    ]
+
+    foreign = import_extxyz(
+        write_extxyz(more, tmp_path / "more.extxyz"), tmp_path / "foreign.h5", teacher="other"
+    )
+    with pytest.raises(DatasetError, match="another teacher"):
+        concat_datasets([more, foreign], tmp_path / "x.h5")
+    with pytest.raises(FileExistsError):
+        concat_datasets([more], tmp_path / "joined.h5")
 
 
 def test_extxyz_round_trip(labelled, tmp_path):
