@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.io import write
 
 OPENMM_SCRIPT = """\
 # Langevin MD of a distilled student in OpenMM; the student is one line: create_system.
@@ -80,12 +79,28 @@ def _second_half_mean(values: list[float]) -> float:
     return float(np.mean(values[len(values) // 2 :]))
 
 
+def _write_pdb(atoms: Atoms, path: Path) -> None:
+    """A PDB file OpenMM reads back atom for atom (one residue per atom, the box in CRYST1).
+
+    ASE's PDB writer puts every atom in residue 1 under its element's name, and OpenMM's
+    reader then merges atoms with the same name in a residue: the file must come from an
+    OpenMM topology instead.
+    """
+    import torch  # noqa: F401  (before openmm, see mlff_distiller.engines.openmm)
+    from openmm import app, unit
+
+    from ..engines.openmm import topology_from_atoms
+
+    with open(path, "w") as handle:
+        app.PDBFile.writeFile(topology_from_atoms(atoms), atoms.positions * unit.angstrom, handle)
+
+
 def run_openmm(model: Path, atoms: Atoms, settings: dict[str, Any], out: Path) -> dict[str, Any]:
     """Write and run the OpenMM script in ``out``; its trajectory and table stay there."""
     out.mkdir(parents=True, exist_ok=True)
     if atoms.pbc.any() and not atoms.pbc.all():
         raise ValueError("md: OpenMM runs need a molecule or a fully periodic box")
-    write(out / "structure.pdb", atoms)
+    _write_pdb(atoms, out / "structure.pdb")
     script = OPENMM_SCRIPT.format(
         model=str(model.resolve()),
         temperature=settings["temperature_K"],

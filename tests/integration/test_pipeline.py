@@ -212,10 +212,18 @@ def test_engine_runs_wrote_their_trajectories(pipeline_run):
     with open(openmm["table"]) as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r['#"Step"']) for r in rows] == [5, 10, 15, 20]
+    # OpenMM integrated all 9 atoms of ethanol: its temperature and kinetic energy imply
+    # 3N - 3 degrees of freedom (the centre of mass is held still).
+    for row in rows:
+        kinetic = float(row["Kinetic Energy (kJ/mole)"])
+        temperature = float(row["Temperature (K)"])
+        dof = 2 * kinetic / (0.00831446261815324 * temperature)
+        assert dof == pytest.approx(3 * 9 - 3, rel=1e-3)
     assert (run_dir / "md" / "openmm" / "trajectory.dcd").stat().st_size > 0
     lammps = result["md"]["lammps"]
     thermo = read_thermo(run_dir / "md" / "lammps" / "log.lammps")[-1]
     assert [int(r["Step"]) for r in thermo] == [0, 5, 10, 15, 20]
+    assert "with 9 atoms" in (run_dir / "md" / "lammps" / "log.lammps").read_text()
     assert "pair_style      mlff" in (run_dir / "md" / "lammps" / "in.lammps").read_text()
     for run in (openmm, lammps):
         assert 0 < run["mean_temperature_K"] < 5000
