@@ -132,6 +132,12 @@ def _check(config: dict[str, Any], where: str) -> None:
         )
     if not isinstance(config["student"].get("training") or {}, dict):
         raise ConfigError(f"student: training: in {where} must be a mapping of training options")
+    from ..training.config import make_config
+
+    try:  # checked now, not after an hour of labeling
+        make_config(config["student"]["preset"], dict(config["student"]["training"] or {}))
+    except ValueError as exc:
+        raise ConfigError(f"student: in {where}: {exc}") from None
     if config["export"]["dtype"] not in ("float32", "float64"):
         raise ConfigError(f"export: dtype: must be float32 or float64 in {where}")
     al = config["active_learning"]

@@ -281,6 +281,8 @@ def test_rerun_does_nothing_and_edits_redo_only_what_they_concern(pipeline_run, 
         ({**CONFIG, "md": {"engines": ["gromacs"]}}, "gromacs"),
         ({**CONFIG, "export": {"dtype": "float16"}}, "float32 or float64"),
         ({**CONFIG, "student": {"epochs": 3}}, "under student"),
+        ({**CONFIG, "student": {"training": {"epoch": 3}}}, "unknown training option"),
+        ({**CONFIG, "student": {"preset": "huge"}}, "unknown preset"),
     ],
 )
 def test_bad_configs_are_one_line_errors(config, message):
