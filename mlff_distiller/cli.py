@@ -512,6 +512,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_validate)
 
+    from .benchmarking import cmd_benchmark, configure_parser
+
+    p = sub.add_parser(
+        "benchmark",
+        help="student speed vs teacher and TIP3P per engine and size; memory over 1M calls",
+        description=(
+            "speed: ms/step and ns/day from 12 to 9,216 atoms for the teacher (ASE), each "
+            "student in ASE, OpenMM and LAMMPS (1 and 2 ranks) and OpenMM TIP3P; memory: the "
+            "RSS of a LAMMPS run over --calls student steps. Results: JSON, Markdown, PNG."
+        ),
+    )
+    configure_parser(p)
+    p.set_defaults(func=cmd_benchmark)
+
     p = sub.add_parser(
         "run",
         help="the whole chain from one YAML config: label, train, active learning, export, "

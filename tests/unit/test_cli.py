@@ -34,6 +34,7 @@ def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         ["lammps", "data"],
         ["validate"],
         ["run"],
+        ["benchmark"],
         ["demo"],
     ],
 )

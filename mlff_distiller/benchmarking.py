@@ -1,0 +1,442 @@
+"""``mlff-distill benchmark``: student speed against the teacher and a classical floor, and
+student memory over a million calls.
+
+**Speed** (``run_speed``). Systems from 12 to 9,216 atoms, all water so that OpenMM's rigid
+TIP3P runs on exactly the same atoms: a 4-molecule cluster (open boundaries, no cutoff for
+TIP3P) and periodic boxes of 32 and 256 molecules and the 256-molecule box replicated 2×2×1
+and 2×2×3 (PME for TIP3P). Per system, in one run:
+
+- the teacher in ASE: median ms per ``get_forces`` call with an atom moved before every call
+  (so ASE's cache never answers), up to :data:`TEACHER_MAX_ATOMS`; above, one teacher call
+  takes minutes and it is marked "not measured" rather than extrapolated;
+- each student preset in ASE (the same moved-atom calls through ``StudentCalculator``), in
+  OpenMM (median of single ``VerletIntegrator`` steps, CPU platform) and in LAMMPS on 1 and 2
+  MPI ranks (``pair_style mlff``, LAMMPS' own loop time of a timed ``run`` after a warm-up,
+  one torch thread per rank);
+- OpenMM TIP3P (rigid, CPU platform) as the floor a classical force field sets.
+
+A step is one force evaluation plus integration; ns/day assumes the student's 0.5 fs step
+(rigid TIP3P could take 2 fs: four times the ns/day quoted). Speed does not depend on the
+weights, so each preset is exported untrained for H and O (:func:`untrained_student`) unless
+``--model`` gives a trained file. Ratios compare numbers of the same run.
+
+**Memory** (``run_memory``). One LAMMPS run of ``--calls`` steps (default 1,000,000; each
+step is one call of the student) on the 12-atom cluster in a periodic box, while the
+resident set size of the ``lmp`` process is read from ``/proc`` every
+:data:`MEMORY_EVERY_S` seconds; the verdict is "flat" when the growth over the second half
+of the run stays under :data:`FLAT_MB`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+#: The teacher is timed only up to this many atoms (SevenNet-0: ~10 s per call at 768).
+TEACHER_MAX_ATOMS = 800
+#: Seconds between two resident-set samples of the memory run.
+MEMORY_EVERY_S = 2.0
+#: Growth (MB) over the second half of the memory run still called flat.
+FLAT_MB = 5.0
+DT_FS = 0.5
+#: Untimed calls or steps before every timed series (TorchScript optimises on first calls).
+WARMUP = 5
+PRESETS = ("tiny", "standard")
+
+
+def systems(quick: bool = False) -> dict[str, Atoms]:
+    """The benchmark systems by name (``quick``: the two smallest)."""
+    from .data import water_box
+
+    box = water_box(32)
+    cluster = Atoms(box[:12], pbc=False)  # the first four molecules (O, H, H order)
+    cluster.center(vacuum=6.0)
+    out = {"water-12": cluster, "water-96": box}
+    if not quick:
+        out["water-768"] = water_box(256)
+        out["water-3072"] = water_box(256) * (2, 2, 1)
+        out["water-9216"] = water_box(256) * (2, 2, 3)
+    return out
+
+
+def _steps(n_atoms: int, quick: bool) -> int:
+    if quick:
+        return 5
+    return int(np.clip(20_000 / n_atoms, 4, 200))
+
+
+def _ns_per_day(ms: float) -> float:
+    return DT_FS * 1e-6 * 86_400e3 / ms
+
+
+# ----------------------------------------------------------------------------- engines
+def _ase_ms(calc, atoms: Atoms, calls: int) -> float:
+    from .timing import latency_ms
+
+    latency_ms(calc, [atoms], repeats=WARMUP)  # TorchScript compiles on its first calls
+    return latency_ms(calc, [atoms], repeats=calls)
+
+
+def _openmm_ms(system, atoms: Atoms, steps: int) -> float:
+    import openmm
+    from openmm import unit
+
+    integrator = openmm.VerletIntegrator(DT_FS * unit.femtoseconds)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"))
+    context.setPositions(atoms.positions * 0.1)
+    context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
+    integrator.step(WARMUP)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        integrator.step(1)
+        context.getState(getEnergy=True)
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def _tip3p(atoms: Atoms):
+    import torch  # noqa: F401  (before openmm)
+    from openmm import app, unit
+
+    topology = app.Topology()
+    chain = topology.addChain()
+    oxygen, hydrogen = app.Element.getBySymbol("O"), app.Element.getBySymbol("H")
+    for _ in range(len(atoms) // 3):
+        residue = topology.addResidue("HOH", chain)
+        o = topology.addAtom("O", oxygen, residue)
+        for name in ("H1", "H2"):
+            topology.addBond(o, topology.addAtom(name, hydrogen, residue))
+    forcefield = app.ForceField("tip3p.xml")
+    if not atoms.pbc.any():
+        return forcefield.createSystem(topology, nonbondedMethod=app.NoCutoff, rigidWater=True)
+    topology.setPeriodicBoxVectors(atoms.cell.array * 0.1 * unit.nanometer)
+    cutoff_nm = min(0.9, 0.45 * min(atoms.cell.lengths()) * 0.1)
+    return forcefield.createSystem(
+        topology, nonbondedMethod=app.PME, nonbondedCutoff=cutoff_nm * unit.nanometer,
+        rigidWater=True,
+    )  # fmt: skip
+
+
+def _lammps_ms(data, model: Path, workdir: Path, steps: int, ranks: int) -> float:
+    import re
+
+    from .engines.lammps import run_lammps
+
+    deck = "\n".join([
+        "units metal", f"boundary {data.boundary}", "atom_style atomic",
+        f"read_data {data.path}", f"pair_style mlff {model}", data.pair_coeff,
+        "velocity all create 300 4928459", f"timestep {DT_FS / 1000}", "fix nve all nve",
+        f"thermo {steps}", f"run {WARMUP}", f"run {steps}", "",
+    ])  # fmt: skip
+    run_lammps(deck, workdir, nprocs=ranks, timeout=3600)
+    log = (workdir / "log.lammps").read_text()
+    loops = re.findall(r"^Loop time of (\S+) on (\d+) procs for (\d+) steps", log, re.M)
+    seconds, procs, done = loops[-1]
+    if int(procs) != ranks or int(done) != steps:
+        raise RuntimeError(f"{workdir}: the timed run was {done} steps on {procs} ranks")
+    return 1e3 * float(seconds) / steps
+
+
+# ------------------------------------------------------------------------------- speed
+def run_speed(
+    out: Path,
+    presets: tuple[str, ...] = PRESETS,
+    model: Path | None = None,
+    teacher: str = "sevennet-0",
+    quick: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Measure every system, engine and student; write ``benchmark.json``/``.md``/``.png``."""
+    import torch  # noqa: F401  (before openmm)
+
+    from ._progress import say
+    from .calculators import StudentCalculator
+    from .engines.lammps import write_data
+    from .engines.openmm import create_system
+    from .teachers import get_teacher
+    from .timing import untrained_student
+
+    os.environ["OMP_NUM_THREADS"] = "1"  # for the lmp ranks: one torch thread each
+    teacher_calc = get_teacher(teacher)
+    rows: list[dict[str, Any]] = []
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        students = (
+            {model.stem: Path(model)}
+            if model
+            else {p: untrained_student(p, ["H", "O"], folder / f"{p}.pt") for p in presets}
+        )
+        for name, atoms in systems(quick).items():
+            n = len(atoms)
+            steps = _steps(n, quick)
+            row: dict[str, Any] = {"system": name, "atoms": n, "steps": steps, "ms": {}}
+            row["load_average_1min"] = os.getloadavg()[0]
+            say(progress, f"benchmark: {name} ({n} atoms, {steps} steps per measurement)")
+            if n <= TEACHER_MAX_ATOMS:
+                calls = 3 if quick else max(3, min(10, 3000 // n))
+                row["ms"]["teacher (ASE)"] = _ase_ms(teacher_calc, atoms, calls)
+            else:
+                row["teacher_not_measured"] = (
+                    f"above {TEACHER_MAX_ATOMS} atoms one teacher call takes minutes here"
+                )
+            row["ms"]["TIP3P (OpenMM)"] = _openmm_ms(_tip3p(atoms), atoms, steps)
+            data = write_data(atoms, folder / f"{name}.data", elements=("H", "O"))
+            for label, path in students.items():
+                row["ms"][f"{label} ASE"] = _ase_ms(StudentCalculator(path), atoms, steps)
+                row["ms"][f"{label} OpenMM"] = _openmm_ms(create_system(atoms, path), atoms, steps)
+                for ranks in (1, 2):
+                    workdir = folder / f"{name}-{label}-{ranks}"
+                    ms = _lammps_ms(data, path, workdir, steps, ranks)
+                    row["ms"][f"{label} LAMMPS {ranks} rank{'s' if ranks > 1 else ''}"] = ms
+            teacher_ms = row["ms"].get("teacher (ASE)")
+            floor = row["ms"]["TIP3P (OpenMM)"]
+            row["ns_per_day"] = {k: _ns_per_day(v) for k, v in row["ms"].items()}
+            row["speedup_vs_teacher"] = {
+                k: teacher_ms / v for k, v in row["ms"].items() if teacher_ms and "teacher" not in k
+            }
+            row["times_classical_floor"] = {k: v / floor for k, v in row["ms"].items()}
+            rows.append(row)
+    result = {
+        "benchmark": "speed",
+        "rows": rows,
+        "students": "untrained presets for H and O" if model is None else str(model),
+        "dt_fs": DT_FS,
+        "teacher": teacher,
+        "notes": [
+            "teacher and ASE students: median ms per get_forces call, an atom moved first",
+            "OpenMM: median ms per VerletIntegrator step (CPU platform)",
+            "LAMMPS: LAMMPS' loop time per step of the timed run, one torch thread per rank",
+            "ASE and OpenMM use torch's default threads (all cores)",
+            "ns/day at 0.5 fs for every model, TIP3P included (rigid TIP3P could take 2 fs)",
+        ],
+        **_provenance(start),
+    }
+    _write(out / "benchmark.json", json.dumps(result, indent=2))
+    _write(out / "benchmark.md", speed_table(result))
+    _plot_speed(result, out / "benchmark.png")
+    return result
+
+
+def speed_table(result: dict[str, Any]) -> str:
+    """Markdown: ms per step per model, with the speed-up over the teacher and the multiple
+    of the classical floor."""
+    keys = list(result["rows"][0]["ms"])
+    lines = [
+        "| atoms | " + " | ".join(keys) + " |",
+        "| --- | " + " | ".join("---" for _ in keys) + " |",
+    ]
+    for row in result["rows"]:
+        cells = []
+        for key in keys:
+            ms = row["ms"].get(key)
+            if ms is None:
+                cells.append("not measured")
+                continue
+            extra = []
+            if key in row["speedup_vs_teacher"]:
+                extra.append(f"{row['speedup_vs_teacher'][key]:.0f}× faster")
+            if "TIP3P" not in key:
+                extra.append(f"{row['times_classical_floor'][key]:.0f}× TIP3P")
+            cells.append(f"{ms:.3g}" + (f" ({', '.join(extra)})" if extra else ""))
+        lines.append(f"| {row['atoms']:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot_speed(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for key in result["rows"][0]["ms"]:
+        points = [(r["atoms"], r["ms"][key]) for r in result["rows"] if key in r["ms"]]
+        style = "k--" if "TIP3P" in key else "r-o" if "teacher" in key else "-o"
+        ax.plot(*zip(*points), style, label=key, markersize=3)
+    ax.set(xscale="log", yscale="log", xlabel="atoms", ylabel="ms per step")
+    ax.set_title("Per-step time on 2 CPU cores (water)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ memory
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def run_memory(
+    out: Path, calls: int = 1_000_000, preset: str = "tiny", progress: bool = True
+) -> dict[str, Any]:
+    """One LAMMPS run of ``calls`` student steps with the RSS sampled; writes
+    ``memory.json`` and ``memory.png``."""
+    from ._progress import say
+    from .engines.lammps import lmp_executable, write_data
+    from .timing import untrained_student
+
+    if calls < 1000:
+        raise ValueError(f"--calls must be at least 1000, got {calls}")
+    start = time.time()
+    # The cluster in a periodic box: no atom can be lost and the box never grows, however
+    # the (untrained) student moves the molecules over a million steps.
+    atoms = systems(quick=True)["water-12"]
+    atoms.pbc = True
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model = untrained_student(preset, ["H", "O"], folder / "student.pt")
+        data = write_data(atoms, folder / "cluster.data", elements=("H", "O"))
+        deck = "\n".join([
+            "units metal", f"boundary {data.boundary}", "atom_style atomic",
+            f"read_data {data.path}", f"pair_style mlff {model}", data.pair_coeff,
+            "velocity all create 300 4928459", f"timestep {DT_FS / 1000}",
+            "fix nve all nve", "fix hot all langevin 300 300 0.1 4928459",
+            f"thermo {max(1000, calls // 100)}", f"run {calls}", "",
+        ])  # fmt: skip
+        (folder / "in.lammps").write_text(deck)
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.Popen(
+            [lmp_executable(), "-in", "in.lammps"],
+            cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        samples: list[tuple[float, float]] = []
+        t0 = time.perf_counter()
+        while proc.poll() is None:
+            rss = _rss_mb(proc.pid)
+            if rss is not None:
+                samples.append((time.perf_counter() - t0, rss))
+                if progress and len(samples) % 30 == 0:
+                    say(True, f"memory: {samples[-1][0]:.0f} s, RSS {rss:.1f} MB")
+            time.sleep(MEMORY_EVERY_S)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the memory run failed: {proc.stderr.read().strip()[-300:]}")
+        log = (folder / "log.lammps").read_text()
+    wall = time.perf_counter() - t0
+    t = np.array([s[0] for s in samples])
+    rss = np.array([s[1] for s in samples])
+    # The first tenth of the run is start-up (torch and the model load); judge the rest.
+    steady = t >= 0.1 * t[-1]
+    second_half = rss[len(rss) // 2 :]
+    growth = float(second_half.max() - second_half[0])
+    slope = float(np.polyfit(t[steady], rss[steady], 1)[0]) if steady.sum() > 2 else float("nan")
+    calls_per_s = calls / wall
+    result = {
+        "benchmark": "memory",
+        "engine": "LAMMPS (pair_style mlff), 1 rank, one torch thread",
+        "system": "water-12 (4-molecule cluster in a periodic box)",
+        "student": f"{preset} (untrained weights; memory does not depend on them)",
+        "calls": calls,
+        "completed": "Loop time of" in log and f"for {calls} steps" in log,
+        "wall_seconds": wall,
+        "ms_per_call": 1e3 / calls_per_s,
+        "samples": len(samples),
+        "rss_mb": {
+            "after_start_up": float(rss[steady][0]),
+            "last": float(rss[-1]),
+            "max": float(rss.max()),
+        },
+        "growth_second_half_mb": growth,
+        "slope_mb_per_100k_calls_after_start_up": slope * 1e5 / calls_per_s,
+        "verdict": "flat" if growth < FLAT_MB else "growing",
+        "trace": [[round(a, 1), round(b, 2)] for a, b in samples],
+        **_provenance(start),
+    }
+    _write(out / "memory.json", json.dumps(result, indent=2))
+    _plot_memory(t * calls_per_s, rss, out / "memory.png")
+    return result
+
+
+def _plot_memory(calls: np.ndarray, rss: np.ndarray, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(calls / 1e6, rss)
+    ax.set(xlabel="student calls (millions)", ylabel="RSS of lmp (MB)")
+    ax.set_ylim(0, rss.max() * 1.2)
+    ax.set_title("Memory of a LAMMPS run with pair_style mlff")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- shared
+def _provenance(start: float) -> dict[str, Any]:
+    from .environment import environment_report
+
+    return {
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "versions": environment_report()["versions"],
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["mlff-distill", *sys.argv[1:]]),
+        "seconds": round(time.time() - start, 1),
+    }
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------ CLI
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "what", nargs="?", choices=("speed", "memory"), default="speed",
+        help="speed (default): ms/step vs size per engine; memory: RSS over --calls steps",
+    )  # fmt: skip
+    parser.add_argument("--out", default="benchmarks/results", help="where results go")
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), help="student presets")
+    parser.add_argument("--model", help="benchmark this exported student instead of presets")
+    parser.add_argument("--teacher", default="sevennet-0", help="teacher spec")
+    parser.add_argument("--quick", action="store_true", help="the two smallest systems, 5 steps")
+    parser.add_argument("--calls", type=int, default=1_000_000, help="memory: student calls")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.what == "memory":
+        result = run_memory(out, calls=args.calls, progress=not args.quiet)
+        print(
+            f"memory: {result['calls']:,} calls in {result['wall_seconds']:.0f} s, RSS "
+            f"{result['rss_mb']['after_start_up']:.1f} -> {result['rss_mb']['last']:.1f} MB "
+            f"(max {result['rss_mb']['max']:.1f}): {result['verdict']}; {out / 'memory.json'}"
+        )
+        return 0
+    if args.model and not Path(args.model).is_file():
+        raise ValueError(f"--model {args.model} does not exist; give an exported student file")
+    result = run_speed(
+        out,
+        presets=tuple(args.presets),
+        model=Path(args.model) if args.model else None,
+        teacher=args.teacher,
+        quick=args.quick,
+        progress=not args.quiet,
+    )
+    print(speed_table(result) + f"\nwrote {out / 'benchmark.json'} and benchmark.md/.png")
+    return 0

@@ -1,0 +1,62 @@
+"""``mlff-distill benchmark`` in its quick mode on the real engines (teacher, ASE, OpenMM,
+``lmp`` on 1 and 2 ranks, TIP3P) and a short memory run. Timings are never asserted: the
+tests check that every number is there, finite, and consistent with the numbers it is
+derived from."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from mlff_distiller.benchmarking import DT_FS, run_memory, run_speed, speed_table
+from mlff_distiller.cli import main
+
+
+@pytest.fixture(scope="module")
+def speed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    return out, run_speed(out, presets=("tiny",), quick=True, progress=False)
+
+
+def test_speed_rows_cover_every_engine_and_are_consistent(speed):
+    out, result = speed
+    assert json.loads((out / "benchmark.json").read_text()) == result
+    assert [r["atoms"] for r in result["rows"]] == [12, 96]
+    expected = {
+        "teacher (ASE)", "TIP3P (OpenMM)", "tiny ASE", "tiny OpenMM",
+        "tiny LAMMPS 1 rank", "tiny LAMMPS 2 ranks",
+    }  # fmt: skip
+    for row in result["rows"]:
+        assert set(row["ms"]) == expected
+        for key, ms in row["ms"].items():
+            assert math.isfinite(ms) and ms > 0, key
+            assert row["ns_per_day"][key] == pytest.approx(DT_FS * 86.4 / ms)  # fs·(steps/day)
+            assert row["times_classical_floor"][key] == pytest.approx(
+                ms / row["ms"]["TIP3P (OpenMM)"]
+            )
+            if key != "teacher (ASE)":
+                assert row["speedup_vs_teacher"][key] == pytest.approx(
+                    row["ms"]["teacher (ASE)"] / ms
+                )
+    table = (out / "benchmark.md").read_text()
+    assert table == speed_table(result) and table.count("\n") == 4
+    assert (out / "benchmark.png").stat().st_size > 0
+
+
+def test_memory_run_samples_the_lmp_process(tmp_path):
+    result = run_memory(tmp_path, calls=3000, progress=False)
+    assert result["completed"] and result["calls"] == 3000
+    assert result["samples"] == len(result["trace"]) >= 1
+    first, last, peak = (result["rss_mb"][k] for k in ("after_start_up", "last", "max"))
+    assert 0 < first <= peak and last <= peak
+    assert result["verdict"] in ("flat", "growing")
+    assert (tmp_path / "memory.png").stat().st_size > 0
+
+
+def test_bad_input_is_a_one_line_error(tmp_path, capsys):
+    assert main(["benchmark", "--model", str(tmp_path / "none.pt"), "--out", str(tmp_path)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="at least 1000"):
+        run_memory(tmp_path, calls=10)
