@@ -544,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="the main job on the built-in default (the demo config through `run`)",
-        description="mlff-distill run demo --out demo_output, about 20 minutes on 2 cores.",
+        description="mlff-distill run demo --out demo_output: about 8 minutes on 2 idle cores.",
     )
     p.add_argument("--out", default="demo_output", help="output directory (default demo_output)")
     p.add_argument("--quick", action="store_true", help="a reduced run (minutes; a smoke test)")
