@@ -27,8 +27,9 @@ import torch
 
 # isort: split
 import openmm
-from openmm import app, unit
+from openmm import unit
 
+from mlff_distiller.benchmarking import tip3p_system
 from mlff_distiller.data import water_box
 from mlff_distiller.engines.openmm import create_system
 from mlff_distiller.timing import untrained_student
@@ -53,30 +54,6 @@ def _time_steps(system: openmm.System, atoms, steps: int) -> float:
     return 1e3 * statistics.median(times)
 
 
-def _water_topology(atoms) -> app.Topology:
-    """One HOH residue per O, H, H triple (the built-in boxes' order), with its bonds."""
-    topology = app.Topology()
-    chain = topology.addChain()
-    oxygen, hydrogen = app.Element.getBySymbol("O"), app.Element.getBySymbol("H")
-    for _ in range(len(atoms) // 3):
-        residue = topology.addResidue("HOH", chain)
-        o = topology.addAtom("O", oxygen, residue)
-        for name in ("H1", "H2"):
-            topology.addBond(o, topology.addAtom(name, hydrogen, residue))
-    topology.setPeriodicBoxVectors(atoms.cell.array * 0.1 * unit.nanometer)
-    return topology
-
-
-def _tip3p(atoms) -> openmm.System:
-    topology = _water_topology(atoms)
-    forcefield = app.ForceField("tip3p.xml")
-    cutoff_nm = min(0.9, 0.45 * min(atoms.cell.lengths()) * 0.1)
-    return forcefield.createSystem(
-        topology, nonbondedMethod=app.PME, nonbondedCutoff=cutoff_nm * unit.nanometer,
-        constraints=app.HBonds, rigidWater=True,
-    )  # fmt: skip
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "standard"])
@@ -93,7 +70,7 @@ def main() -> None:
         }
         for name, atoms in boxes.items():
             steps = args.steps if len(atoms) < 2000 else max(3, args.steps // 5)
-            results = {"tip3p-pme": _time_steps(_tip3p(atoms), atoms, steps)}
+            results = {"tip3p-pme": _time_steps(tip3p_system(atoms), atoms, steps)}
             for preset, path in files.items():
                 results[preset] = _time_steps(create_system(atoms, path), atoms, steps)
             for model, ms in results.items():

@@ -108,7 +108,9 @@ def _openmm_ms(system, atoms: Atoms, steps: int) -> float:
     return 1e3 * statistics.median(times)
 
 
-def _tip3p(atoms: Atoms):
+def tip3p_system(atoms: Atoms):
+    """OpenMM rigid TIP3P for water in O, H, H order: PME in a periodic box (cutoff at most
+    0.9 nm and under half the box), no cutoff for a cluster."""
     import torch  # noqa: F401  (before openmm)
     from openmm import app, unit
 
@@ -194,7 +196,7 @@ def run_speed(
                 row["teacher_not_measured"] = (
                     f"above {TEACHER_MAX_ATOMS} atoms one teacher call takes minutes here"
                 )
-            row["ms"]["TIP3P (OpenMM)"] = _openmm_ms(_tip3p(atoms), atoms, steps)
+            row["ms"]["TIP3P (OpenMM)"] = _openmm_ms(tip3p_system(atoms), atoms, steps)
             data = write_data(atoms, folder / f"{name}.data", elements=("H", "O"))
             for label, path in students.items():
                 row["ms"][f"{label} ASE"] = _ase_ms(StudentCalculator(path), atoms, steps)
