@@ -81,7 +81,7 @@ def test_suite_errors_name_the_problem(tmp_path, text, message):
 
 
 def test_unknown_suite_name_lists_the_builtins():
-    with pytest.raises(SuiteError, match="quick, standard"):
+    with pytest.raises(SuiteError, match="quick, smoke, standard"):
         load_suite("nonexistent-suite")
 
 
