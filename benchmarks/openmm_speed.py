@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -27,31 +26,14 @@ import torch
 
 # isort: split
 import openmm
-from openmm import unit
 
-from mlff_distiller.benchmarking import tip3p_system
+from mlff_distiller.benchmarking import openmm_step_ms, tip3p_system
 from mlff_distiller.data import water_box
 from mlff_distiller.engines.openmm import create_system
 from mlff_distiller.timing import untrained_student
 
 RESULTS = Path(__file__).parent / "results" / "openmm_speed.json"
 DT_FS = 0.5
-
-
-def _time_steps(system: openmm.System, atoms, steps: int) -> float:
-    integrator = openmm.VerletIntegrator(DT_FS * unit.femtoseconds)
-    platform = openmm.Platform.getPlatformByName("CPU")
-    context = openmm.Context(system, integrator, platform)
-    context.setPositions(atoms.positions * 0.1)
-    context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
-    integrator.step(2)  # warm-up
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        integrator.step(1)
-        context.getState(getEnergy=True)
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def main() -> None:
@@ -70,9 +52,9 @@ def main() -> None:
         }
         for name, atoms in boxes.items():
             steps = args.steps if len(atoms) < 2000 else max(3, args.steps // 5)
-            results = {"tip3p-pme": _time_steps(tip3p_system(atoms), atoms, steps)}
+            results = {"tip3p-pme": openmm_step_ms(tip3p_system(atoms), atoms, steps)}
             for preset, path in files.items():
-                results[preset] = _time_steps(create_system(atoms, path), atoms, steps)
+                results[preset] = openmm_step_ms(create_system(atoms, path), atoms, steps)
             for model, ms in results.items():
                 rows.append({
                     "system": name, "atoms": len(atoms), "model": model, "ms_per_step": ms,

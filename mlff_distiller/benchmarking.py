@@ -90,7 +90,9 @@ def _ase_ms(calc, atoms: Atoms, calls: int) -> float:
     return latency_ms(calc, [atoms], repeats=calls)
 
 
-def _openmm_ms(system, atoms: Atoms, steps: int) -> float:
+def openmm_step_ms(system, atoms: Atoms, steps: int) -> float:
+    """Median ms of one ``VerletIntegrator`` step of ``system`` (CPU platform) over ``steps``
+    steps after :data:`WARMUP` untimed ones."""
     import openmm
     from openmm import unit
 
@@ -196,11 +198,12 @@ def run_speed(
                 row["teacher_not_measured"] = (
                     f"above {TEACHER_MAX_ATOMS} atoms one teacher call takes minutes here"
                 )
-            row["ms"]["TIP3P (OpenMM)"] = _openmm_ms(tip3p_system(atoms), atoms, steps)
+            row["ms"]["TIP3P (OpenMM)"] = openmm_step_ms(tip3p_system(atoms), atoms, steps)
             data = write_data(atoms, folder / f"{name}.data", elements=("H", "O"))
             for label, path in students.items():
                 row["ms"][f"{label} ASE"] = _ase_ms(StudentCalculator(path), atoms, steps)
-                row["ms"][f"{label} OpenMM"] = _openmm_ms(create_system(atoms, path), atoms, steps)
+                system = create_system(atoms, path)
+                row["ms"][f"{label} OpenMM"] = openmm_step_ms(system, atoms, steps)
                 for ranks in (1, 2):
                     workdir = folder / f"{name}-{label}-{ranks}"
                     ms = _lammps_ms(data, path, workdir, steps, ranks)

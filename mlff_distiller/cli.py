@@ -142,16 +142,16 @@ def _label_options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_dataset_label(args: argparse.Namespace) -> int:
     from .data import build_structures, label
     from .data.labeling import DEFAULT_MAX_FORCE
+    from .data.recipe import needs_calculator
     from .teachers import get_teacher
 
     options = _label_options(args)
     out = Path(options["out"])
     recipe = options["recipe"]
-    needs_teacher = any(
-        step.get("method") in ("md", "normal_modes") for step in recipe.get("sampling") or []
-    )
     teacher = (
-        get_teacher(options["teacher"], **options["teacher_kwargs"]) if needs_teacher else None
+        get_teacher(options["teacher"], **options["teacher_kwargs"])
+        if needs_calculator(recipe)
+        else None
     )
     structures = _cached_structures(out, options, lambda: build_structures(recipe, teacher))
     if teacher is None:  # built after the structures, so a bad source fails fast

@@ -79,6 +79,14 @@ def build_structures(recipe: dict[str, Any], calculator: Calculator | None = Non
     return out
 
 
+def needs_calculator(recipe: dict[str, Any]) -> bool:
+    """Whether a sampling step of ``recipe`` (``md``, ``normal_modes``) needs the teacher."""
+    return any(
+        _METHODS.get(step.get("method"), (None, None, False))[2]
+        for step in recipe.get("sampling") or []
+    )
+
+
 def _suits(atoms: Atoms, suits: str) -> bool:
     periodic = bool(atoms.pbc.any())
     return suits == "any" or (suits == "periodic") == periodic

@@ -96,11 +96,7 @@ def load_config(source: str | Path | dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"config {where!r} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a mapping of options (teacher:, structures:, ...)")
-    unknown = set(raw) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {', '.join(sorted(unknown))} in {where}; known: {', '.join(DEFAULTS)}"
-        )
+    _refuse_unknown(raw, DEFAULTS, f"in {where}")
     config = copy.deepcopy(DEFAULTS)
     for key, value in raw.items():
         if key in _OPTIONAL and value is None:
@@ -116,13 +112,16 @@ def load_config(source: str | Path | dict[str, Any]) -> dict[str, Any]:
 def _merge_section(key: str, default: dict, value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{key}: in {where} must be a mapping, got {value!r}")
-    unknown = set(value) - set(default)
+    _refuse_unknown(value, default, f"under {key}: in {where}")
+    return {**default, **value}
+
+
+def _refuse_unknown(given: dict, known: dict, place: str) -> None:
+    unknown = set(given) - set(known)
     if unknown:
         raise ConfigError(
-            f"unknown key(s) {', '.join(sorted(unknown))} under {key}: in {where}; "
-            f"known: {', '.join(default)}"
+            f"unknown key(s) {', '.join(sorted(unknown))} {place}; known: {', '.join(known)}"
         )
-    return {**default, **value}
 
 
 def _check(config: dict[str, Any], where: str) -> None:

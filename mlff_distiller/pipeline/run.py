@@ -116,12 +116,11 @@ class Pipeline:
     def structures(self) -> str:
         from ..data import build_structures
         from ..data.cache import write_structure_cache
+        from ..data.recipe import needs_calculator
 
         recipe = self.config["structures"]
         path = self.run_dir / "structures" / "structures.json"
-        needs_teacher = any(
-            step.get("method") in ("md", "normal_modes") for step in recipe.get("sampling") or []
-        )
+        needs_teacher = needs_calculator(recipe)
 
         def work(restart: bool) -> dict[str, Any]:
             built = build_structures(recipe, self.teacher() if needs_teacher else None)
@@ -152,26 +151,26 @@ class Pipeline:
 
         return self.stages.run(name, inputs, work, files=("dataset",))["dataset"]
 
-    def explore(self, name: str, round_index: int, student: str, committee: list[str]) -> str:
-        """Student MD, committee disagreement, and the frames to label (a JSON file)."""
+    def explore(self, name: str, round_index: int, committee: list[str]) -> str:
+        """Student MD with ``committee[0]``, the committee's disagreement, and the frames to
+        label (a JSON file). A committee of one (the final check) draws random frames only."""
         from ..data.cache import read_structure_cache, write_structure_cache
 
         al = self.config["active_learning"]
-        structures = read_structure_cache(self.run_dir / "structures" / "structures.json")
-        out = self.run_dir / ("final" if name.endswith("final") else f"round-{round_index}")
+        final = name.endswith("final")
+        out = self.run_dir / ("final" if final else f"round-{round_index}")
         inputs = {
-            "students": [file_digest(p) for p in committee] + [file_digest(student)],
+            "students": [file_digest(p) for p in committee],
             "settings": al,
             "round": round_index,
-            "final": name.endswith("final"),
+            "final": final,
         }
 
         def work(restart: bool) -> dict[str, Any]:
-            settings = dict(al)
-            if name.endswith("final"):  # evaluation only: nothing is selected
-                settings["select"] = 0
+            structures = read_structure_cache(self.run_dir / "structures" / "structures.json")
+            settings = {**al, "select": 0} if final else al
             starts = active.pick_starts(structures, al["systems"], al["seed"] + round_index)
-            pool = active.explore(student, starts, settings, seed=al["seed"] + round_index)
+            pool = active.explore(committee[0], starts, settings, seed=al["seed"] + round_index)
             frames, summary, table = active.select_frames(
                 pool, committee, settings, al["seed"], round_index
             )
@@ -276,7 +275,7 @@ class Pipeline:
         rounds = []
         for r in range(1, al["rounds"] + 1):
             committee = self._committee(r - 1, dataset, student)
-            frames = self.explore(f"explore-{r}", r, student, committee)
+            frames = self.explore(f"explore-{r}", r, committee)
             out = self.run_dir / f"round-{r}"
             dataset = self.label_round(f"label-{r}", frames, dataset, out)
             errors = self.trajectory_errors(f"errors-{r}", student, str(out / "labels.h5"))
@@ -284,7 +283,7 @@ class Pipeline:
             student = self._train(f"train-{r}", dataset, out / "student", 0)
         if al["rounds"]:
             # Evaluation only: random frames of the last student's trajectories, no committee.
-            frames = self.explore("explore-final", al["rounds"] + 1, student, [student])
+            frames = self.explore("explore-final", al["rounds"] + 1, [student])
             labels = self.label_round("label-final", frames, None, self.run_dir / "final")
             errors = self.trajectory_errors("errors-final", student, labels)
             rounds.append({"round": al["rounds"], "student": student, "on_trajectory": errors})

@@ -125,3 +125,12 @@ def test_recipe_applies_each_step_to_what_it_suits():
         build_structures({"sources": ["smiles:O"], "sampling": [{"method": "md", "n_frames": 1}]})
     with pytest.raises(ValueError, match="no structure sources"):
         build_structures({})
+
+
+def test_needs_calculator_only_for_teacher_driven_sampling():
+    from mlff_distiller.data.recipe import needs_calculator
+
+    assert not needs_calculator({"sources": ["smiles:O"]})
+    assert not needs_calculator({"sampling": [{"method": "perturb"}, {"method": "rattle_strain"}]})
+    assert needs_calculator({"sampling": [{"method": "perturb"}, {"method": "md"}]})
+    assert needs_calculator({"sampling": [{"method": "normal_modes"}]})
