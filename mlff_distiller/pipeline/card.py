@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -180,5 +181,7 @@ def write_model_card(
         "```",
         "",
     ]
-    path.write_text("\n".join(lines))
+    tmp = path.with_name(f".{path.name}.tmp")  # an interrupted write leaves no partial card
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, path)
     return path
