@@ -331,12 +331,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------ run, demo
 def _run_pipeline(config: str, out: str | None, quiet: bool) -> int:
-    from .pipeline import ConfigError, run_pipeline
+    from .pipeline import ConfigError, RunBusyError, run_pipeline
     from .pipeline.run import summary_text
 
     try:
         summary = run_pipeline(config, out, progress=not quiet)
-    except ConfigError as exc:
+    except (ConfigError, RunBusyError) as exc:
         raise UsageError(str(exc)) from exc
     print(summary_text(summary))
     validation = summary["validation"]

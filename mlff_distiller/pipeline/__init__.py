@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from .config import BUILTIN, DEFAULTS, ConfigError, load_config
 from .run import run_pipeline
+from .stages import RunBusyError
 
-__all__ = ["BUILTIN", "DEFAULTS", "ConfigError", "load_config", "run_pipeline"]
+__all__ = ["BUILTIN", "DEFAULTS", "ConfigError", "RunBusyError", "load_config", "run_pipeline"]

@@ -32,7 +32,7 @@ from .._progress import say
 from . import active, md
 from .card import write_model_card
 from .config import load_config
-from .stages import Stages, _write_json, file_digest
+from .stages import Stages, _write_json, file_digest, run_lock
 
 
 def _suite_key(suite: str) -> str:
@@ -333,7 +333,11 @@ def run_pipeline(
     """
     cfg = load_config(config)
     run_dir = Path(out or cfg["out"] or Path("runs") / cfg["name"])
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        return _run_locked(config, cfg, run_dir, progress)
+
+
+def _run_locked(config, cfg: dict[str, Any], run_dir: Path, progress: bool) -> dict[str, Any]:
     _write_json(run_dir / "config.json", cfg)
     say(progress, f"pipeline {cfg['name']}: {run_dir}")
     summary = Pipeline(cfg, run_dir, progress).run()

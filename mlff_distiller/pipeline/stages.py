@@ -13,19 +13,56 @@ and their digests, the time it took). A rerun:
 
 Because keys include the digests of upstream outputs, an edit to one section of the config
 redoes that stage and only the stages whose inputs really changed after it.
+
+One process at a time owns a run directory (:func:`run_lock`): two runs resuming the same
+stage would write the same journals and checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .._progress import say
+
+
+class RunBusyError(RuntimeError):
+    """Another process holds the run directory's lock."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` (an advisory ``flock``) for the duration of a run.
+
+    The operating system drops the lock when its process ends, however it ends, so a killed
+    run never leaves a stale lock behind.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunBusyError(
+                f"{run_dir} is in use by a running `mlff-distill run` ({holder}); wait for it "
+                "to end, or give this run another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def file_digest(path: str | os.PathLike) -> str:
