@@ -239,12 +239,13 @@ def run_speed(
 
 def speed_table(result: dict[str, Any]) -> str:
     """Markdown: ms per step per model, with the speed-up over the teacher and the multiple
-    of the classical floor."""
+    of the classical floor; then ns/day at the same step for every model."""
     keys = list(result["rows"][0]["ms"])
-    lines = [
+    header = [
         "| atoms | " + " | ".join(keys) + " |",
         "| --- | " + " | ".join("---" for _ in keys) + " |",
     ]
+    lines = ["ms per step (× faster than the teacher, × the TIP3P floor's time):", "", *header]
     for row in result["rows"]:
         cells = []
         for key in keys:
@@ -258,6 +259,13 @@ def speed_table(result: dict[str, Any]) -> str:
             if "TIP3P" not in key:
                 extra.append(f"{row['times_classical_floor'][key]:.0f}× TIP3P")
             cells.append(f"{ms:.3g}" + (f" ({', '.join(extra)})" if extra else ""))
+        lines.append(f"| {row['atoms']:,} | " + " | ".join(cells) + " |")
+    lines += ["", f"ns/day at a {result['dt_fs']:g} fs step:", "", *header]
+    for row in result["rows"]:
+        cells = [
+            f"{row['ns_per_day'][key]:.3g}" if key in row["ns_per_day"] else "not measured"
+            for key in keys
+        ]
         lines.append(f"| {row['atoms']:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -41,7 +41,16 @@ def test_speed_rows_cover_every_engine_and_are_consistent(speed):
                     row["ms"]["teacher (ASE)"] / ms
                 )
     table = (out / "benchmark.md").read_text()
-    assert table == speed_table(result) and table.count("\n") == 4
+    assert table == speed_table(result)
+    # Two tables, ms per step then ns/day, each with a line per size; the ns/day cells
+    # follow from the ms ones.
+    ms_part, ns_part = table.split(f"ns/day at a {DT_FS:g} fs step:")
+    keys = list(result["rows"][0]["ms"])
+    for row in result["rows"]:
+        assert ms_part.count(f"\n| {row['atoms']:,} | {row['ms'][keys[0]]:.3g} (") == 1
+        line = next(x for x in ns_part.splitlines() if x.startswith(f"| {row['atoms']:,} |"))
+        cells = [float(c) for c in line.strip("| ").split(" | ")[1:]]
+        assert cells == pytest.approx([DT_FS * 86.4 / row["ms"][k] for k in keys], rel=5e-3)
     assert (out / "benchmark.png").stat().st_size > 0
 
 
