@@ -15,6 +15,7 @@ says how long the run took and the mean temperature over its second half.
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 import time
@@ -75,6 +76,12 @@ run             {steps}
 """
 
 
+def _relative(path: Path, folder: Path) -> str:
+    """``path`` as seen from ``folder`` (where the script or deck runs), so the run directory
+    stays whole when it is moved."""
+    return os.path.relpath(path.resolve(), folder.resolve())
+
+
 def _second_half_mean(values: list[float]) -> float:
     return float(np.mean(values[len(values) // 2 :]))
 
@@ -102,7 +109,7 @@ def run_openmm(model: Path, atoms: Atoms, settings: dict[str, Any], out: Path) -
         raise ValueError("md: OpenMM runs need a molecule or a fully periodic box")
     _write_pdb(atoms, out / "structure.pdb")
     script = OPENMM_SCRIPT.format(
-        model=str(model.resolve()),
+        model=_relative(model, out),
         temperature=settings["temperature_K"],
         friction=settings["friction_per_ps"],
         timestep=settings["timestep_fs"],
@@ -141,7 +148,7 @@ def run_lammps(model: Path, atoms: Atoms, settings: dict[str, Any], out: Path) -
     data = lammps.write_data(atoms, out / "data.lammps")
     deck = LAMMPS_DECK.format(
         boundary=data.boundary,
-        model=str(model.resolve()),
+        model=_relative(model, out),
         pair_coeff=data.pair_coeff,
         temperature=settings["temperature_K"],
         seed=4928459,

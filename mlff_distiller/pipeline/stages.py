@@ -14,6 +14,10 @@ and their digests, the time it took). A rerun:
 Because keys include the digests of upstream outputs, an edit to one section of the config
 redoes that stage and only the stages whose inputs really changed after it.
 
+Records are portable: output paths inside the run directory are stored relative to it, so
+a run directory that is moved or copied (or named from another working directory) is still
+recognised as done.
+
 One process at a time owns a run directory (:func:`run_lock`): two runs resuming the same
 stage would write the same journals and checkpoints.
 """
@@ -130,10 +134,11 @@ class Stages:
         key = _key(inputs)
         previous = self.record(name)
         if previous and previous.get("key") == key and previous.get("status") == "finished":
-            if self._outputs_intact(previous):
+            outputs = self.outputs(previous)
+            if self._outputs_intact(outputs, previous.get("digests") or {}):
                 say(self.progress, f"[{name}] up to date, skipped")
-                self.done.append({**previous, "skipped": True})
-                return previous["outputs"]
+                self.done.append({**previous, "outputs": outputs, "skipped": True})
+                return outputs
         restart = previous is not None and previous.get("key") != key
         verb = "redoing (inputs changed)" if restart else "resuming" if previous else "running"
         say(self.progress, f"[{name}] {verb}")
@@ -143,6 +148,7 @@ class Stages:
             {"name": name, "key": key, "status": "running", "started": _now()},
         )
         outputs = work(restart)
+        stored, in_run_dir = self._portable(outputs)
         record = {
             "name": name,
             "key": key,
@@ -150,17 +156,41 @@ class Stages:
             "started": _now(start),
             "finished": _now(),
             "seconds": round(time.time() - start, 2),
-            "outputs": outputs,
+            "outputs": stored,
+            "in_run_dir": in_run_dir,
             "digests": {k: file_digest(outputs[k]) for k in files},
             "inputs": inputs,
         }
         _write_json(self.record_path(name), record)
-        self.done.append({**record, "skipped": False})
+        self.done.append({**record, "outputs": outputs, "skipped": False})
         return outputs
 
-    def _outputs_intact(self, record: dict[str, Any]) -> bool:
-        for name, digest in (record.get("digests") or {}).items():
-            path = Path(record["outputs"][name])
+    def outputs(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A record's outputs, its run-directory paths placed under this run directory."""
+        inside = set(record.get("in_run_dir", ()))
+        return {
+            k: str(self.run_dir / v) if k in inside else v for k, v in record["outputs"].items()
+        }
+
+    def _portable(self, outputs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """``outputs`` with the paths of existing files inside the run directory made
+        relative to it, and the names of those outputs."""
+        root = self.run_dir.resolve()
+        stored, inside = dict(outputs), []
+        for k, v in outputs.items():
+            if not (isinstance(v, str) and os.sep in v and Path(v).exists()):
+                continue
+            try:
+                stored[k] = Path(v).resolve().relative_to(root).as_posix()
+            except ValueError:
+                continue  # a path outside the run directory stays as it is
+            inside.append(k)
+        return stored, inside
+
+    @staticmethod
+    def _outputs_intact(outputs: dict[str, Any], digests: dict[str, str]) -> bool:
+        for name, digest in digests.items():
+            path = Path(outputs[name])
             if not path.exists() or file_digest(path) != digest:
                 return False
         return True

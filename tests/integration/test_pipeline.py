@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,8 +120,13 @@ def test_every_stage_is_recorded_as_finished(pipeline_run):
     for stage in STAGES:
         record = json.loads((run_dir / "stages" / f"{stage}.json").read_text())
         assert record["status"] == "finished", stage
+        outputs = Stages(run_dir).outputs(record)
         for name, digest in record["digests"].items():
-            assert file_digest(record["outputs"][name]) == digest
+            assert file_digest(outputs[name]) == digest
+        # Paths inside the run directory are recorded relative to it.
+        for name in record["in_run_dir"]:
+            assert not Path(record["outputs"][name]).is_absolute(), (stage, name)
+            assert (run_dir / record["outputs"][name]).exists(), (stage, name)
     assert [s["name"] for s in result["stages"]] == STAGES
     assert json.loads((run_dir / "summary.json").read_text()) == result
 
@@ -247,6 +255,29 @@ def test_model_card_states_the_run_numbers(pipeline_run):
     assert f"verdict **{result['validation']['verdict']}**" in card
     assert "Trained elements: H, C, N, O." in card
     assert f"{result['dataset_frames']} labelled frames" in card
+
+
+def test_a_moved_run_directory_is_still_done(pipeline_run, monkeypatch, tmp_path):
+    run_dir, result, _ = pipeline_run
+    shutil.copytree(run_dir, tmp_path / "moved")
+    monkeypatch.chdir(tmp_path)  # and named relative to another working directory
+    recorder = Recorder(monkeypatch)
+    moved = run_pipeline(CONFIG, "moved", progress=False)
+    assert recorder.worked == []
+    # What the summary points at is the moved copy, identical to the original.
+    for key in ("student", "checkpoint", "dataset"):
+        assert Path(moved[key]).resolve().is_relative_to(tmp_path / "moved"), key
+        assert file_digest(moved[key]) == file_digest(result[key]), key
+    assert moved["validation"]["verdict"] == result["validation"]["verdict"]
+    # The engine inputs name the student relative to their own folder: they still find it.
+    student = Path(moved["student"]).resolve()
+    md_dir = tmp_path / "moved" / "md"
+    deck = (md_dir / "lammps" / "in.lammps").read_text()
+    model = re.search(r"^pair_style\s+mlff\s+(\S+)", deck, re.M).group(1)
+    assert (md_dir / "lammps" / model).resolve() == student
+    script = (md_dir / "openmm" / "run_openmm.py").read_text()
+    model = re.search(r"create_system\(pdb\.topology, '([^']+)'\)", script).group(1)
+    assert (md_dir / "openmm" / model).resolve() == student
 
 
 def test_rerun_does_nothing_and_edits_redo_only_what_they_concern(pipeline_run, monkeypatch):
