@@ -73,6 +73,7 @@ def explore(
             timestep=settings["timestep_fs"] * units.fs,
             temperature_K=settings["temperature_K"],
             friction=settings["friction_per_ps"] / (1000 * units.fs),
+            fixcm=False,  # a fixed centre of mass runs small molecules hot
             rng=rng,
         )
         for step in range(settings["every"], settings["steps"] + 1, settings["every"]):

@@ -67,7 +67,10 @@ pair_style      mlff {model}
 velocity        all create {temperature} {seed} mom yes rot yes dist gaussian
 timestep        {timestep_ps}
 fix             integrate all nve
-fix             thermostat all langevin {temperature} {temperature} {damp_ps} {seed} zero yes
+# Langevin with the centre of mass free (zero yes runs small molecules hot), so the
+# temperature counts all 3N degrees of freedom.
+fix             thermostat all langevin {temperature} {temperature} {damp_ps} {seed}
+compute_modify  thermo_temp extra/dof 0
 thermo_style    custom step time temp pe ke etotal press
 thermo          {every}
 dump            frames all custom {every} dump.lammpstrj id element x y z

@@ -27,6 +27,8 @@ import numpy as np
 import yaml
 from ase import Atoms
 
+from .runs import THERMOSTAT
+
 #: How each system is run unless the suite says otherwise.
 PROTOCOL_DEFAULTS: dict[str, Any] = {
     "temperature_K": 300.0,
@@ -262,6 +264,7 @@ def initial_conditions_key(teacher: str, atoms: Atoms, protocol: dict[str, Any])
         "record_every": int(protocol["record_every"]),
         "seed": int(protocol["seed"]),
         "teacher_nve_steps": teacher_nve_steps(protocol),
+        "thermostat": THERMOSTAT,
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()[:20]
