@@ -24,7 +24,7 @@ from ase.md.verlet import VelocityVerlet
 
 # NVT in every engine: Langevin with the centre of mass free, so all 3N degrees of freedom
 # are thermalised. The engines' options that hold it fixed (ASE's ``fixcm=True``, LAMMPS'
-# ``zero yes``) run small systems hot. Measured here at a 300 K target: ethanol at 430-480 K
+# ``zero yes``) run small systems hot. Measured here at a 300 K target: ethanol at 420-480 K
 # in both engines, with the teacher and with the students alike, and a 9-atom EMT copper
 # cluster at 341 K. Part of the teacher reference cache key (a change reruns the teacher).
 THERMOSTAT = "langevin, centre of mass free"
