@@ -165,7 +165,9 @@ def backbone_dihedrals(
     """Peptide backbone phi and psi quadruples, found from the bond graph.
 
     A carbonyl C is a carbon bonded to a terminal O (an O with one neighbour). A residue is a
-    chain N-CA-C of a nitrogen, a carbon CA and a carbonyl C. Its phi is ``C(prev)-N-CA-C``
+    chain N-CA-C of a nitrogen, a tetrahedral carbon CA (four neighbours, as every amino
+    acid's alpha carbon, glycine's included) and a carbonyl C; an sp2 carbon between an N and
+    a C=O, as in the rings of caffeine or uracil, is not a backbone. Its phi is ``C(prev)-N-CA-C``
     when N is an amide N (bonded to another carbonyl C, ``C(prev)``); its psi is
     ``N-CA-C-N(next)`` when C is bonded to another nitrogen ``N(next)``. So the N-terminal
     residue of an uncapped peptide has a psi but no phi, as in the usual definition.
@@ -205,7 +207,7 @@ def backbone_dihedrals(
         if symbols[n] != "N":
             continue
         for ca in sorted(neighbours[n]):
-            if symbols[ca] != "C":
+            if symbols[ca] != "C" or len(neighbours[ca]) != 4:
                 continue
             for c in sorted(neighbours[ca] - {n}):
                 if not carbonyl(c):

@@ -214,6 +214,19 @@ def test_backbone_dihedrals_of_non_peptides_and_an_uncapped_dipeptide():
     assert found["psi"][0, 3] == found["phi"][0, 1]  # psi(1) ends on the N of residue 2
 
 
+def test_ring_amides_are_not_a_backbone_but_glycine_is():
+    # Caffeine and uracil have N-C-C(=O)-N chains in their rings, through sp2 carbons; a
+    # "psi" there is a rigid ring dihedral near 180 degrees, not a backbone torsion.
+    for smiles in ("Cn1cnc2c1c(=O)n(C)c(=O)n2C", "O=C1C=CNC(=O)N1"):
+        found = backbone_dihedrals(structures_from_smiles([smiles])[0])
+        assert found["phi"].shape == found["psi"].shape == (0, 4), smiles
+    # Capped glycine: its alpha carbon is a CH2 (four neighbours), so it has a phi and a psi.
+    glycine = structures_from_smiles(["CC(=O)NCC(=O)NC"])[0]
+    found = backbone_dihedrals(glycine)
+    assert found["phi"].shape == found["psi"].shape == (1, 4)
+    assert glycine.get_chemical_symbols()[found["phi"][0, 2]] == "C"
+
+
 # -------------------------------------------------------------------------------------- measure
 
 
