@@ -126,6 +126,12 @@ def _torch_force(
             )
         numbers.append(atom.element.atomic_number)
     dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
+    # TorchForce takes forces from energy.backward(), which also differentiates with respect
+    # to every parameter that requires a gradient (and accumulates those gradients on every
+    # step): the weights are constants in MD, so tell autograd (the flag is saved with the
+    # module TorchForce serialises).
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
     wrapper = OpenMMStudent(module, numbers, periodic, dtype, indices)
     force = openmmtorch.TorchForce(torch.jit.script(wrapper.eval()))
     force.setName("mlff_distiller student")

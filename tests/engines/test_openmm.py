@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import openmm
+import openmmtorch
 import pytest
 from ase import Atoms
 from ase.build import molecule
@@ -155,6 +156,16 @@ def test_pdb_file_and_topology_sources(models, reference, tmp_path):
     for source in (str(path), pdb.topology):
         energy, _ = evaluate(create_system(source, models["float64"]), atoms, platform)
         assert abs(energy - atoms.get_potential_energy()) <= 1e-8 * abs(energy)
+
+
+def test_torchforce_module_is_inference_only(models):
+    # TorchForce calls energy.backward(): a weight that requires a gradient would be
+    # differentiated (and its gradient accumulated) on every MD step.
+    system = create_system(molecule("CH3CH2OH"), models["float32"])  # owns the forces
+    torch_forces = [f for f in system.getForces() if openmmtorch.TorchForce.isinstance(f)]
+    assert len(torch_forces) == 1
+    parameters = list(openmmtorch.TorchForce.cast(torch_forces[0]).getModule().parameters())
+    assert parameters and not any(p.requires_grad for p in parameters)
 
 
 def test_unknown_element_is_named(models):
