@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from mlff_distiller import StudentCalculator, __version__
+from mlff_distiller.benchmarking import write_json
 from mlff_distiller.data import builtin_molecules, label, perturb, read_dataset, split_indices
 from mlff_distiller.teachers import get_teacher
 from mlff_distiller.timing import latency_ms
@@ -133,10 +134,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    write_json(args.out, payload)
     print(
         f"{'preset':<11} {'params':>7} {'F RMSE frames':>14} {'F RMSE mols':>12} "
         f"{'E MAE mols':>11} {'student ms':>10} {'teacher ms':>10} {'speed-up':>8}"

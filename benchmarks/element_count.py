@@ -15,14 +15,13 @@ students, so this says how far a student for more elements is from its figures. 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from mlff_distiller.benchmarking import _ase_ms, systems
+from mlff_distiller.benchmarking import _ase_ms, systems, write_json
 from mlff_distiller.calculators import StudentCalculator
 from mlff_distiller.timing import untrained_student
 
@@ -50,8 +49,7 @@ def main() -> None:
         "elements_order": ELEMENTS, "calls": args.calls, "rows": rows,
         "torch_threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    write_json(args.out, payload)
     print(f"wrote {args.out}")
 
 

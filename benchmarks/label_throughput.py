@@ -14,7 +14,6 @@ Results go to ``benchmarks/results/label_throughput.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 from mlff_distiller import __version__
+from mlff_distiller.benchmarking import write_json
 from mlff_distiller.data import builtin_molecules, label, perturb
 from mlff_distiller.teachers import get_teacher, teacher_info
 
@@ -103,10 +103,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    write_json(args.out, result)
     lab, bare = result["label"], result["teacher_only"]
     print(
         f"{args.teacher}: {len(frames)} frames, {n_atoms} atoms "

@@ -37,6 +37,7 @@ import torch
 from ase import units
 
 from mlff_distiller import __version__
+from mlff_distiller.benchmarking import write_json
 from mlff_distiller.data import water_box
 from mlff_distiller.engines.lammps import build_plugin, lammps_version, run_lammps, write_data
 from mlff_distiller.export import export
@@ -218,10 +219,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.out.with_name(args.out.name + ".partial")
-    partial.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(partial, args.out)
+    write_json(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=2))
 
 

@@ -24,7 +24,6 @@ of the same box and model made just before it. ``--steps-scale`` scales the time
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -36,6 +35,7 @@ from pathlib import Path
 import torch
 
 from mlff_distiller import __version__
+from mlff_distiller.benchmarking import write_json
 from mlff_distiller.data import water_box
 from mlff_distiller.engines.lammps import (
     lammps_version,
@@ -172,10 +172,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.out.with_name(args.out.name + ".partial")
-    partial.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-    os.replace(partial, args.out)
+    write_json(args.out, payload)
     print(f"\n{_table(rows)}\n\nwrote {args.out} in {payload['wall_seconds']:.0f} s")
 
 

@@ -35,6 +35,7 @@ from openmm import unit
 from tqdm import tqdm
 
 from mlff_distiller import __version__
+from mlff_distiller.benchmarking import write_json
 from mlff_distiller.data import import_extxyz, label, rattle_strain, water_box, write_extxyz
 from mlff_distiller.data.waterbox import make_water_box
 from mlff_distiller.engines.openmm import KJ_PER_MOL_PER_EV, create_system
@@ -184,8 +185,7 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=2))
 
 

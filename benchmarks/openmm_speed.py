@@ -17,7 +17,6 @@ TIP3P could take 2 fs, four times the ns/day quoted here). Results:
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 # isort: split
 import openmm
 
-from mlff_distiller.benchmarking import openmm_step_ms, tip3p_system
+from mlff_distiller.benchmarking import openmm_step_ms, tip3p_system, write_json
 from mlff_distiller.data import water_box
 from mlff_distiller.engines.openmm import create_system
 from mlff_distiller.timing import untrained_student
@@ -68,8 +67,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(), "openmm": openmm.__version__,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    write_json(args.out, payload)
     print(f"wrote {args.out}")
 
 

@@ -237,7 +237,7 @@ def run_speed(
         ],
         **_provenance(start),
     }
-    _write(out / "benchmark.json", json.dumps(result, indent=2))
+    write_json(out / "benchmark.json", result)
     _write(out / "benchmark.md", speed_table(result))
     _plot_speed(result, out / "benchmark.png")
     return result
@@ -390,7 +390,7 @@ def run_memory(
         "trace": [[round(a, 1), round(b, 2)] for a, b in samples],
         **_provenance(start),
     }
-    _write(out / "memory.json", json.dumps(result, indent=2))
+    write_json(out / "memory.json", result)
     _plot_memory(t * calls_per_s, rss, out / "memory.png")
     return result
 
@@ -422,6 +422,11 @@ def _provenance(start: float) -> dict[str, Any]:
         "command": " ".join(["mlff-distill", *sys.argv[1:]]),
         "seconds": round(time.time() - start, 1),
     }
+
+
+def write_json(path: Path, data: Any) -> None:
+    """``data`` as indented JSON at ``path``, written atomically (every benchmark's result)."""
+    _write(Path(path), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def _write(path: Path, text: str) -> None:
