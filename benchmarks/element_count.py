@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.calls < 1:
+        parser.error(f"--calls must be at least 1, got {args.calls}")
     atoms = systems()["water-768"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
     boxes = {"water-96": water_box(32), "water-768": water_box(256)}
     boxes["water-6144"] = water_box(256) * (2, 2, 2)
     rows = []
