@@ -20,7 +20,7 @@ from .dataset import (
 )
 from .labeling import fingerprint, label, parse_shard, summary
 from .recipe import build_structures
-from .sampling import md_sampling, normal_mode_sampling, perturb, rattle_strain
+from .sampling import md_sampling, normal_mode_sampling, perturb, rattle_strain, torsion_sampling
 from .splits import split_indices
 from .structures import (
     StructureError,
@@ -52,6 +52,7 @@ __all__ = [
     "read_structures",
     "split_indices",
     "structures_from_smiles",
+    "torsion_sampling",
     "summary",
     "water_box",
     "write_extxyz",

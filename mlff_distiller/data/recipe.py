@@ -11,8 +11,8 @@
 ... }
 >>> structures = build_structures(recipe)                     # doctest: +SKIP
 
-Each sampling step applies to the structures it suits (``normal_modes`` to molecules,
-``rattle_strain`` to periodic cells, ``perturb`` and ``md`` to both); the result is the
+Each sampling step applies to the structures it suits (``normal_modes`` and ``torsions`` to
+molecules, ``rattle_strain`` to periodic cells, ``perturb`` and ``md`` to both); the result is the
 original structures (unless ``include_originals: false``) followed by every step's samples.
 Steps that need a calculator (``normal_modes``, ``md``) use the teacher.
 """
@@ -24,7 +24,7 @@ from typing import Any
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from .sampling import md_sampling, normal_mode_sampling, perturb, rattle_strain
+from .sampling import md_sampling, normal_mode_sampling, perturb, rattle_strain, torsion_sampling
 from .structures import load_source
 
 RECIPE_KEYS = {"sources", "conformers", "seed", "sampling", "include_originals"}
@@ -33,6 +33,7 @@ _METHODS = {
     "rattle_strain": (rattle_strain, "periodic", False),
     "normal_modes": (normal_mode_sampling, "molecule", True),
     "md": (md_sampling, "any", True),
+    "torsions": (torsion_sampling, "molecule", False),
 }
 
 

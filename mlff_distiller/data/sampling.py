@@ -207,3 +207,110 @@ def md_sampling(
             )
             samples.append(sample)
     return samples
+
+
+def _bond_graph(atoms: Atoms, scale: float = 1.2) -> list[set[int]]:
+    """Bonded neighbours of every atom: closer than ``scale`` × the sum of covalent radii."""
+    from ase.data import covalent_radii
+
+    radii = covalent_radii[atoms.numbers]
+    distances = atoms.get_all_distances()
+    bonded = distances < scale * (radii[:, None] + radii[None, :])
+    np.fill_diagonal(bonded, False)
+    return [set(np.flatnonzero(row).tolist()) for row in bonded]
+
+
+def _side(graph: list[set[int]], start: int, other: int) -> set[int]:
+    """Atoms reached from ``start`` without crossing the bond ``start``–``other`` (``other``
+    is among them only if the bond is in a ring)."""
+    seen, stack = {start}, [start]
+    while stack:
+        k = stack.pop()
+        for m in graph[k]:
+            if not (k == start and m == other) and m not in seen:
+                seen.add(m)
+                stack.append(m)
+    return seen
+
+
+def rotatable_bonds(atoms: Atoms) -> list[tuple[int, int, set[int]]]:
+    """Bonds ``(b, c)`` outside rings whose ends both have other neighbours, each with the
+    atoms on ``c``'s side (the smaller side), which a rotation about the bond moves."""
+    graph = _bond_graph(atoms)
+    bonds = []
+    for b in range(len(atoms)):
+        for c in sorted(graph[b]):
+            if c < b or len(graph[b]) < 2 or len(graph[c]) < 2:
+                continue
+            side_c = _side(graph, c, b)
+            if b in side_c:  # in a ring
+                continue
+            side_b = _side(graph, b, c)
+            if len(side_b) < len(side_c):
+                b, c, side_c = c, b, side_b
+            bonds.append((b, c, side_c))
+    return bonds
+
+
+def torsion_sampling(
+    structures: list[Atoms],
+    n_samples: int,
+    rattle: float = 0.02,
+    min_contact: float = 1.5,
+    max_tries: int = 100,
+    seed: int = 0,
+) -> list[Atoms]:
+    """Conformers with every rotatable bond turned by a random angle (uniform over 360°),
+    then Gaussian displacements of ``rattle`` Å: the torsional space (a peptide's φ/ψ, side
+    chains, methyl rotors) that short MD near one conformer does not reach.
+
+    A draw in which two atoms that are neither bonded nor share a bonded neighbour come
+    closer than ``min_contact`` × the sum of their covalent radii is drawn again (up to
+    ``max_tries`` times; then the sample is skipped). Molecules without rotatable bonds give
+    no samples.
+    """
+    from ase.data import covalent_radii
+
+    if n_samples < 0 or rattle < 0 or max_tries < 1:
+        raise ValueError("torsion_sampling needs n_samples >= 0, rattle >= 0 and max_tries >= 1")
+    samples = []
+    for atoms, rng in zip(structures, _rngs(seed, len(structures))):
+        if atoms.pbc.any():
+            raise ValueError("torsion_sampling is for molecules; use md or rattle_strain for cells")
+        bonds = rotatable_bonds(atoms)
+        if not bonds:
+            continue
+        graph = _bond_graph(atoms)
+        near = np.eye(len(atoms), dtype=bool)
+        for k, neighbours in enumerate(graph):
+            for m in neighbours:
+                near[k, m] = True
+                for n in graph[m]:
+                    near[k, n] = True
+        radii = covalent_radii[atoms.numbers]
+        contact = min_contact * (radii[:, None] + radii[None, :])
+        for i in range(n_samples):
+            for _ in range(max_tries):
+                positions = atoms.positions.copy()
+                for b, c, side in bonds:
+                    axis = positions[c] - positions[b]
+                    axis /= np.linalg.norm(axis)
+                    angle = rng.uniform(-np.pi, np.pi)
+                    moved = np.array(sorted(side - {c}), dtype=int)
+                    if moved.size == 0:
+                        continue
+                    r = positions[moved] - positions[c]
+                    cos, sin = np.cos(angle), np.sin(angle)
+                    # Rodrigues' rotation of r about the unit axis.
+                    positions[moved] = positions[c] + (
+                        r * cos + np.cross(axis, r) * sin + np.outer(r @ axis, axis) * (1 - cos)
+                    )
+                distances = np.linalg.norm(positions[:, None] - positions[None, :], axis=2)
+                if not np.any((distances < contact) & ~near):
+                    break
+            else:
+                continue
+            sample = _tagged(atoms, "torsions", seed, rattle_A=rattle, index=i)
+            sample.positions = positions + rng.normal(0.0, rattle, size=positions.shape)
+            samples.append(sample)
+    return samples

@@ -134,3 +134,40 @@ def test_needs_calculator_only_for_teacher_driven_sampling():
     assert not needs_calculator({"sampling": [{"method": "perturb"}, {"method": "rattle_strain"}]})
     assert needs_calculator({"sampling": [{"method": "perturb"}, {"method": "md"}]})
     assert needs_calculator({"sampling": [{"method": "normal_modes"}]})
+
+
+def test_torsion_sampling_turns_rotatable_bonds_only():
+    from mlff_distiller.data import structures_from_smiles, torsion_sampling
+    from mlff_distiller.data.sampling import _bond_graph, rotatable_bonds
+
+    dipeptide = structures_from_smiles(["CC(=O)N[C@@H](C)C(=O)NC"], seed=0)[0]
+    # Heavy atoms in SMILES order: 0 C, 1 C(=O), 2 O, 3 N, 4 CA, 5 CB, 6 C(=O), 7 O, 8 N, 9 C.
+    phi, psi = (1, 3, 4, 6), (3, 4, 6, 8)
+    bonds = {frozenset((b, c)) for b, c, _ in rotatable_bonds(dipeptide)}
+    assert {frozenset((3, 4)), frozenset((4, 6))} <= bonds
+    assert frozenset((1, 2)) not in bonds  # the carbonyl O has no other neighbour
+
+    samples = torsion_sampling([dipeptide], n_samples=40, rattle=0.0, seed=3)
+    assert len(samples) == 40
+    graph = _bond_graph(dipeptide)
+    pairs = [(k, m) for k in range(len(dipeptide)) for m in graph[k] if m > k]
+    for sample in samples:  # rigid rotations: every bond length is kept
+        for k, m in pairs:
+            assert sample.get_distance(k, m) == pytest.approx(
+                dipeptide.get_distance(k, m), abs=1e-9
+            )
+    phis = np.array([s.get_dihedral(*phi) for s in samples])
+    psis = np.array([s.get_dihedral(*psi) for s in samples])
+    # Spread over the circle, not a few degrees around the embedded conformer.
+    for angles in (phis, psis):
+        assert np.histogram(angles, bins=4, range=(0, 360))[0].min() >= 3
+
+    again = torsion_sampling([dipeptide], n_samples=40, rattle=0.0, seed=3)
+    assert all(np.array_equal(a.positions, b.positions) for a, b in zip(samples, again))
+    assert samples[0].info["sampling"]["method"] == "torsions"
+
+    benzene = structures_from_smiles(["c1ccccc1"])[0]
+    assert rotatable_bonds(benzene) == []  # ring bonds and C-H bonds do not turn
+    assert torsion_sampling([benzene], n_samples=3) == []
+    with pytest.raises(ValueError, match="for molecules"):
+        torsion_sampling([bulk("Cu", cubic=True)], n_samples=1)
