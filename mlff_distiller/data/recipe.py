@@ -14,6 +14,8 @@
 Each sampling step applies to the structures it suits (``normal_modes`` and ``torsions`` to
 molecules, ``rattle_strain`` to periodic cells, ``perturb`` and ``md`` to both); the result is the
 original structures (unless ``include_originals: false``) followed by every step's samples.
+A step's ``on: molecules`` or ``on: cells`` narrows it further (teacher MD of the molecules
+at one temperature and of the water boxes at another, say).
 Steps that need a calculator (``normal_modes``, ``md``) use the teacher.
 """
 
@@ -35,6 +37,8 @@ _METHODS = {
     "md": (md_sampling, "any", True),
     "torsions": (torsion_sampling, "molecule", False),
 }
+#: A step's optional ``on:`` key narrows it to molecules or to periodic cells.
+_ON = {"all": "any", "molecules": "molecule", "cells": "periodic"}
 
 
 def build_structures(recipe: dict[str, Any], calculator: Calculator | None = None) -> list[Atoms]:
@@ -65,7 +69,12 @@ def build_structures(recipe: dict[str, Any], calculator: Calculator | None = Non
                 f"use one of {', '.join(_METHODS)}"
             )
         function, suits, needs_calc = _METHODS[method]
-        targets = [a for a in base if _suits(a, suits)]
+        on = step.pop("on", "all")
+        if on not in _ON:
+            raise ValueError(
+                f"sampling step {step_index} ({method}) has on: {on!r}; use one of {', '.join(_ON)}"
+            )
+        targets = [a for a in base if _suits(a, suits) and _suits(a, _ON[on])]
         if not targets:
             continue
         step.setdefault("seed", seed + step_index + 1)
