@@ -130,7 +130,10 @@ def evaluate(
     offsets = torch.bmm(batch["shifts"].unsqueeze(1), strained_cell[edge_batch]).squeeze(1)
     vectors = strained_pos[edge_index[1]] - strained_pos[edge_index[0]] + offsets
 
-    atomic = model(vectors, edge_index, batch["species"])
+    # Vectors are formed in the batch's precision, then cast to the model's: a float64
+    # batch keeps far-from-origin coordinates exact for a float32 model.
+    atomic = model(vectors.to(model.energy_scale.dtype), edge_index, batch["species"])
+    atomic = atomic.to(positions.dtype)
     energy = torch.zeros(n_graphs, dtype=atomic.dtype, device=atomic.device)
     energy = energy.index_add(0, atom_batch, atomic)
     inputs = [positions, strain] if compute_stress else [positions]
