@@ -16,6 +16,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from .export import is_exported, load_exported
+from .export.exporter import FLOAT64_INPUT_VERSION
 from .models import build_graph, collate, evaluate
 from .models.graph import species_indices as species_index
 from .training.checkpoint import load_checkpoint, model_from_checkpoint
@@ -59,6 +60,9 @@ class StudentCalculator(Calculator):
                 )
             self.exported = module
             self.dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
+            # Files before FLOAT64_INPUT_VERSION want positions in their own dtype.
+            version = int(metadata.get("format_version", 1))
+            self.input_dtype = torch.float64 if version >= FLOAT64_INPUT_VERSION else self.dtype
             self.elements = list(metadata["elements"])
             self.atomic_numbers = [int(z) for z in metadata["atomic_numbers"]]
             self.cutoff = float(metadata["cutoff"])
@@ -94,7 +98,7 @@ class StudentCalculator(Calculator):
             self._calculate_exported(atoms, want_stress or bool(atoms.pbc.all()))
             return
         graph = build_graph(atoms, self.cutoff, self.atomic_numbers)
-        batch = collate([graph], self.dtype)
+        batch = collate([graph], torch.float64)  # see _calculate_exported
         with torch.jit.optimized_execution(False):  # see _calculate_exported
             out = evaluate(self.model, batch, compute_stress=want_stress or bool(atoms.pbc.all()))
         energy = float(out["energy"][0].detach())
@@ -113,10 +117,13 @@ class StudentCalculator(Calculator):
     def _calculate_exported(self, atoms: Atoms, with_stress: bool) -> None:
         """The exported file's own neighbour search and energy; forces and stress by autograd."""
         species_index(atoms, self.atomic_numbers)  # the clear error for unknown elements
-        positions = torch.tensor(atoms.positions, dtype=self.dtype, requires_grad=True)
-        cell = torch.tensor(atoms.cell.array, dtype=self.dtype)
-        strain = torch.zeros(3, 3, dtype=self.dtype, requires_grad=with_stress)
-        deformation = torch.eye(3, dtype=self.dtype) + strain
+        # float64 in, whatever the student's dtype: edge vectors are differences of
+        # absolute positions and keep their precision (the module casts them afterwards).
+        f64 = self.input_dtype
+        positions = torch.tensor(atoms.positions, dtype=f64, requires_grad=True)
+        cell = torch.tensor(atoms.cell.array, dtype=f64)
+        strain = torch.zeros(3, 3, dtype=f64, requires_grad=with_stress)
+        deformation = torch.eye(3, dtype=f64) + strain
         numbers = torch.tensor(atoms.numbers, dtype=torch.long)
         pbc = torch.tensor(atoms.pbc.tolist())
         # TorchScript's profiling executor re-optimises for every new number of atoms or

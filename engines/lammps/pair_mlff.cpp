@@ -42,7 +42,7 @@ namespace {
 // mlff_distiller.export (METADATA_FILE, "format", FORMAT_VERSION).
 const char *const METADATA_FILE = "mlff_metadata.json";
 const char *const FORMAT_NAME = "mlff_distiller.exported";
-const int FORMAT_VERSION = 1;
+const int FORMAT_VERSION = 2;
 
 const char *const USAGE = "usage: pair_style mlff <model.pt> [debug]";
 const char *const COEFF_USAGE =
@@ -153,10 +153,12 @@ void PairMLFF::load_model(const std::string &path)
   if (meta.value("format", std::string()) != FORMAT_NAME)
     error->all(FLERR, "pair_style mlff: '{}' is not an mlff_distiller export; re-export it", path);
   const int format_version = meta.value("format_version", -1);
-  if (format_version != FORMAT_VERSION)
+  // Version 2 changed only what the Python engines pass to atomic_energies;
+  // local_energies (what this plugin calls) is the same in versions 1 and 2.
+  if (format_version < 1 || format_version > FORMAT_VERSION)
     error->all(FLERR,
-               "pair_style mlff: '{}' has export format version {}, this plugin reads version "
-               "{}; rebuild the plugin with `mlff-distill lammps build` from the same "
+               "pair_style mlff: '{}' has export format version {}, this plugin reads versions "
+               "1 to {}; rebuild the plugin with `mlff-distill lammps build` from the same "
                "mlff_distiller that exported the model",
                path, format_version, FORMAT_VERSION);
 

@@ -21,6 +21,7 @@ from ase import Atoms, units
 from openmm import app
 
 from ..export import load_exported
+from ..export.exporter import FLOAT64_INPUT_VERSION
 
 #: Å per nm.
 ANGSTROM_PER_NM = units.nm / units.Angstrom
@@ -38,7 +39,7 @@ _TERMS = {
 
 class OpenMMStudent(torch.nn.Module):
     """The TorchForce module: ``forward(positions [N, 3] nm, boxvectors [3, 3] nm or None)``
-    casts its inputs to the student's dtype (whatever precision the platform passes),
+    takes its inputs in ``input_dtype`` (whatever precision the platform passes),
     evaluates the atoms in ``indices`` (default: all) and returns kJ/mol in float64."""
 
     def __init__(
@@ -46,14 +47,14 @@ class OpenMMStudent(torch.nn.Module):
         model: torch.jit.ScriptModule,
         numbers: list[int],
         periodic: bool,
-        dtype: torch.dtype,
+        input_dtype: torch.dtype = torch.float64,
         indices: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.register_buffer("numbers", torch.tensor(numbers, dtype=torch.long))
         self.register_buffer("pbc", torch.tensor([periodic] * 3))
-        self.register_buffer("zero", torch.zeros((), dtype=dtype))
+        self.register_buffer("like", torch.zeros((), dtype=input_dtype))
         self.subset = indices is not None
         self.register_buffer("indices", torch.tensor(indices or [], dtype=torch.long))
         self.length = float(ANGSTROM_PER_NM)
@@ -62,11 +63,14 @@ class OpenMMStudent(torch.nn.Module):
     def forward(
         self, positions: torch.Tensor, boxvectors: torch.Tensor | None = None
     ) -> torch.Tensor:
-        dtype = self.zero.dtype
+        # float64 whatever the platform passes: the student casts its edge vectors (not
+        # the absolute positions) to its own dtype (files of format version 1 get their
+        # own dtype instead).
+        dtype = self.like.dtype
         if self.subset:
             positions = positions[self.indices]
         positions = positions.to(dtype) * self.length
-        cell = torch.zeros(3, 3, dtype=dtype)
+        cell = torch.zeros(3, 3, dtype=dtype, device=positions.device)
         if boxvectors is not None:
             cell = boxvectors.to(dtype) * self.length
         energy = self.model(positions, self.numbers, cell, self.pbc)
@@ -125,14 +129,16 @@ def _torch_force(
                 f"{', '.join(metadata['elements'])}"
             )
         numbers.append(atom.element.atomic_number)
-    dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
     # TorchForce takes forces from energy.backward(), which also differentiates with respect
     # to every parameter that requires a gradient (and accumulates those gradients on every
     # step): the weights are constants in MD, so tell autograd (the flag is saved with the
     # module TorchForce serialises).
     for parameter in module.parameters():
         parameter.requires_grad_(False)
-    wrapper = OpenMMStudent(module, numbers, periodic, dtype, indices)
+    model_dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
+    version = int(metadata.get("format_version", 1))
+    input_dtype = torch.float64 if version >= FLOAT64_INPUT_VERSION else model_dtype
+    wrapper = OpenMMStudent(module, numbers, periodic, input_dtype, indices)
     force = openmmtorch.TorchForce(torch.jit.script(wrapper.eval()))
     force.setName("mlff_distiller student")
     force.setUsesPeriodicBoundaryConditions(periodic)

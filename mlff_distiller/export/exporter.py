@@ -21,8 +21,12 @@ from .. import __version__
 from ..training.checkpoint import load_checkpoint, model_from_checkpoint
 from .module import ExportedStudent
 
-#: Version of the exported-file layout; loaders refuse newer ones.
-FORMAT_VERSION = 1
+#: Version of the exported-file layout; loaders refuse newer ones. 2: ``atomic_energies``
+#: takes positions of any precision and casts the edge vectors, not the positions, to the
+#: student's dtype (version 1 files are given positions in their own dtype).
+FORMAT_VERSION = 2
+#: The first version whose module takes float64 positions whatever its own dtype.
+FLOAT64_INPUT_VERSION = 2
 #: Name of the metadata entry in the TorchScript archive.
 METADATA_FILE = "mlff_metadata.json"
 #: Keys every exported file's metadata has.

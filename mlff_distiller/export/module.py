@@ -178,15 +178,22 @@ class ExportedStudent(nn.Module):
     def atomic_energies(
         self, positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor
     ) -> torch.Tensor:
-        """Per-atom energies (eV), differentiable with respect to positions and cell."""
+        """Per-atom energies (eV), differentiable with respect to positions and cell.
+
+        Edge vectors are formed in the precision of ``positions`` and only then cast to the
+        student's dtype: pass float64 positions (as every engine here does) and a float32
+        student loses nothing to the size of the coordinates (a molecule 10⁶ Å from the
+        origin gets the same forces as at the origin). The energies come back in the
+        precision of ``positions``.
+        """
         if positions.shape[0] == 0:
             raise ValueError("no atoms")
         species = self.species(numbers)
         edge_index, shifts = self.neighbours(positions, cell, pbc)
-        vectors = (
-            positions[edge_index[1]] - positions[edge_index[0]] + shifts.to(positions.dtype) @ cell
-        )
-        return self.model(vectors, edge_index, species)
+        cell = cell.to(positions.dtype)
+        vectors = positions[edge_index[1]] - positions[edge_index[0]] + shifts.to(cell.dtype) @ cell
+        energies = self.model(vectors.to(self.model.energy_scale.dtype), edge_index, species)
+        return energies.to(positions.dtype)
 
     def forward(
         self, positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor

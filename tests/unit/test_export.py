@@ -76,6 +76,27 @@ def test_translation_by_a_box_vector_changes_nothing(exported):
     np.testing.assert_allclose(moved.get_forces(), forces, atol=1e-10)
 
 
+@pytest.mark.parametrize("offset", [1e4, 1e6, 1e8])
+def test_float32_student_far_from_the_origin_is_translation_invariant(checkpoint, exported, offset):
+    """Edge vectors are differences of absolute positions: formed in float32, ethanol 1e6 Å
+    away had force errors of 1.8 eV/Å (and at 1e8 Å, +3641 eV with zero forces). Formed in
+    float64 before the cast, the student sees the same edges wherever the molecule is."""
+    mol = molecule("CH3CH2OH")
+    results = {}
+    for source in (exported["float32"], checkpoint):
+        for shift in (0.0, offset):
+            atoms = mol.copy()
+            atoms.positions += shift
+            atoms.calc = StudentCalculator(
+                source, **({} if source != checkpoint else {"dtype": "float32"})
+            )
+            results[source, shift] = (atoms.get_potential_energy(), atoms.get_forces())
+    for source in (exported["float32"], checkpoint):
+        (e0, f0), (e1, f1) = results[source, 0.0], results[source, offset]
+        assert e1 == pytest.approx(e0, rel=1e-6)
+        assert np.abs(f1 - f0).max() < 1e-4 * max(np.abs(f0).max(), 1.0)
+
+
 @pytest.mark.parametrize("name", ["molecule", "water", "small-triclinic"])
 def test_local_energies_of_a_subset_equal_the_full_evaluation(exported, name):
     """The LAMMPS entry point: centres are some atoms, neighbours are known by species only
