@@ -56,13 +56,15 @@ PROTOCOL_DEFAULTS: dict[str, Any] = {
 
 #: What counts as a pass unless the suite says otherwise.
 THRESHOLD_DEFAULTS: dict[str, Any] = {
-    # |slope| of the NVE total energy, student, every engine.
-    "energy_drift_meV_per_atom_ps": 1.0,
+    # |slope| of the NVE total energy, student, every engine. A float64 student drifts
+    # ~0.001 (integration alone); 0.05 is what a float32 student should reach.
+    "energy_drift_meV_per_atom_ps": 0.05,
     # Largest excursion of the NVE total energy from its start, as a fraction of the mean
     # kinetic energy per atom.
     "energy_excursion_fraction": 0.05,
-    # Student vs teacher forces on student NVT frames relabelled by the teacher.
-    "force_rmse_eV_per_A": 0.3,
+    # Student vs teacher forces on student NVT frames relabelled by the teacher: the
+    # field's distillations reach a few tens of meV/Å against their teacher.
+    "force_rmse_eV_per_A": 0.08,
     # Engines against the ASE student on the same frames, per export dtype.
     "cross_engine": {
         "float64": {"energy_rel": 1e-8, "force_eV_per_A": 1e-6},
@@ -73,7 +75,7 @@ THRESHOLD_DEFAULTS: dict[str, Any] = {
     "distribution_total_variation": 0.35,
     # Stability run.
     "min_distance_A": 0.6,
-    "temperature_fraction": 0.5,  # mean temperature within ±50 % of the target
+    "temperature_fraction": 0.1,  # mean temperature within ±10 % of the target
 }
 
 KINDS = ("auto", "molecule", "liquid")
