@@ -14,7 +14,7 @@
 Each sampling step applies to the structures it suits (``normal_modes`` and ``torsions`` to
 molecules, ``rattle_strain`` to periodic cells, ``perturb`` and ``md`` to both); the result is the
 original structures (unless ``include_originals: false``) followed by every step's samples.
-A step's ``on: molecules`` or ``on: cells`` narrows it further (teacher MD of the molecules
+A step's ``apply_to: molecules`` or ``apply_to: cells`` narrows it further (teacher MD of the molecules
 at one temperature and of the water boxes at another, say).
 Steps that need a calculator (``normal_modes``, ``md``) use the teacher.
 """
@@ -37,8 +37,9 @@ _METHODS = {
     "md": (md_sampling, "any", True),
     "torsions": (torsion_sampling, "molecule", False),
 }
-#: A step's optional ``on:`` key narrows it to molecules or to periodic cells.
-_ON = {"all": "any", "molecules": "molecule", "cells": "periodic"}
+#: A step's optional ``apply_to:`` key narrows it to molecules or to periodic cells. (Not
+#: ``on:``, which YAML 1.1 reads as the boolean true.)
+_APPLY_TO = {"all": "any", "molecules": "molecule", "cells": "periodic"}
 
 
 def build_structures(recipe: dict[str, Any], calculator: Calculator | None = None) -> list[Atoms]:
@@ -69,12 +70,13 @@ def build_structures(recipe: dict[str, Any], calculator: Calculator | None = Non
                 f"use one of {', '.join(_METHODS)}"
             )
         function, suits, needs_calc = _METHODS[method]
-        on = step.pop("on", "all")
-        if on not in _ON:
+        apply_to = step.pop("apply_to", "all")
+        if apply_to not in _APPLY_TO:
             raise ValueError(
-                f"sampling step {step_index} ({method}) has on: {on!r}; use one of {', '.join(_ON)}"
+                f"sampling step {step_index} ({method}) has apply_to: {apply_to!r}; "
+                f"use one of {', '.join(_APPLY_TO)}"
             )
-        targets = [a for a in base if _suits(a, suits) and _suits(a, _ON[on])]
+        targets = [a for a in base if _suits(a, suits) and _suits(a, _APPLY_TO[apply_to])]
         if not targets:
             continue
         step.setdefault("seed", seed + step_index + 1)

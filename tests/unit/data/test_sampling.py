@@ -117,21 +117,24 @@ def test_recipe_applies_each_step_to_what_it_suits():
     assert len(structures) == 3 + 3 * 2 + 3
     assert sum(1 for s in structures if s.pbc.all()) == 1 + 2 + 3
     assert len(structures[0]) == 3 and len(water_box(32)) == 96
-    narrowed = build_structures(
-        {
-            "sources": ["smiles:O,CCO", "builtin:water-32"],
-            "sampling": [
-                {"method": "perturb", "n_samples": 2, "on": "cells"},
-                {"method": "perturb", "n_samples": 3, "on": "molecules"},
-            ],
-        }
+    import yaml
+
+    narrowed = build_structures(  # as a YAML config writes it
+        yaml.safe_load(
+            """
+            sources: ["smiles:O,CCO", "builtin:water-32"]
+            sampling:
+              - {method: perturb, n_samples: 2, apply_to: cells}
+              - {method: perturb, n_samples: 3, apply_to: molecules}
+            """
+        )
     )
     assert len(narrowed) == 3 + 2 + 2 * 3
     assert [s.pbc.all() for s in narrowed[3:5]] == [True, True]
     assert not any(s.pbc.any() for s in narrowed[5:])
-    with pytest.raises(ValueError, match="has on: 'boxes'; use one of all, molecules, cells"):
+    with pytest.raises(ValueError, match="apply_to: 'boxes'; use one of all, molecules, cells"):
         build_structures(
-            {"sources": ["smiles:O"], "sampling": [{"method": "perturb", "on": "boxes"}]}
+            {"sources": ["smiles:O"], "sampling": [{"method": "perturb", "apply_to": "boxes"}]}
         )
     with pytest.raises(ValueError, match="unknown structure option"):
         build_structures({"sources": ["smiles:O"], "samplng": []})
