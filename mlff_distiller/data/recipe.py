@@ -14,8 +14,8 @@
 Each sampling step applies to the structures it suits (``normal_modes`` and ``torsions`` to
 molecules, ``rattle_strain`` to periodic cells, ``perturb`` and ``md`` to both); the result is the
 original structures (unless ``include_originals: false``) followed by every step's samples.
-A step's ``apply_to: molecules`` or ``apply_to: cells`` narrows it further (teacher MD of the molecules
-at one temperature and of the water boxes at another, say).
+A step's ``apply_to: molecules`` or ``apply_to: cells`` narrows it further (teacher MD of
+the molecules at one temperature and of the water boxes at another, say).
 Steps that need a calculator (``normal_modes``, ``md``) use the teacher.
 """
 
