@@ -1,32 +1,21 @@
 """The student: a strictly local moment-tensor network.
 
-For each atom ``i`` and its neighbours ``j`` within the cutoff, radial channels
-``R_{l,n}(r_ij)`` (a small MLP of a Bessel basis, conditioned on the element pair of the
-edge, times a smooth envelope) build the Cartesian moments of the neighbour shell
+For each atom ``i`` and its neighbours ``j`` within the cutoff, learnable radial channels
+``R_n(r_ij)`` (a Bessel basis times a smooth envelope, mixed per element pair) build the
+moments
 
-    A_{l,n} = Σ_j R_{l,n}(r_ij) r̂_ij^{⊗l},        l = 0 … max_rank,
+    A0_n = Σ_j R_n,        A1_n = Σ_j R_n r̂_ij,        A2_n = Σ_j R_n r̂_ij ⊗ r̂_ij,
 
-stored as the independent components of a symmetric rank-``l`` tensor. Their full
-contractions are invariant to rotations, translations and permutations of like atoms:
-
-- two-body: ``A_{0,n}``;
-- three-body: ``A_{l,n} ⋅ A_{l,m}`` for every ``l ≥ 1`` and channel pair (angular order up to
-  ``max_rank``: ``Σ_jk R R cosˡ θ_jk``);
-- four-body: ``B1_a · B2_b · B1_a``, ``tr(B2_c³)`` and ``B1_c · B3_c : B2_c`` on a learned
-  mixture ``B_l`` of the channels.
-
-An MLP maps them, with an element embedding, to the atom's energy; a ZBL core adds repulsion
-at close contact. The energy of atom ``i`` depends only on neighbours within ``cutoff``: the
-model's interaction range equals its cutoff, so it decomposes exactly over MPI ranks. The
-radial MLP takes the element pair as an embedding, so the cost per edge does not grow with
-the number of elements the model knows.
+whose contractions ``A0_n``, ``A1_n·A1_m``, ``A2_n:A2_m`` and ``A1_n·A2_m·A1_n`` are invariant
+to rotations, translations and permutations of like atoms (up to four-body terms). An MLP
+maps them, with an element embedding, to the atom's energy; a ZBL core adds repulsion at
+close contact. The energy of atom ``i`` depends only on neighbours within ``cutoff``: the
+model's interaction range equals its cutoff, so it decomposes exactly over MPI ranks.
 
 Forces and stress are derivatives of the energy (autograd); see :mod:`.graph`.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
@@ -34,30 +23,9 @@ from torch import nn
 from .radial import BesselBasis, PolynomialEnvelope, ZBLRepulsion
 
 
-def monomials(rank: int) -> list[tuple[int, int, int]]:
-    """Exponents ``(a, b, c)`` of ``x^a y^b z^c`` with ``a + b + c = rank``: the independent
-    components of a symmetric rank-``rank`` tensor in 3D."""
-    return [(a, b, rank - a - b) for a in range(rank, -1, -1) for b in range(rank - a, -1, -1)]
-
-
-def multiplicity(powers: tuple[int, int, int]) -> float:
-    """How many entries of the full tensor a component stands for: ``l! / (a! b! c!)``."""
-    a, b, c = powers
-    return math.factorial(a + b + c) / (math.factorial(a) * math.factorial(b) * math.factorial(c))
-
-
-def _full_index(rank: int) -> list[int]:
-    """For every entry ``(i, j, …)`` of a full rank-``rank`` tensor (row-major), the index of
-    its independent component in :func:`monomials` order."""
-    position = {p: k for k, p in enumerate(monomials(rank))}
-    index = []
-    for flat in range(3**rank):
-        counts = [0, 0, 0]
-        for _ in range(rank):
-            counts[flat % 3] += 1
-            flat //= 3
-        index.append(position[(counts[0], counts[1], counts[2])])
-    return index
+def _pair_index(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, cols = torch.triu_indices(n, n)
+    return rows, cols
 
 
 class MomentStudent(nn.Module):
@@ -67,26 +35,16 @@ class MomentStudent(nn.Module):
     ----------
     atomic_numbers
         The elements the model knows, in model order (species index = position here).
-    covalent_radii
-        Per element, in Å, for the switching range of the ZBL core.
     cutoff
         Radial cutoff in Å (also the interaction range).
-    n_basis
-        Bessel functions per edge.
-    n_radial
-        Radial channels per tensor rank.
-    max_rank
-        Highest rank of the moments (2 or 3): the angular order of the three-body terms.
-    n_mix
-        Mixed channels entering the four-body contractions.
-    radial_hidden
-        Width of the radial MLP's hidden layer.
+    n_basis, n_radial
+        Bessel functions per edge, radial channels mixed from them.
     hidden
-        Widths of the hidden layers of the energy MLP.
+        Widths of the hidden MLP layers.
+    covalent_radii
+        Per element, in Å, for the switching range of the ZBL core.
     avg_neighbors
         Typical neighbour count, to normalise the moments (set from data by the trainer).
-    envelope_p
-        Order of the polynomial cutoff envelope.
     """
 
     def __init__(
@@ -95,10 +53,7 @@ class MomentStudent(nn.Module):
         covalent_radii: list[float],
         cutoff: float = 5.0,
         n_basis: int = 8,
-        n_radial: int = 12,
-        max_rank: int = 3,
-        n_mix: int = 8,
-        radial_hidden: int = 32,
+        n_radial: int = 16,
         hidden: list[int] | None = None,
         avg_neighbors: float = 10.0,
         envelope_p: int = 6,
@@ -108,14 +63,8 @@ class MomentStudent(nn.Module):
         n_species = len(atomic_numbers)
         if n_species == 0:
             raise ValueError("a model needs at least one element")
-        if max_rank not in (2, 3):
-            raise ValueError(f"max_rank must be 2 or 3, got {max_rank}")
-        if n_mix < 1 or n_radial < 1 or radial_hidden < 1:
-            raise ValueError("n_radial, n_mix and radial_hidden must be at least 1")
         self.n_species = n_species
         self.n_radial = n_radial
-        self.max_rank = max_rank
-        self.n_mix = n_mix
         self.register_buffer("atomic_numbers", torch.tensor(atomic_numbers, dtype=torch.long))
         self.register_buffer("cutoff", torch.tensor(float(cutoff)))
         self.register_buffer("avg_neighbors", torch.tensor(float(avg_neighbors)))
@@ -125,35 +74,19 @@ class MomentStudent(nn.Module):
 
         self.basis = BesselBasis(cutoff, n_basis)
         self.envelope = PolynomialEnvelope(envelope_p)
-        # Radial MLP: Bessel basis + an embedding of the (centre, neighbour) element pair →
-        # n_radial channels per rank. One pair's embedding is looked up per edge.
-        self.radial_in = nn.Linear(n_basis, radial_hidden, bias=False)
-        self.pair_embedding = nn.Embedding(n_species * n_species, radial_hidden)
-        self.radial_out = nn.Linear(radial_hidden, n_radial * (max_rank + 1), bias=False)
-        with torch.no_grad():  # unit-variance channels at initialisation
-            self.radial_in.weight.normal_(0.0, n_basis**-0.5)
-            self.radial_out.weight.normal_(0.0, radial_hidden**-0.5)
-
-        # The multiplicity of each angular component (ranks 0 … max_rank, monomials order),
-        # which turns a sum over components into a full tensor contraction.
-        powers = [p for rank in range(max_rank + 1) for p in monomials(rank)]
-        self.register_buffer("weight_of", torch.tensor([multiplicity(p) for p in powers]))
-        starts = [0]
-        for rank in range(max_rank + 1):
-            starts.append(starts[-1] + len(monomials(rank)))
-        self.rank_starts = starts
-        self.register_buffer("full2", torch.tensor(_full_index(2), dtype=torch.long))
-        self.register_buffer("full3", torch.tensor(_full_index(3), dtype=torch.long))
-
-        # Channel mixing (the same linear map for every component: rotation-equivariant)
-        # for ranks 1 … max_rank, feeding the four-body contractions.
-        self.mix = nn.Parameter(torch.randn(max_rank, n_radial, n_mix) / n_radial**0.5)
-        rows, cols = torch.triu_indices(n_radial, n_radial)
+        # Radial channels mixed from the basis, per (centre, neighbour) element pair:
+        # [K, S*S*R].
+        self.radial_weights = nn.Parameter(
+            torch.randn(n_basis, n_species * n_species * n_radial) / n_basis**0.5
+        )
+        # Double-counting weights of the 6 independent entries of a symmetric 3×3 tensor,
+        # and where each of the 9 entries sits among the 6.
+        self.register_buffer("sym_weights", torch.tensor([1.0, 1.0, 1.0, 2.0, 2.0, 2.0]))
+        self.register_buffer("sym_index", torch.tensor([0, 3, 4, 3, 1, 5, 4, 5, 2]))
+        rows, cols = _pair_index(n_radial)
         self.register_buffer("pair_rows", rows)
         self.register_buffer("pair_cols", cols)
-        n_features = n_radial + max_rank * rows.numel() + n_mix * n_mix + n_mix
-        if max_rank >= 3:
-            n_features += n_mix
+        n_features = n_radial + 2 * rows.numel() + n_radial * n_radial
         self.n_features = n_features
         # Standardisation of the features (set from training data by the trainer).
         self.register_buffer("feature_mean", torch.zeros(n_features))
@@ -195,81 +128,52 @@ class MomentStudent(nn.Module):
         """Invariant features of every atom (``[N, F]``) and the edge lengths (``[E]``)."""
         n_atoms = species.shape[0]
         centre = edge_index[0]
+        neighbour = edge_index[1]
         r2 = (vectors * vectors).sum(dim=1)
         r = torch.sqrt(r2.clamp(min=1e-12))
         unit = vectors / r.unsqueeze(1)
-        pair = species[centre] * self.n_species + species[edge_index[1]]
+        s_i = species[centre]
+        s_j = species[neighbour]
 
-        # Radial channels: the envelope multiplies the MLP's output, so every channel and
-        # its first two derivatives vanish at the cutoff.
         envelope = self.envelope(r / self.cutoff)
-        hidden = self.radial_in(self.basis(r).to(vectors.dtype)) + self.pair_embedding(pair).to(
-            vectors.dtype
-        )
-        radial = self.radial_out(torch.nn.functional.silu(hidden))
-        scale = envelope / self.avg_neighbors.to(vectors.dtype)
-        radial = (radial * scale.unsqueeze(1)).view(-1, self.max_rank + 1, self.n_radial)
+        basis = self.basis(r) * envelope.unsqueeze(1)  # [E, K]
+        # Radial channels for every element pair at once, then pick the edge's pair.
+        n_radial = self.n_radial
+        n_edges = r.shape[0]
+        mixed = basis @ self.radial_weights.to(vectors.dtype)  # [E, S*S*R]
+        pair_type = (s_i * self.n_species + s_j).view(-1, 1, 1).expand(n_edges, 1, n_radial)
+        radial = mixed.view(n_edges, self.n_species * self.n_species, n_radial).gather(
+            1, pair_type
+        )  # [E, 1, R]
+        radial = radial.squeeze(1) / self.avg_neighbors.to(vectors.dtype)
 
-        # Angular monomials x^a y^b z^c of the unit vector, rank by rank in the order of
-        # monomials(rank), each multiplied by that rank's radial channels.
-        x = unit[:, 0]
-        y = unit[:, 1]
-        z = unit[:, 2]
-        xx, xy, xz, yy, yz, zz = x * x, x * y, x * z, y * y, y * z, z * z
-        angular = [
-            torch.ones_like(x).unsqueeze(1),
-            unit,
-            torch.stack([xx, xy, xz, yy, yz, zz], dim=1),
-        ]
-        if self.max_rank >= 3:
-            angular.append(
-                torch.stack(
-                    [
-                        xx * x,
-                        xx * y,
-                        xx * z,
-                        xy * y,
-                        xy * z,
-                        xz * z,
-                        yy * y,
-                        yy * z,
-                        yz * z,
-                        zz * z,
-                    ],
-                    dim=1,
-                )
-            )
-        per_edge = torch.cat(
+        # Angular parts of one edge: 1, r̂ (3) and the 6 independent components of r̂⊗r̂.
+        ux = unit[:, 0]
+        uy = unit[:, 1]
+        uz = unit[:, 2]
+        angular = torch.stack(
+            [torch.ones_like(ux), ux, uy, uz, ux * ux, uy * uy, uz * uz, ux * uy, ux * uz, uy * uz],
+            dim=1,
+        )
+        moments = torch.zeros(n_atoms, n_radial, 10, dtype=vectors.dtype, device=vectors.device)
+        moments = moments.index_add(0, centre, radial.unsqueeze(2) * angular.unsqueeze(1))
+        a0 = moments[:, :, 0]
+        a1 = moments[:, :, 1:4]
+        a2 = moments[:, :, 4:10]
+
+        g1 = torch.bmm(a1, a1.transpose(1, 2))  # [N, R, R]  A1_n · A1_m
+        g2 = torch.bmm(a2 * self.sym_weights.to(a2.dtype), a2.transpose(1, 2))  # A2_n : A2_m
+        # Full 3×3 A2 (symmetric) for A1_n · A2_m · A1_n.
+        full = a2[:, :, self.sym_index].view(n_atoms, n_radial, 3, 3)
+        t = torch.einsum("nac,nmcd,nad->nam", a1, full, a1)  # [N, R, R]
+        features = torch.cat(
             [
-                radial[:, rank, :].unsqueeze(1) * angular[rank].unsqueeze(2)
-                for rank in range(len(angular))
+                a0,
+                g1[:, self.pair_rows, self.pair_cols],
+                g2[:, self.pair_rows, self.pair_cols],
+                t.reshape(n_atoms, n_radial * n_radial),
             ],
             dim=1,
-        )  # [E, M, R]
-        moments = torch.zeros(
-            n_atoms, per_edge.shape[1], self.n_radial, dtype=vectors.dtype, device=vectors.device
         )
-        moments = moments.index_add(0, centre, per_edge)  # [N, M, R]
 
-        weights = self.weight_of.to(vectors.dtype)
-        features: list[torch.Tensor] = [moments[:, 0, :]]
-        mixed: list[torch.Tensor] = []
-        for rank in range(1, self.max_rank + 1):
-            start = self.rank_starts[rank]
-            stop = self.rank_starts[rank + 1]
-            a = moments[:, start:stop, :]  # [N, M_l, R]
-            gram = torch.bmm(a.transpose(1, 2), a * weights[start:stop].view(1, -1, 1))
-            features.append(gram[:, self.pair_rows, self.pair_cols])
-            mixed.append(torch.matmul(a, self.mix[rank - 1].to(a.dtype)))  # [N, M_l, C]
-
-        b1 = mixed[0]  # [N, 3, C]
-        b2 = mixed[1][:, self.full2, :].view(n_atoms, 3, 3, self.n_mix)  # [N, 3, 3, C]
-        # B1_a · B2_b · B1_a, tr(B2_c³)
-        features.append(torch.einsum("nia,nijb,nja->nab", b1, b2, b1).reshape(n_atoms, -1))
-        b2sq = torch.einsum("nijc,njkc->nikc", b2, b2)
-        features.append(torch.einsum("nikc,nkic->nc", b2sq, b2))
-        if self.max_rank >= 3:
-            b3 = mixed[2][:, self.full3, :].view(n_atoms, 3, 3, 3, self.n_mix)
-            # B1_c · B3_c : B2_c
-            features.append(torch.einsum("nic,nijkc,njkc->nc", b1, b3, b2))
-        return torch.cat(features, dim=1), r
+        return features, r

@@ -1,4 +1,9 @@
-"""Student presets: sizes users of this field ask for. Every key can be overridden."""
+"""Student presets: sizes users of this field ask for. Every key can be overridden.
+
+``architecture`` picks the model class: ``moment`` (:class:`~.moment.MomentStudent`, moments
+up to rank 2) or ``tensor_moment`` (:class:`~.tensor_moment.TensorMomentStudent`, rank 3 and
+per-edge element-pair radial MLPs, whose cost does not grow with the element count).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,28 @@ from typing import Any
 #: Model hyperparameters per preset (``hidden``: widths of the energy MLP).
 PRESETS: dict[str, dict[str, Any]] = {
     "standard": {
+        "architecture": "moment",
+        "cutoff": 5.0,
+        "n_basis": 8,
+        "n_radial": 16,
+        "hidden": [400, 400],
+    },
+    "tiny": {
+        "architecture": "moment",
+        "cutoff": 5.0,
+        "n_basis": 8,
+        "n_radial": 12,
+        "hidden": [160, 160],
+    },
+    "ultra-tiny": {
+        "architecture": "moment",
+        "cutoff": 4.5,
+        "n_basis": 6,
+        "n_radial": 8,
+        "hidden": [80, 80],
+    },
+    "standard-l3": {
+        "architecture": "tensor_moment",
         "cutoff": 5.0,
         "n_basis": 8,
         "n_radial": 16,
@@ -15,7 +42,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "radial_hidden": 48,
         "hidden": [256, 256],
     },
-    "tiny": {
+    "tiny-l3": {
+        "architecture": "tensor_moment",
         "cutoff": 5.0,
         "n_basis": 8,
         "n_radial": 12,
@@ -24,36 +52,37 @@ PRESETS: dict[str, dict[str, Any]] = {
         "radial_hidden": 32,
         "hidden": [128, 128],
     },
-    "ultra-tiny": {
-        "cutoff": 4.5,
-        "n_basis": 6,
-        "n_radial": 8,
-        "max_rank": 2,
-        "n_mix": 6,
-        "radial_hidden": 16,
-        "hidden": [64, 64],
-    },
 }
 
-MODEL_KEYS = (
-    "cutoff",
-    "n_basis",
-    "n_radial",
-    "max_rank",
-    "n_mix",
-    "radial_hidden",
-    "hidden",
-    "envelope_p",
-)
+#: The keys each architecture takes (``architecture`` itself is fixed by the preset).
+ARCHITECTURE_KEYS: dict[str, tuple[str, ...]] = {
+    "moment": ("cutoff", "n_basis", "n_radial", "hidden", "envelope_p"),
+    "tensor_moment": (
+        "cutoff",
+        "n_basis",
+        "n_radial",
+        "max_rank",
+        "n_mix",
+        "radial_hidden",
+        "hidden",
+        "envelope_p",
+    ),
+}
+#: Every model key of any architecture (training configs may carry them).
+MODEL_KEYS = tuple(dict.fromkeys(k for keys in ARCHITECTURE_KEYS.values() for k in keys))
 
 
 def model_config(preset: str, **overrides: Any) -> dict[str, Any]:
-    """The model hyperparameters of ``preset`` with ``overrides`` applied."""
+    """The model hyperparameters of ``preset`` with ``overrides`` applied (``architecture``
+    included)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    unknown = set(overrides) - set(MODEL_KEYS)
+    architecture = PRESETS[preset]["architecture"]
+    known = ARCHITECTURE_KEYS[architecture]
+    unknown = set(overrides) - set(known)
     if unknown:
         raise ValueError(
-            f"unknown model option(s) {', '.join(sorted(unknown))}; known: {', '.join(MODEL_KEYS)}"
+            f"unknown model option(s) {', '.join(sorted(unknown))} for preset {preset!r}; "
+            f"known: {', '.join(known)}"
         )
     return {**PRESETS[preset], **overrides}

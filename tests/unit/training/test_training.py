@@ -141,7 +141,7 @@ def test_training_writes_checkpoints_metrics_report_and_plot(dataset, reference)
     norm = best["normalization"]
     assert len(norm["energy_shift"]) == 4 and norm["energy_scale"] > 0
     assert norm["avg_neighbors"] > 1
-    assert best["model_state"]["radial_in.weight"].dtype == torch.float64
+    assert best["model_state"]["radial_weights"].dtype == torch.float64
 
     last = load_checkpoint(reference / "last.pt")
     assert last["finished"] and last["epoch"] == CONFIG["epochs"]
