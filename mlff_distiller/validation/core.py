@@ -72,6 +72,10 @@ def _check(name: str, value: float, threshold: float, passed: bool, unit: str = 
     }
 
 
+#: LAMMPS errors that mean the atoms flew apart (a student failing, not a bug of the suite).
+_LAMMPS_BLOW_UP = ("Lost atoms", "Out of range atoms", "Non-numeric atom coords")
+
+
 def _drift_allowed(drift: dict, threshold: float) -> float:
     """The suite's drift threshold plus three standard errors of the fitted slope: a short
     run's slope is mostly the integrator's bounded oscillation, and only a drift that stands
@@ -372,6 +376,11 @@ def _validate_system(
         crashed = None
     except FloatingPointError as exc:
         long, crashed = None, str(exc)
+    except Exception as exc:  # LAMMPS raises a bare Exception for a run that fell apart
+        if not any(word in str(exc) for word in _LAMMPS_BLOW_UP):
+            raise
+        first = str(exc).strip().splitlines()[0]
+        long, crashed = None, f"the student's run blew up in LAMMPS ({first})"
     finally:
         bar.close()
     stability: dict[str, Any] = {"engine": stable_engine, "steps": p["stability_steps"]}
