@@ -417,9 +417,11 @@ def plot(payload: dict, path: Path) -> None:
     ref = payload["teacher_references"]["torsions"]["alanine-dipeptide-phi"]
     e = np.array(ref["energies_eV"])
     ax2.plot(ref["angles"], 1e3 * (e - e.min()), "k-", lw=2, label="teacher")
+    keep = e - e.min() < 0.5  # aligned where the RMSE is taken (see _relative_rmse_meV)
     for r in payload["results"]:
         s = np.array(r["torsions"]["alanine-dipeptide-phi"]["energies_eV"])
-        ax2.plot(ref["angles"], 1e3 * (s - s.mean() + e.mean() - e.min()), label=r["name"])
+        shift = e[keep].mean() - s[keep].mean()
+        ax2.plot(ref["angles"], 1e3 * (s + shift - e.min()), label=r["name"])
     ax2.set_xlabel("alanine dipeptide φ (degrees, rigid scan)")
     ax2.set_ylabel("energy (meV)")
     ax2.legend(fontsize=8)
