@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..models.graph import model_dtype
+
 
 class ExportedStudent(nn.Module):
     """A trained :class:`~mlff_distiller.models.MomentStudent` plus its neighbour search."""
@@ -27,6 +29,9 @@ class ExportedStudent(nn.Module):
             lookup[z] = index
         self.register_buffer("species_lookup", lookup)
         self.register_buffer("atomic_numbers", model.atomic_numbers.clone())
+        # A scalar in the student's dtype: edge vectors are cast to it (and it follows any
+        # later .to() of this module).
+        self.register_buffer("model_dtype", torch.zeros((), dtype=model_dtype(model)))
         self.cutoff = float(model.cutoff)
         #: Above this many atoms the neighbour search uses a cell list (linear cost).
         self.brute_force_limit = 128
@@ -192,7 +197,7 @@ class ExportedStudent(nn.Module):
         edge_index, shifts = self.neighbours(positions, cell, pbc)
         cell = cell.to(positions.dtype)
         vectors = positions[edge_index[1]] - positions[edge_index[0]] + shifts.to(cell.dtype) @ cell
-        energies = self.model(vectors.to(self.model.energy_scale.dtype), edge_index, species)
+        energies = self.model(vectors.to(self.model_dtype.dtype), edge_index, species)
         return energies.to(positions.dtype)
 
     def forward(

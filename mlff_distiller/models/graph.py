@@ -102,6 +102,14 @@ def edge_vectors(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return positions[edge_index[1]] - positions[edge_index[0]] + offsets
 
 
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The floating dtype of a model's weights (float32 if it has none)."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
 def evaluate(
     model: torch.nn.Module,
     batch: dict[str, torch.Tensor],
@@ -132,7 +140,7 @@ def evaluate(
 
     # Vectors are formed in the batch's precision, then cast to the model's: a float64
     # batch keeps far-from-origin coordinates exact for a float32 model.
-    atomic = model(vectors.to(model.energy_scale.dtype), edge_index, batch["species"])
+    atomic = model(vectors.to(model_dtype(model)), edge_index, batch["species"])
     atomic = atomic.to(positions.dtype)
     energy = torch.zeros(n_graphs, dtype=atomic.dtype, device=atomic.device)
     energy = energy.index_add(0, atom_batch, atomic)
