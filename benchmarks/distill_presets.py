@@ -27,33 +27,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from mlff_distiller import StudentCalculator, __version__
-from mlff_distiller.benchmarking import write_json
+from mlff_distiller.benchmarking import frame_errors, write_json
 from mlff_distiller.data import builtin_molecules, label, perturb, read_dataset, split_indices
 from mlff_distiller.teachers import get_teacher
 from mlff_distiller.timing import latency_ms
 from mlff_distiller.training import load_checkpoint, model_from_checkpoint, train
 
 RESULTS = Path(__file__).parent / "results" / "distill_presets.json"
-
-
-def _errors(calc, frames) -> dict[str, float]:
-    e_err, f_err = [], []
-    for atoms in frames:
-        work = atoms.copy()
-        work.calc = calc
-        e_err.append((work.get_potential_energy() - atoms.get_potential_energy()) / len(atoms))
-        f_err.append((work.get_forces() - atoms.get_forces()).ravel())
-    f = np.concatenate(f_err)
-    return {
-        "frames": len(frames),
-        "energy_mae_meV_per_atom": float(1e3 * np.mean(np.abs(e_err))),
-        "force_mae_eV_per_A": float(np.mean(np.abs(f))),
-        "force_rmse_eV_per_A": float(np.sqrt(np.mean(f**2))),
-    }
 
 
 def main() -> None:
@@ -108,8 +91,8 @@ def main() -> None:
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "epochs_run": len(json.loads((args.work / preset / "metrics.json").read_text())),
                 "train_seconds": train_seconds,
-                "heldout_frames": _errors(student, heldout_frames),
-                "heldout_molecules": _errors(student, heldout_molecules),
+                "heldout_frames": frame_errors(student, heldout_frames),
+                "heldout_molecules": frame_errors(student, heldout_molecules),
                 "latency_ms_median": {"student": 1e3 * student_s, "teacher": 1e3 * teacher_s},
                 "speedup_vs_teacher": teacher_s / student_s,
             }

@@ -46,7 +46,7 @@ from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_mom
 from ase.optimize import BFGS
 
 from mlff_distiller import StudentCalculator, __version__
-from mlff_distiller.benchmarking import write_json
+from mlff_distiller.benchmarking import frame_errors, write_json
 from mlff_distiller.data import label, load_source, md_sampling, read_dataset
 from mlff_distiller.data.sampling import hessian
 from mlff_distiller.teachers import get_teacher
@@ -174,30 +174,11 @@ def student_md_frames(
     return frames, status
 
 
-def errors(calc, frames: list[Atoms]) -> dict[str, float]:
-    """Energy MAE (meV/atom) and force RMSE/MAE (eV/Å) of ``calc`` against the labels."""
-    if not frames:
-        return {"frames": 0}
-    e_err, f_err = [], []
-    for atoms in frames:
-        work = atoms.copy()
-        work.calc = calc
-        e_err.append((work.get_potential_energy() - atoms.get_potential_energy()) / len(atoms))
-        f_err.append((work.get_forces() - atoms.get_forces()).ravel())
-    f = np.concatenate(f_err)
-    # The energy offset between student and teacher is arbitrary only per element, which
-    # the student learned; so no mean is removed.
-    return {
-        "frames": len(frames),
-        "energy_mae_meV_per_atom": float(1e3 * np.mean(np.abs(e_err))),
-        "force_mae_eV_per_A": float(np.mean(np.abs(f))),
-        "force_rmse_eV_per_A": float(np.sqrt(np.mean(f**2))),
-    }
-
-
 def _by_system(calc, frames: list[Atoms]) -> dict[str, dict[str, float]]:
     names = sorted({f.info.get("system", "?") for f in frames})
-    return {n: errors(calc, [f for f in frames if f.info.get("system", "?") == n]) for n in names}
+    return {
+        n: frame_errors(calc, [f for f in frames if f.info.get("system", "?") == n]) for n in names
+    }
 
 
 def frequencies_cm(atoms: Atoms, calc) -> np.ndarray:
@@ -289,7 +270,7 @@ def evaluate_student(name: str, path: Path, teacher, sets: dict, refs: dict, arg
     result: dict = {"name": name, "path": str(path)}
     for key in ("heldout_300K", "heldout_500K", "unseen_300K"):
         frames = sets[key]
-        result[key] = {"all": errors(calc, frames), "systems": _by_system(calc, frames)}
+        result[key] = {"all": frame_errors(calc, frames), "systems": _by_system(calc, frames)}
         print(f"{name} {key}: {result[key]['all']}", flush=True)
 
     own_frames: list[Atoms] = []
@@ -309,7 +290,7 @@ def evaluate_student(name: str, path: Path, teacher, sets: dict, refs: dict, arg
     own_path = args.work / f"own_{name}.h5"
     labelled = read_dataset(label(own_frames, teacher, own_path, overwrite=True, progress=False))
     result["own_md_300K"] = {
-        "all": errors(calc, labelled),
+        "all": frame_errors(calc, labelled),
         "systems": _by_system(calc, labelled),
         "runs": own_status,
     }

@@ -424,6 +424,26 @@ def _provenance(start: float) -> dict[str, Any]:
     }
 
 
+def frame_errors(calc, frames: list[Atoms]) -> dict[str, float]:
+    """Energy MAE (meV/atom) and force MAE/RMSE (eV/Å) of ``calc`` against the labels the
+    frames carry (their ``SinglePointCalculator``); ``{"frames": 0}`` for no frames."""
+    if not frames:
+        return {"frames": 0}
+    e_err, f_err = [], []
+    for atoms in frames:
+        work = atoms.copy()
+        work.calc = calc
+        e_err.append((work.get_potential_energy() - atoms.get_potential_energy()) / len(atoms))
+        f_err.append((work.get_forces() - atoms.get_forces()).ravel())
+    f = np.concatenate(f_err)
+    return {
+        "frames": len(frames),
+        "energy_mae_meV_per_atom": float(1e3 * np.mean(np.abs(e_err))),
+        "force_mae_eV_per_A": float(np.mean(np.abs(f))),
+        "force_rmse_eV_per_A": float(np.sqrt(np.mean(f**2))),
+    }
+
+
 def write_json(path: Path, data: Any) -> None:
     """``data`` as indented JSON at ``path``, written atomically (every benchmark's result)."""
     _write(Path(path), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
