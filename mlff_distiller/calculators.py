@@ -16,8 +16,10 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from .export import is_exported, load_exported
-from .export.exporter import FLOAT64_INPUT_VERSION
+from .export.exporter import CHECKED_INPUT_VERSION, FLOAT64_INPUT_VERSION
+from .export.module import script_error_message
 from .models import build_graph, collate, evaluate
+from .models.graph import check_distances, check_finite
 from .models.graph import species_indices as species_index
 from .training.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -63,6 +65,8 @@ class StudentCalculator(Calculator):
             # Files before FLOAT64_INPUT_VERSION want positions in their own dtype.
             version = int(metadata.get("format_version", 1))
             self.input_dtype = torch.float64 if version >= FLOAT64_INPUT_VERSION else self.dtype
+            # Older files do not refuse atoms on top of each other; this calculator does.
+            self.check_contacts = version < CHECKED_INPUT_VERSION
             self.elements = list(metadata["elements"])
             self.atomic_numbers = [int(z) for z in metadata["atomic_numbers"]]
             self.cutoff = float(metadata["cutoff"])
@@ -96,7 +100,17 @@ class StudentCalculator(Calculator):
             )
         if self.exported is not None:
             self._calculate_exported(atoms, want_stress or bool(atoms.pbc.all()))
-            return
+        else:
+            self._calculate_checkpoint(atoms, want_stress)
+        for name, value in self.results.items():
+            if not np.all(np.isfinite(value)):
+                self.results = {}
+                raise ValueError(
+                    f"the student returned non-finite {name} for finite inputs; "
+                    f"{self.path} is broken: train or export it again"
+                )
+
+    def _calculate_checkpoint(self, atoms: Atoms, want_stress: bool) -> None:
         graph = build_graph(atoms, self.cutoff, self.atomic_numbers)
         batch = collate([graph], torch.float64)  # see _calculate_exported
         with torch.jit.optimized_execution(False):  # see _calculate_exported
@@ -117,6 +131,16 @@ class StudentCalculator(Calculator):
     def _calculate_exported(self, atoms: Atoms, with_stress: bool) -> None:
         """The exported file's own neighbour search and energy; forces and stress by autograd."""
         species_index(atoms, self.atomic_numbers)  # the clear error for unknown elements
+        check_finite(atoms.positions, atoms.cell.array, atoms.pbc)  # files of every version
+        if self.check_contacts:
+            edges, shifts = self.exported.neighbours(
+                torch.tensor(atoms.positions),
+                torch.tensor(atoms.cell.array),
+                torch.tensor(atoms.pbc.tolist()),
+            )
+            i, j = edges.numpy()
+            vectors = atoms.positions[j] - atoms.positions[i] + shifts.numpy() @ atoms.cell.array
+            check_distances(np.linalg.norm(vectors, axis=1), i, j)
         # float64 in, whatever the student's dtype: edge vectors are differences of
         # absolute positions and keep their precision (the module casts them afterwards).
         f64 = self.input_dtype
@@ -129,9 +153,12 @@ class StudentCalculator(Calculator):
         # TorchScript's profiling executor re-optimises for every new number of atoms or
         # edges (hundreds of ms each time); MD changes those shapes constantly.
         with torch.jit.optimized_execution(False):
-            atomic = self.exported.atomic_energies(
-                positions @ deformation, numbers, cell @ deformation, pbc
-            )
+            try:
+                atomic = self.exported.atomic_energies(
+                    positions @ deformation, numbers, cell @ deformation, pbc
+                )
+            except torch.jit.Error as error:  # the module's own message, not its trace
+                raise ValueError(script_error_message(error)) from None
             energy = atomic.sum()
             inputs = [positions, strain] if with_stress else [positions]
             grads = torch.autograd.grad(energy, inputs)

@@ -42,7 +42,11 @@ namespace {
 // mlff_distiller.export (METADATA_FILE, "format", FORMAT_VERSION).
 const char *const METADATA_FILE = "mlff_metadata.json";
 const char *const FORMAT_NAME = "mlff_distiller.exported";
-const int FORMAT_VERSION = 2;
+const int FORMAT_VERSION = 3;
+
+// Two atoms closer than this (Å) are an error naming both, never an energy (the same
+// minimum as mlff_distiller.models.graph.MIN_DISTANCE).
+const double MIN_DISTANCE_ANGSTROM = 0.1;
 
 const char *const USAGE = "usage: pair_style mlff <model.pt> [debug]";
 const char *const COEFF_USAGE =
@@ -154,7 +158,7 @@ void PairMLFF::load_model(const std::string &path)
     error->all(FLERR, "pair_style mlff: '{}' is not an mlff_distiller export; re-export it", path);
   const int format_version = meta.value("format_version", -1);
   // Version 2 changed only what the Python engines pass to atomic_energies;
-  // local_energies (what this plugin calls) is the same in versions 1 and 2.
+  // local_energies (what this plugin calls) is the same in versions 1 to 3.
   if (format_version < 1 || format_version > FORMAT_VERSION)
     error->all(FLERR,
                "pair_style mlff: '{}' has export format version {}, this plugin reads versions "
@@ -302,6 +306,9 @@ void PairMLFF::compute(int eflag, int vflag)
 
   const double cut = cutoff_ / length_to_angstrom_;
   const double cutsq_lmp = cut * cut;
+  const double closest = MIN_DISTANCE_ANGSTROM / length_to_angstrom_;
+  const double closest_sq = closest * closest;
+  const tagint *tag = atom->tag;
 
   vectors_.clear();
   centre_.clear();
@@ -316,6 +323,11 @@ void PairMLFF::compute(int eflag, int vflag)
     const int i = ilist[ii];
     const int si = type_species_[type[i]];
     if (si < 0) continue;
+    if (!std::isfinite(x[i][0]) || !std::isfinite(x[i][1]) || !std::isfinite(x[i][2]))
+      error->one(FLERR,
+                 "pair_style mlff: atom {} has a non-finite position (NaN or inf); the data "
+                 "file is broken or the simulation blew up",
+                 tag[i]);
     const int64_t node = static_cast<int64_t>(centre_atom_.size());
     centre_atom_.push_back(i);
     centre_species_.push_back(si);
@@ -327,7 +339,19 @@ void PairMLFF::compute(int eflag, int vflag)
       const double dx = x[j][0] - x[i][0];
       const double dy = x[j][1] - x[i][1];
       const double dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz >= cutsq_lmp) continue;
+      const double rsq = dx * dx + dy * dy + dz * dz;
+      if (rsq >= cutsq_lmp) continue;
+      if (!(rsq >= closest_sq)) {    // NaN lands here too
+        if (!std::isfinite(rsq))
+          error->one(FLERR,
+                     "pair_style mlff: atom {} has a non-finite position (NaN or inf); the data "
+                     "file is broken or the simulation blew up",
+                     tag[j]);
+        error->one(FLERR,
+                   "pair_style mlff: atoms {} and {} are {:.3f} Angstrom apart, closer than "
+                   "{} Angstrom: remove the duplicated atom and check the units of the data file",
+                   tag[i], tag[j], std::sqrt(rsq) * length_to_angstrom_, MIN_DISTANCE_ANGSTROM);
+      }
       vectors_.push_back(dx * length_to_angstrom_);
       vectors_.push_back(dy * length_to_angstrom_);
       vectors_.push_back(dz * length_to_angstrom_);
@@ -375,6 +399,12 @@ void PairMLFF::compute(int eflag, int vflag)
 
   const torch::Tensor energies64 = energies.detach().to(torch::kFloat64).contiguous();
   const double *e = energies64.data_ptr<double>();
+  for (int64_t c = 0; c < n_centres; c++)
+    if (!std::isfinite(e[c]))
+      error->one(FLERR,
+                 "pair_style mlff: the model returned a non-finite energy for atom {}; its "
+                 "inputs were finite, so the exported file is broken: export it again",
+                 tag[centre_atom_[c]]);
   if (eflag_either) {
     for (int64_t c = 0; c < n_centres; c++) {
       const double ei = e[c] * ev_to_energy_;

@@ -23,10 +23,14 @@ from .module import ExportedStudent
 
 #: Version of the exported-file layout; loaders refuse newer ones. 2: ``atomic_energies``
 #: takes positions of any precision and casts the edge vectors, not the positions, to the
-#: student's dtype (version 1 files are given positions in their own dtype).
-FORMAT_VERSION = 2
+#: student's dtype (version 1 files are given positions in their own dtype). 3:
+#: ``atomic_energies`` refuses non-finite positions and cells, atoms closer than
+#: ``models.graph.MIN_DISTANCE`` and non-finite outputs (callers check older files themselves).
+FORMAT_VERSION = 3
 #: The first version whose module takes float64 positions whatever its own dtype.
 FLOAT64_INPUT_VERSION = 2
+#: The first version whose module checks its inputs and outputs itself.
+CHECKED_INPUT_VERSION = 3
 #: Name of the metadata entry in the TorchScript archive.
 METADATA_FILE = "mlff_metadata.json"
 #: Keys every exported file's metadata has.

@@ -14,7 +14,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models.graph import model_dtype
+from ..models.graph import MIN_DISTANCE, model_dtype
+
+
+def _milli(value: float) -> str:
+    """``value`` with three decimals (TorchScript has no format specifiers)."""
+    thousandths = int(round(abs(value) * 1000.0))
+    sign = "-" if value < 0 and thousandths > 0 else ""
+    return sign + str(thousandths // 1000) + "." + str(1000 + thousandths % 1000)[1:]
+
+
+def script_error_message(error: Exception) -> str:
+    """The message a TorchScript ``raise`` carried (its last line), without the trace the
+    interpreter wraps it in; any other error's own text."""
+    text = str(error)
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("builtins."):
+            return line.split(": ", 1)[-1]
+    return text
 
 
 class ExportedStudent(nn.Module):
@@ -35,6 +52,8 @@ class ExportedStudent(nn.Module):
         self.cutoff = float(model.cutoff)
         #: Above this many atoms the neighbour search uses a cell list (linear cost).
         self.brute_force_limit = 128
+        #: Closer pairs (Å) are an error, not an energy (see models.graph.MIN_DISTANCE).
+        self.min_distance = float(MIN_DISTANCE)
 
     def species(self, numbers: torch.Tensor) -> torch.Tensor:
         """Model species index of every atom; an element the model does not know is an error."""
@@ -194,11 +213,55 @@ class ExportedStudent(nn.Module):
         if positions.shape[0] == 0:
             raise ValueError("no atoms")
         species = self.species(numbers)
+        self.check_finite(positions, cell, pbc)
         edge_index, shifts = self.neighbours(positions, cell, pbc)
         cell = cell.to(positions.dtype)
         vectors = positions[edge_index[1]] - positions[edge_index[0]] + shifts.to(cell.dtype) @ cell
+        self.check_distances(vectors.detach(), edge_index)
         energies = self.model(vectors.to(self.model_dtype.dtype), edge_index, species)
+        finite = torch.isfinite(energies.detach())
+        if not bool(finite.all()):
+            atom = int((~finite).nonzero()[0, 0])
+            raise ValueError(
+                "the student returned a non-finite energy for atom " + str(atom) + "; "
+                "its inputs were finite, so the exported file is broken: export it again"
+            )
         return energies.to(positions.dtype)
+
+    def check_finite(self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> None:
+        """NaN or infinite positions (and periodic cells) are errors naming the first atom."""
+        finite = torch.isfinite(positions.detach()).all(dim=1)
+        if not bool(finite.all()):
+            atom = int((~finite).nonzero()[0, 0])
+            raise ValueError(
+                "atom " + str(atom) + " has a non-finite position (NaN or inf); "
+                "the structure is broken or the simulation blew up"
+            )
+        if bool(pbc.any()) and not bool(torch.isfinite(cell.detach()).all()):
+            raise ValueError("the periodic cell has non-finite entries (NaN or inf)")
+
+    def check_distances(self, vectors: torch.Tensor, edge_index: torch.Tensor) -> None:
+        """Two atoms (or an atom and its own image) closer than ``min_distance`` are an
+        error naming both: at zero distance a force has no direction."""
+        if vectors.shape[0] == 0:
+            return
+        r2 = (vectors * vectors).sum(dim=1)
+        k = int(torch.argmin(r2))
+        if float(r2[k]) < self.min_distance * self.min_distance:
+            i = int(edge_index[0, k])
+            j = int(edge_index[1, k])
+            pair = "atoms " + str(i) + " and " + str(j)
+            if i == j:
+                pair = "atom " + str(i) + " and its own periodic image"
+            raise ValueError(
+                pair
+                + " are "
+                + _milli(float(torch.sqrt(r2[k])))
+                + " Å apart, closer than "
+                + _milli(self.min_distance)
+                + " Å: remove the duplicated atom (or enlarge the "
+                "cell) and check that positions are in Å"
+            )
 
     def forward(
         self, positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor

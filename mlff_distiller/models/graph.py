@@ -14,6 +14,11 @@ import torch
 from ase import Atoms
 from ase.neighborlist import neighbor_list
 
+#: Two atoms closer than this (Å) are an error naming both (atoms on one site, coordinates
+#: in the wrong units), never an energy: nothing physical sits that close, and at zero
+#: distance a force has no direction. Above it the ZBL core keeps pairs repulsive.
+MIN_DISTANCE = 0.1
+
 
 def species_indices(atoms: Atoms, atomic_numbers: list[int]) -> np.ndarray:
     """Model species index of every atom; an unknown element is a clear error."""
@@ -56,13 +61,49 @@ def neighbours(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.
     return neighbor_list("ijS", atoms, cutoff)
 
 
+def check_finite(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> None:
+    """Refuse NaN or infinite positions (naming the first such atom) and, where periodic, cell
+    entries: a student would otherwise treat the atom as isolated and return finite numbers."""
+    bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+    if bad.size:
+        raise ValueError(
+            f"atom {bad[0]} has a non-finite position {positions[bad[0]].tolist()} (NaN or inf); "
+            "the structure is broken or the simulation blew up"
+        )
+    if np.any(pbc) and not np.isfinite(cell).all():
+        raise ValueError(f"the cell {cell.tolist()} has non-finite entries (NaN or inf)")
+
+
+def check_distances(distances: np.ndarray, i: np.ndarray, j: np.ndarray) -> None:
+    """Refuse two atoms closer than :data:`MIN_DISTANCE` (naming both)."""
+    if distances.size == 0:
+        return
+    k = int(np.argmin(distances))
+    if distances[k] < MIN_DISTANCE:
+        raise ValueError(close_contact_message(int(i[k]), int(j[k]), float(distances[k])))
+
+
+def close_contact_message(i: int, j: int, distance: float) -> str:
+    """The one-line error for two atoms (or an atom and its own periodic image) too close."""
+    pair = f"atom {i} and its own periodic image" if i == j else f"atoms {i} and {j}"
+    return (
+        f"{pair} are {distance:.3f} Å apart, closer than {MIN_DISTANCE:.3f} Å: remove the "
+        "duplicated atom (or enlarge the cell) and check that positions are in Å"
+    )
+
+
 def build_graph(atoms: Atoms, cutoff: float, atomic_numbers: list[int]) -> dict[str, np.ndarray]:
-    """The neighbour graph of one structure (all images within ``cutoff``, any cell size)."""
+    """The neighbour graph of one structure (all images within ``cutoff``, any cell size).
+
+    Non-finite positions or cells and atoms closer than :data:`MIN_DISTANCE` are errors."""
     if len(atoms) == 0:
         raise ValueError("the structure has no atoms")
+    check_finite(atoms.positions, atoms.cell.array, atoms.pbc)
     if atoms.pbc.any() and atoms.cell.rank < 3:
         raise ValueError("a periodic structure needs a 3-dimensional cell")
     i, j, shifts = neighbours(atoms, float(cutoff))
+    vectors = atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array
+    check_distances(np.linalg.norm(vectors, axis=1), i, j)
     return {
         "positions": atoms.positions.astype(np.float64),
         "species": species_indices(atoms, atomic_numbers),

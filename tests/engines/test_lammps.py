@@ -409,7 +409,9 @@ def _failing_run(deck: str, workdir: Path, nprocs: int = 1) -> str:
     return errors[0]
 
 
-def _error_deck(model: str, coeff: str = "pair_coeff * * O H", units="metal", pre="") -> str:
+def _error_deck(
+    model: str, coeff: str = "pair_coeff * * O H", units="metal", pre="", second="2 1 1"
+) -> str:
     return f"""
 units {units}
 {pre}
@@ -417,7 +419,7 @@ atom_style atomic
 region box block 0 10 0 10 0 10
 create_box 2 box
 create_atoms 1 single 1 1 1
-create_atoms 2 single 2 1 1
+create_atoms 2 single {second}
 mass * 1.0
 pair_style mlff {model}
 {coeff}
@@ -496,6 +498,16 @@ def test_error_messages(models, tmp_path):
             _error_deck(f"{good} fast"),
             "unknown keyword 'fast'",
             "usage: pair_style mlff",
+        ),
+        "coincident atoms": (
+            _error_deck(good, second="1 1 1.05"),
+            "atoms 1 and 2 are 0.050 Angstrom apart, closer than 0.1 Angstrom",
+            "remove the duplicated atom",
+        ),
+        "coincident atoms, units real": (
+            _error_deck(good, units="real", second="1 1 1"),
+            "atoms 1 and 2 are 0.000 Angstrom apart",
+            "check the units",
         ),
     }
     for name, (deck, expected, fix) in cases.items():
