@@ -136,6 +136,15 @@ def _label_options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("no output file: pass --out data.h5 (or 'out:' in the config)")
     if not recipe.get("sources"):
         raise UsageError("no structures: pass --source (e.g. builtin:organic, smiles:CCO, a file)")
+    # Everything that can be checked without the teacher is checked before it loads.
+    from .data.labeling import parse_shard
+    from .data.recipe import check_recipe
+
+    check_recipe(recipe)
+    parse_shard(options["shard"])
+    out = Path(options["out"])
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a directory; give the dataset file to write (.h5)")
     return options
 
 
@@ -175,9 +184,11 @@ def _cached_structures(out: Path, options: dict[str, Any], build: Any) -> list:
     from .data._hdf5 import to_json
     from .data.cache import read_structure_cache, write_structure_cache
 
-    key = hashlib.sha256(
-        to_json({k: options[k] for k in ("recipe", "teacher", "teacher_kwargs")}).encode()
-    ).hexdigest()[:16]
+    inputs = {k: options[k] for k in ("recipe", "teacher", "teacher_kwargs")}
+    # A retrained student under the same name drives other MD: key on its bytes too.
+    drivers = [s["driver"] for s in options["recipe"].get("sampling") or [] if "driver" in s]
+    inputs["drivers"] = [hashlib.sha256(Path(d).read_bytes()).hexdigest() for d in drivers]
+    key = hashlib.sha256(to_json(inputs).encode()).hexdigest()[:16]
     cache = out.with_name(out.name + ".partial") / f"structures-{key}.json"
     if cache.exists():
         return read_structure_cache(cache)
@@ -354,6 +365,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+def _count(minimum: int):
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlff-distill",
@@ -388,11 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--teacher", help="registered name or package.module:Class (default sevennet-0)")
     q.add_argument("--out", help="the dataset file to write (.h5)")
-    q.add_argument("--conformers", type=int, help="conformers per SMILES (default 1)")
+    q.add_argument("--conformers", type=_count(1), help="conformers per SMILES (default 1)")
     q.add_argument("--seed", type=int, help="seed for conformers and sampling (default 0)")
     q.add_argument(
         "--perturb",
-        type=int,
+        type=_count(0),
         default=0,
         metavar="N",
         help="add N randomly displaced copies of each structure",
@@ -409,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     q.add_argument(
         "--chunk-size",
-        type=int,
+        type=_count(1),
         default=8,
         help="frames saved per journal chunk; at most this much is redone after a crash",
     )
@@ -556,10 +582,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ._locking import BusyError
     from .data import DatasetError, StructureError
     from .teachers import TeacherError
 
-    expected = (UsageError, DatasetError, StructureError, TeacherError, ValueError, OSError)
+    expected = (
+        UsageError,
+        DatasetError,
+        StructureError,
+        TeacherError,
+        BusyError,
+        ValueError,
+        OSError,
+    )
     # (CheckpointError is a ValueError.)
     try:
         return args.func(args)

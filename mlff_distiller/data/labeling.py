@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -23,6 +24,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError
 
 from .. import __version__
+from .._locking import BusyError, exclusive
 from .._progress import progress_bar, say
 from ..teachers import get_teacher, teacher_info
 from ._hdf5 import DatasetError, FrameBlock, read_hdf5, to_json, write_hdf5
@@ -131,6 +133,42 @@ def label(
         "max_force": max_force,
     }
 
+    busy = (
+        f"{path} is being labelled by another process ({{holder}}); wait for it to end, "
+        "or give this job another --out"
+    )
+    with exclusive(path.with_name(f".{path.name}.lock"), busy, LabelBusyError):
+        return _label_locked(
+            structures,
+            indices,
+            calc,
+            info,
+            path,
+            manifest,
+            overwrite,
+            max_force,
+            chunk_size,
+            progress,
+        )
+
+
+class LabelBusyError(BusyError):
+    """Another process is labeling into the same dataset."""
+
+
+def _label_locked(
+    structures: list[Atoms],
+    indices: list[int],
+    calc: Calculator,
+    info: Any,
+    path: Path,
+    manifest: dict[str, Any],
+    overwrite: bool,
+    max_force: float,
+    chunk_size: int,
+    progress: bool,
+) -> Path:
+    """The part of :func:`label` that writes: run under the dataset's lock."""
     if path.exists() and not overwrite:
         if _same_finished_run(path, manifest):
             say(progress, f"{path} is already complete; nothing to do")
@@ -169,7 +207,7 @@ def label(
             "package": "mlff_distiller",
             "package_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": " ".join(sys.argv),
+            "command": shlex.join(sys.argv),
         },
         **{k: v for k, v in manifest.items() if k != "teacher"},
     }

@@ -16,11 +16,15 @@ molecules, ``rattle_strain`` to periodic cells, ``perturb`` and ``md`` to both);
 original structures (unless ``include_originals: false``) followed by every step's samples.
 A step's ``apply_to: molecules`` or ``apply_to: cells`` narrows it further (teacher MD of
 the molecules at one temperature and of the water boxes at another, say).
-Steps that need a calculator (``normal_modes``, ``md``) use the teacher.
+Steps that need a calculator (``normal_modes``, ``md``) use the teacher, or, with
+``driver: student.pt`` (an exported student or a checkpoint), that student: student MD is
+tens of times cheaper than teacher MD and visits what the student's own MD visits (active
+learning's premise); the teacher still labels every frame it yields.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ase import Atoms
@@ -42,59 +46,102 @@ _METHODS = {
 _APPLY_TO = {"all": "any", "molecules": "molecule", "cells": "periodic"}
 
 
-def build_structures(recipe: dict[str, Any], calculator: Calculator | None = None) -> list[Atoms]:
-    """Structures from a recipe (see the module docstring); ``calculator`` drives MD and
-    normal-mode sampling."""
+#: Sampling options that count something: whole numbers, never negative.
+_COUNTS = ("n_samples", "n_frames", "every", "equilibration_steps")
+
+
+def check_recipe(recipe: dict[str, Any]) -> None:
+    """Refuse a recipe with unknown keys, no sources, an unknown sampling method or
+    ``apply_to``, or a negative or fractional count, before any work (or teacher) starts."""
     unknown = set(recipe) - RECIPE_KEYS
     if unknown:
         raise ValueError(
             f"unknown structure option(s) {', '.join(sorted(unknown))}; "
             f"known: {', '.join(sorted(RECIPE_KEYS))}"
         )
-    sources = recipe.get("sources")
-    if not sources:
+    if not recipe.get("sources"):
         raise ValueError("no structure sources: give sources, e.g. ['builtin:organic']")
+    conformers = recipe.get("conformers", 1)
+    if isinstance(conformers, bool) or not isinstance(conformers, int) or conformers < 1:
+        raise ValueError(f"conformers must be a whole number >= 1, got {conformers!r}")
+    for step_index, step in enumerate(recipe.get("sampling") or []):
+        method = step.get("method")
+        if method not in _METHODS:
+            raise ValueError(
+                f"sampling step {step_index} has method {method!r}; "
+                f"use one of {', '.join(_METHODS)}"
+            )
+        if "driver" in step:
+            if not _METHODS[method][2]:
+                raise ValueError(
+                    f"sampling step {step_index} ({method}) takes no driver: only md and "
+                    "normal_modes run a calculator"
+                )
+            if not Path(str(step["driver"])).is_file():
+                raise ValueError(
+                    f"sampling step {step_index} ({method}): driver {step['driver']!r} does not "
+                    "exist; give an exported student (.pt) or a training checkpoint"
+                )
+        apply_to = step.get("apply_to", "all")
+        if apply_to not in _APPLY_TO:
+            raise ValueError(
+                f"sampling step {step_index} ({method}) has apply_to: {apply_to!r}; "
+                f"use one of {', '.join(_APPLY_TO)}"
+            )
+        for key in _COUNTS:
+            value = step.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(
+                    f"sampling step {step_index} ({method}): {key} must be a whole number "
+                    f">= 0, got {value!r}"
+                )
+
+
+def build_structures(recipe: dict[str, Any], calculator: Calculator | None = None) -> list[Atoms]:
+    """Structures from a recipe (see the module docstring); ``calculator`` drives MD and
+    normal-mode sampling."""
+    check_recipe(recipe)
     seed = int(recipe.get("seed", 0))
     base: list[Atoms] = []
-    for spec in sources:
+    for spec in recipe["sources"]:
         base.extend(
             load_source(str(spec), n_conformers=int(recipe.get("conformers", 1)), seed=seed)
         )
     out = list(base) if recipe.get("include_originals", True) else []
     for step_index, step in enumerate(recipe.get("sampling") or []):
         step = dict(step)
-        method = step.pop("method", None)
-        if method not in _METHODS:
-            raise ValueError(
-                f"sampling step {step_index} has method {method!r}; "
-                f"use one of {', '.join(_METHODS)}"
-            )
+        method = step.pop("method")
         function, suits, needs_calc = _METHODS[method]
         apply_to = step.pop("apply_to", "all")
-        if apply_to not in _APPLY_TO:
-            raise ValueError(
-                f"sampling step {step_index} ({method}) has apply_to: {apply_to!r}; "
-                f"use one of {', '.join(_APPLY_TO)}"
-            )
         targets = [a for a in base if _suits(a, suits) and _suits(a, _APPLY_TO[apply_to])]
         if not targets:
             continue
         step.setdefault("seed", seed + step_index + 1)
-        if needs_calc:
+        driver = step.pop("driver", None)
+        if driver is not None:
+            from ..calculators import StudentCalculator
+
+            step["calculator"] = StudentCalculator(str(driver))
+        elif needs_calc:
             if calculator is None:
                 raise ValueError(f"sampling method {method!r} needs a teacher calculator")
             step["calculator"] = calculator
         try:
-            out.extend(function(targets, **step))
+            samples = function(targets, **step)
         except TypeError as exc:
             raise ValueError(f"sampling step {step_index} ({method}): {exc}") from exc
+        if driver is not None:
+            for sample in samples:
+                sample.info["sampling"]["driver"] = Path(str(driver)).name
+        out.extend(samples)
     return out
 
 
 def needs_calculator(recipe: dict[str, Any]) -> bool:
-    """Whether a sampling step of ``recipe`` (``md``, ``normal_modes``) needs the teacher."""
+    """Whether a sampling step of ``recipe`` (``md``, ``normal_modes`` without a
+    ``driver``) needs the teacher."""
     return any(
-        _METHODS.get(step.get("method"), (None, None, False))[2]
+        _METHODS.get(step.get("method"), (None, None, False))[2] and "driver" not in step
         for step in recipe.get("sampling") or []
     )
 

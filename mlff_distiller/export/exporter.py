@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,7 @@ def student_metadata(
             "python": sys.version.split()[0],
         },
         "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
+        "command": shlex.join(sys.argv),
     }
 
 
@@ -238,10 +239,15 @@ def is_exported(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a TorchScript archive, without loading it.
 
     ``torch.save`` checkpoints are zip files too; only TorchScript archives hold ``code/``.
+    A truncated archive (no zip directory at its end) counts as exported when its first
+    entries' own headers name our metadata (written first) or ``code/`` files, so loading it
+    says "export it again", not "retrain".
     """
     import zipfile
 
     if not zipfile.is_zipfile(path):
-        return False
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 20)
+        return f"/extra/{METADATA_FILE}".encode() in head or b"/code/__torch__/" in head
     with zipfile.ZipFile(path) as archive:
         return any("/code/" in name for name in archive.namelist())

@@ -25,7 +25,6 @@ stage would write the same journals and checkpoints.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -34,39 +33,23 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .._locking import BusyError, exclusive
 from .._progress import say
 
 
-class RunBusyError(RuntimeError):
+class RunBusyError(BusyError):
     """Another process holds the run directory's lock."""
 
 
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold ``run_dir/.lock`` (an advisory ``flock``) for the duration of a run.
-
-    The operating system drops the lock when its process ends, however it ends, so a killed
-    run never leaves a stale lock behind.
-    """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise RunBusyError(
-                f"{run_dir} is in use by a running `mlff-distill run` ({holder}); wait for it "
-                "to end, or give this run another --out"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """Hold ``run_dir/.lock`` for the duration of a run (see :mod:`mlff_distiller._locking`)."""
+    busy = (
+        f"{run_dir} is in use by a running `mlff-distill run` ({{holder}}); wait for it "
+        "to end, or give this run another --out"
+    )
+    with exclusive(run_dir / ".lock", busy, RunBusyError):
+        yield
 
 
 def file_digest(path: str | os.PathLike) -> str:

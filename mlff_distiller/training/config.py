@@ -54,12 +54,43 @@ def make_config(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
             "choose the preset once (the preset argument or --preset)"
         )
     config = {**DEFAULTS, **PRESETS[preset], **overrides, "preset": preset}
+    for key, default in {**DEFAULTS, **PRESETS[preset]}.items():
+        config[key] = _like(key, config[key], default)
     if config["dtype"] not in ("float32", "float64"):
         raise ValueError(f"dtype must be float32 or float64, got {config['dtype']!r}")
     for key in ("epochs", "batch_size"):
         if int(config[key]) < 1:
             raise ValueError(f"{key} must be at least 1, got {config[key]}")
     return config
+
+
+def _like(key: str, value: Any, default: Any) -> Any:
+    """``value`` checked against the type of the option's default (an int option takes a
+    whole number, a float option any number, a list option a list); an error names the key."""
+    kind = type(default)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        if isinstance(value, str):  # YAML 1.1 reads 2e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple))
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        names = {bool: "true or false", int: "a whole number", float: "a number",
+                 list: "a list, e.g. [128, 128]", str: "a string"}  # fmt: skip
+        raise ValueError(
+            f"training option {key} must be {names.get(kind, kind.__name__)}, got {value!r}"
+        )
+    return value
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

@@ -203,6 +203,11 @@ def train(
     """
     cfg = make_config(preset, {**(config or {}), **overrides})
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(
+            f"{out} is a file; training writes a directory (best.pt, last.pt, metrics): "
+            "give --out a directory name"
+        )
     rank, world = _dist()
     dataset = Path(dataset)
     if not dataset.is_file():
@@ -220,7 +225,6 @@ def train(
     if finished and reported:
         say(progress and rank == 0, f"{out / 'best.pt'} is already trained; nothing to do")
         return out / "best.pt"
-    out.mkdir(parents=True, exist_ok=True)
 
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
@@ -281,6 +285,8 @@ def train(
         "teacher": teacher,
         "splits": {k: len(v) for k, v in splits.items()},
     }
+    # Created only now: a run that fails on its data or config leaves no empty directory.
+    out.mkdir(parents=True, exist_ok=True)
     bar = progress_bar(cfg["epochs"], state["epoch"], progress and rank == 0, "epoch", "training")
     try:
         for epoch in range(state["epoch"], state["epoch"] if finished else cfg["epochs"]):

@@ -24,6 +24,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 import traceback
@@ -491,7 +492,7 @@ def validate(
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
                     "cpu_count": os.cpu_count(), "python": sys.version.split()[0]},
         "seeds": {s.name: s.protocol["seed"] for s in loaded.systems},
-        "command": " ".join(sys.argv),
+        "command": shlex.join(sys.argv),
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "systems": [],
     }  # fmt: skip

@@ -155,6 +155,44 @@ def test_label_from_yaml_config_with_shards_and_merge(tmp_path):
         (["validate"], "no student: pass --model"),
         (["validate", "--model", "missing.pt"], "does not exist"),
         (["lammps", "data", "missing.xyz", "--out", "x.data"], "missing.xyz"),
+        # Checked before the teacher loads: an unloadable teacher would be named otherwise.
+        (
+            [
+                "dataset",
+                "label",
+                "--source",
+                "smiles:O",
+                "--out",
+                "x.h5",
+                "--shard",
+                "3/2",
+                "--teacher",
+                "no_such_package.module:Teacher",
+            ],
+            "shard 3/2 needs 0 <= i < N",
+        ),
+        (
+            [
+                "dataset",
+                "label",
+                "--source",
+                "smiles:O",
+                "--out",
+                ".",
+                "--overwrite",
+                "--teacher",
+                "no_such_package.module:Teacher",
+            ],
+            "is a directory",
+        ),
+        (
+            ["train", "--dataset", "missing.h5", "--out", "run", "--set", "epochs=abc"],
+            "training option epochs must be a whole number, got 'abc'",
+        ),
+        (
+            ["train", "--dataset", "missing.h5", "--out", "run", "--set", "hidden=64"],
+            "training option hidden must be a list",
+        ),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_line(tmp_path, argv, message):
@@ -185,3 +223,28 @@ def test_parser_defaults():
         ["dataset", "label", "--source", "builtin:organic", "--out", "d.h5"]
     )
     assert args.chunk_size == 8 and not args.overwrite
+
+
+@pytest.mark.parametrize("flag", ["--perturb", "--conformers", "--chunk-size"])
+def test_negative_counts_are_refused_by_the_parser(flag, tmp_path):
+    result = subprocess.run(
+        [*CLI, "dataset", "label", "--source", "smiles:O", "--out", "x.h5", flag, "-3"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"argument {flag}: must be at least" in result.stderr and "got -3" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_train_into_a_file_or_on_a_broken_dataset_leaves_nothing_behind(tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    (tmp_path / "broken.h5").write_bytes(b"not hdf5 at all")
+    into_file = _run("train", "--dataset", str(tmp_path / "broken.h5"),
+                     "--out", str(tmp_path / "afile"))  # fmt: skip
+    assert into_file.returncode == 1
+    assert "afile is a file; training writes a directory" in into_file.stderr
+    assert (tmp_path / "afile").read_text() == "mine"
+    broken = _run("train", "--dataset", str(tmp_path / "broken.h5"),
+                  "--out", str(tmp_path / "run"))  # fmt: skip
+    assert broken.returncode == 1 and "broken.h5" in broken.stderr
+    assert not (tmp_path / "run").exists()

@@ -185,6 +185,27 @@ def test_input_errors(sevennet, tmp_path):
         label([molecule("H2O")], sevennet, tmp_path / "x.h5", shard="2/2")
 
 
+def test_a_second_job_on_the_same_dataset_is_refused_while_the_first_runs(sevennet, tmp_path):
+    from mlff_distiller._locking import exclusive
+
+    out = tmp_path / "x.h5"
+    with exclusive(tmp_path / ".x.h5.lock", "held by the test"):  # what a running job holds
+        with pytest.raises(RuntimeError, match=r"x.h5 is being labelled by another process"):
+            label([molecule("H2O")], sevennet, out, progress=False)
+    assert not out.exists() and not (tmp_path / "x.h5.partial").exists()
+    label([molecule("H2O")], sevennet, out, progress=False)  # free again
+    assert out.exists()
+
+
+def test_recorded_command_can_be_pasted_back(sevennet, tmp_path, monkeypatch):
+    import shlex
+
+    argv = ["mlff-distill", "dataset", "label", "--out", str(tmp_path / "my data.h5")]
+    monkeypatch.setattr(sys, "argv", argv)
+    out = label([molecule("H2O")], sevennet, tmp_path / "my data.h5", progress=False)
+    assert shlex.split(dataset_metadata(out)["provenance"]["command"]) == argv
+
+
 def test_resume_after_an_exception_relabels_nothing_done(sevennet, tmp_path):
     """Stop the teacher mid-run (as a crash would), then rerun: only the rest is labelled."""
     frames = [molecule("H2O") for _ in range(7)]

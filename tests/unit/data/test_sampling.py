@@ -144,6 +144,39 @@ def test_recipe_applies_each_step_to_what_it_suits():
         build_structures({"sources": ["smiles:O"], "sampling": [{"method": "md", "n_frames": 1}]})
     with pytest.raises(ValueError, match="no structure sources"):
         build_structures({})
+    for key, value in (("n_samples", -3), ("n_samples", 2.5), ("n_frames", -1)):
+        with pytest.raises(ValueError, match=f"{key} must be a whole number >= 0, got {value}"):
+            build_structures(
+                {"sources": ["smiles:O"], "sampling": [{"method": "perturb", key: value}]}
+            )
+    with pytest.raises(ValueError, match="conformers must be a whole number >= 1, got 0"):
+        build_structures({"sources": ["smiles:O"], "conformers": 0})
+    with pytest.raises(ValueError, match="driver 'nope.pt' does not exist"):
+        build_structures(
+            {"sources": ["smiles:O"], "sampling": [{"method": "md", "driver": "nope.pt"}]}
+        )
+    with pytest.raises(ValueError, match="takes no driver"):
+        build_structures(
+            {"sources": ["smiles:O"], "sampling": [{"method": "perturb", "driver": __file__}]}
+        )
+
+
+def test_md_driven_by_a_student_needs_no_teacher_and_says_so(tmp_path, make_student_checkpoint):
+    """A ``driver:`` student runs the MD (tens of times cheaper than the teacher); the frames
+    move, are reproducible and record which student drove them."""
+    from mlff_distiller.data.recipe import needs_calculator
+
+    driver = make_student_checkpoint(tmp_path / "best.pt", ("H", "C", "O"))
+    step = {"method": "md", "driver": str(driver), "n_frames": 3, "every": 5,
+            "temperature_K": 300}  # fmt: skip
+    recipe = {"sources": ["smiles:CCO"], "include_originals": False, "sampling": [step]}
+    assert not needs_calculator(recipe)
+    frames = build_structures(recipe)  # no teacher given
+    again = build_structures(recipe)
+    assert len(frames) == 3 and all(f.calc is None for f in frames)
+    assert frames[0].info["sampling"]["driver"] == "best.pt"
+    assert np.abs(frames[2].positions - frames[0].positions).max() > 1e-3
+    np.testing.assert_allclose(again[2].positions, frames[2].positions, atol=1e-10)
 
 
 def test_needs_calculator_only_for_teacher_driven_sampling():
@@ -153,6 +186,7 @@ def test_needs_calculator_only_for_teacher_driven_sampling():
     assert not needs_calculator({"sampling": [{"method": "perturb"}, {"method": "rattle_strain"}]})
     assert needs_calculator({"sampling": [{"method": "perturb"}, {"method": "md"}]})
     assert needs_calculator({"sampling": [{"method": "normal_modes"}]})
+    assert not needs_calculator({"sampling": [{"method": "md", "driver": "student.pt"}]})
 
 
 def test_torsion_sampling_turns_rotatable_bonds_only():
