@@ -133,11 +133,14 @@ class StudentCalculator(Calculator):
         species_index(atoms, self.atomic_numbers)  # the clear error for unknown elements
         check_finite(atoms.positions, atoms.cell.array, atoms.pbc)  # files of every version
         if self.check_contacts:
-            edges, shifts = self.exported.neighbours(
-                torch.tensor(atoms.positions),
-                torch.tensor(atoms.cell.array),
-                torch.tensor(atoms.pbc.tolist()),
-            )
+            try:
+                edges, shifts = self.exported.neighbours(
+                    torch.tensor(atoms.positions),
+                    torch.tensor(atoms.cell.array),
+                    torch.tensor(atoms.pbc.tolist()),
+                )
+            except torch.jit.Error as error:
+                raise ValueError(script_error_message(error)) from None
             i, j = edges.numpy()
             vectors = atoms.positions[j] - atoms.positions[i] + shifts.numpy() @ atoms.cell.array
             check_distances(np.linalg.norm(vectors, axis=1), i, j)

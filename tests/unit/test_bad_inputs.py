@@ -69,6 +69,11 @@ def _nan_cell(atoms: Atoms) -> None:
     atoms.pbc = True
 
 
+def _flat_cell(atoms: Atoms) -> None:
+    atoms.cell = np.diag([10.0, 10.0, 0.0])
+    atoms.pbc = True
+
+
 CASES = {  # name: (change, the words the error must hold)
     "nan position": (_nan, "atom 1 has a non-finite position"),
     "inf position": (_inf, "atom 2 has a non-finite position"),
@@ -76,6 +81,7 @@ CASES = {  # name: (change, the words the error must hold)
     "0.05 Å apart": (_nearly_on_top, "are 0.050 Å apart"),
     "periodic image 0.02 Å away": (_periodic_image, "0.020 Å apart"),
     "nan cell": (_nan_cell, "non-finite"),
+    "flat periodic cell": (_flat_cell, "needs a 3-dimensional cell"),
 }
 
 
@@ -139,3 +145,15 @@ def test_openmm_refuses_nan_and_coincident_atoms(students):
         context.setPositions(_water(change).positions / ANGSTROM_PER_NM)
         with pytest.raises(openmm.OpenMMException, match=expected):
             context.getState(getEnergy=True, getForces=True)
+
+
+def test_a_truncated_export_asks_for_a_new_export_not_a_retrain(students, tmp_path):
+    from mlff_distiller.export import ExportError
+
+    whole = students["exported float32"].read_bytes()
+    for size in (len(whole) // 2, 4096):
+        cut = tmp_path / f"cut_{size}.pt"
+        cut.write_bytes(whole[:size])
+        with pytest.raises(ExportError, match="mlff-distill export") as error:
+            StudentCalculator(cut)
+        assert "retrain" not in str(error.value)
