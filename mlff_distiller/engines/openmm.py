@@ -2,8 +2,9 @@
 
 OpenMM speaks nm and kJ/mol, the student Å and eV; the conversion happens here and only
 here (:data:`ANGSTROM_PER_NM`, :data:`KJ_PER_MOL_PER_EV`, both from :mod:`ase.units`).
-``import torch`` must come before ``import openmm``: OpenMM loads its plugins at import
-time and silently skips the Torch plugin when torch's libraries are not loaded yet.
+OpenMM loads its plugins at import time and silently skips the Torch plugin when torch's
+libraries are not loaded yet; this module imports torch first, and loads the skipped plugin
+itself when a script imported openmm before torch.
 Examples: ``engines/openmm/`` (``run_student.py`` and its README).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 
 import torch
 
@@ -35,6 +37,37 @@ _TERMS = {
     openmm.PeriodicTorsionForce: ("Torsion", 4, 1),
     openmm.RBTorsionForce: ("Torsion", 4, 6),
 }
+
+
+_TORCH_PLUGIN_FAILURE = re.compile(
+    r"Error loading library (\S*OpenMMTorch(Reference|CPU|CUDA)\S*): "
+)
+_plugins_checked = False
+
+
+def _ensure_torch_plugin() -> None:
+    """Load openmm-torch's plugins if ``import openmm`` ran before ``import torch``.
+
+    OpenMM loads its plugins when it is imported; the TorchForce plugins need torch's
+    libraries and fail silently without them, after which every Context says it "does not
+    support all required kernels". By now torch is loaded, so the failed plugins load.
+    """
+    global _plugins_checked
+    if _plugins_checked:
+        return
+    for failure in openmm.Platform.getPluginLoadFailures():
+        match = _TORCH_PLUGIN_FAILURE.match(failure)
+        if match is None:
+            continue
+        try:
+            openmm.Platform.loadPluginLibrary(match.group(1))
+        except openmm.OpenMMException as exc:
+            if match.group(2) == "Reference":
+                raise RuntimeError(
+                    f"OpenMM cannot load openmm-torch's plugin ({str(exc).splitlines()[0]}); "
+                    "import torch before openmm, in a fresh Python process"
+                ) from None
+    _plugins_checked = True
 
 
 class OpenMMStudent(torch.nn.Module):
@@ -118,6 +151,7 @@ def _torch_force(
     indices: list[int] | None = None,
 ) -> openmmtorch.TorchForce:
     """A TorchForce evaluating the student on ``atoms`` (elements checked against the model)."""
+    _ensure_torch_plugin()
     module, metadata = load_exported(model_path)
     known = [int(z) for z in metadata["atomic_numbers"]]
     numbers = []

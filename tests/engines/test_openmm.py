@@ -300,3 +300,32 @@ def test_mixed_system_switches_off_internal_rb_and_cmap_terms(models):
         after, _ = evaluate(mixed, atoms, platform, {group})
         assert abs(before - expected) > 1e-4
         assert after == pytest.approx(expected, rel=1e-12)
+
+
+def test_openmm_imported_before_torch_still_gets_the_torchforce_plugin(models, tmp_path):
+    """A user script that imports openmm first (its plugins then skip openmm-torch's, which
+    needs torch's libraries) still runs the student: create_system loads the plugin."""
+    script = tmp_path / "openmm_first.py"
+    script.write_text(
+        f"""
+import openmm
+from ase.build import molecule
+from mlff_distiller.engines.openmm import ANGSTROM_PER_NM, create_system
+atoms = molecule("H2O")
+system = create_system(atoms, {str(models["float64"])!r})
+context = openmm.Context(system, openmm.VerletIntegrator(0.001),
+                         openmm.Platform.getPlatformByName("Reference"))
+context.setPositions(atoms.positions / ANGSTROM_PER_NM)
+print(context.getState(getEnergy=True).getPotentialEnergy()._value)
+"""
+    )
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    energy = float(run.stdout.strip().splitlines()[-1])
+    atoms = molecule("H2O")
+    atoms.calc = StudentCalculator(models["float64"])
+    assert abs(energy / KJ_PER_MOL_PER_EV - atoms.get_potential_energy()) < 1e-6
