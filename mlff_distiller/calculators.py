@@ -19,7 +19,7 @@ from .export import is_exported, load_exported
 from .export.exporter import CHECKED_INPUT_VERSION, FLOAT64_INPUT_VERSION
 from .export.module import script_error_message
 from .models import build_graph, collate, evaluate
-from .models.graph import check_distances, check_finite
+from .models.graph import check_cell, check_distances, check_finite
 from .models.graph import species_indices as species_index
 from .training.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -133,6 +133,7 @@ class StudentCalculator(Calculator):
         species_index(atoms, self.atomic_numbers)  # the clear error for unknown elements
         check_finite(atoms.positions, atoms.cell.array, atoms.pbc)  # files of every version
         if self.check_contacts:
+            check_cell(atoms.cell.array, atoms.pbc)
             try:
                 edges, shifts = self.exported.neighbours(
                     torch.tensor(atoms.positions),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models.graph import MIN_DISTANCE, model_dtype
+from ..models.graph import MIN_CELL_SPACING, MIN_DISTANCE, model_dtype
 
 
 def _milli(value: float) -> str:
@@ -54,6 +54,8 @@ class ExportedStudent(nn.Module):
         self.brute_force_limit = 128
         #: Closer pairs (Å) are an error, not an energy (see models.graph.MIN_DISTANCE).
         self.min_distance = float(MIN_DISTANCE)
+        #: Thinner periodic cells (Å) are an error (see models.graph.MIN_CELL_SPACING).
+        self.min_cell_spacing = float(MIN_CELL_SPACING)
 
     def species(self, numbers: torch.Tensor) -> torch.Tensor:
         """Model species index of every atom; an element the model does not know is an error."""
@@ -97,6 +99,17 @@ class ExportedStudent(nn.Module):
             pos = pos - wrap @ cell_d
             # Images needed per direction: cutoff over the spacing of lattice planes.
             spacing = 1.0 / torch.linalg.norm(inverse, dim=0)
+            for k in range(3):
+                if bool(pbc[k]) and float(spacing[k]) < self.min_cell_spacing:
+                    raise ValueError(
+                        "the periodic cell's lattice planes along cell vector "
+                        + str(k)
+                        + " are "
+                        + _milli(float(spacing[k]))
+                        + " Å apart (less than "
+                        + _milli(self.min_cell_spacing)
+                        + " Å): check that the cell is in Å"
+                    )
             reps = torch.where(pbc, torch.ceil(self.cutoff / spacing), torch.zeros_like(spacing))
             r0, r1, r2 = int(reps[0]), int(reps[1]), int(reps[2])
             grid = torch.stack(

@@ -18,6 +18,10 @@ from ase.neighborlist import neighbor_list
 #: in the wrong units), never an energy: nothing physical sits that close, and at zero
 #: distance a force has no direction. Above it the ZBL core keeps pairs repulsive.
 MIN_DISTANCE = 0.1
+#: Periodic cells whose lattice planes are closer than this (Å) are an error: no crystal's
+#: cell is that thin, and the images within a cutoff would number millions (a 0.1 Å cell
+#: once took 77 s per call). It is almost always a cell given in nm or in fractions.
+MIN_CELL_SPACING = 0.5
 
 
 def species_indices(atoms: Atoms, atomic_numbers: list[int]) -> np.ndarray:
@@ -74,6 +78,26 @@ def check_finite(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> No
         raise ValueError(f"the cell {cell.tolist()} has non-finite entries (NaN or inf)")
 
 
+def check_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
+    """Refuse a periodic cell with lattice planes closer than :data:`MIN_CELL_SPACING`."""
+    pbc = np.asarray(pbc, dtype=bool)
+    if not pbc.any() or abs(np.linalg.det(cell)) < 1e-9:
+        return  # flat cells have their own error
+    spacing = 1.0 / np.linalg.norm(np.linalg.inv(cell), axis=0)
+    thin = [k for k in range(3) if pbc[k] and spacing[k] < MIN_CELL_SPACING]
+    if thin:
+        k = thin[0]
+        raise ValueError(cell_spacing_message(k, float(spacing[k])))
+
+
+def cell_spacing_message(axis: int, spacing: float) -> str:
+    """The one-line error for a periodic cell too thin along lattice vector ``axis``."""
+    return (
+        f"the periodic cell's lattice planes along cell vector {axis} are {spacing:.3f} Å "
+        f"apart (less than {MIN_CELL_SPACING:.3f} Å): check that the cell is in Å"
+    )
+
+
 def check_distances(distances: np.ndarray, i: np.ndarray, j: np.ndarray) -> None:
     """Refuse two atoms closer than :data:`MIN_DISTANCE` (naming both)."""
     if distances.size == 0:
@@ -101,6 +125,7 @@ def build_graph(atoms: Atoms, cutoff: float, atomic_numbers: list[int]) -> dict[
     check_finite(atoms.positions, atoms.cell.array, atoms.pbc)
     if atoms.pbc.any() and atoms.cell.rank < 3:
         raise ValueError("a periodic structure needs a 3-dimensional cell")
+    check_cell(atoms.cell.array, atoms.pbc)
     i, j, shifts = neighbours(atoms, float(cutoff))
     vectors = atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array
     check_distances(np.linalg.norm(vectors, axis=1), i, j)

@@ -74,6 +74,11 @@ def _flat_cell(atoms: Atoms) -> None:
     atoms.pbc = True
 
 
+def _thin_cell(atoms: Atoms) -> None:
+    atoms.cell = [[10.0, 0, 0], [0, 10.0, 0], [0, 0, 0.3]]  # a 0.3 Å thick cell
+    atoms.pbc = True
+
+
 CASES = {  # name: (change, the words the error must hold)
     "nan position": (_nan, "atom 1 has a non-finite position"),
     "inf position": (_inf, "atom 2 has a non-finite position"),
@@ -82,6 +87,7 @@ CASES = {  # name: (change, the words the error must hold)
     "periodic image 0.02 Å away": (_periodic_image, "0.020 Å apart"),
     "nan cell": (_nan_cell, "non-finite"),
     "flat periodic cell": (_flat_cell, "needs a 3-dimensional cell"),
+    "0.3 Å thin cell": (_thin_cell, "along cell vector 2 are 0.300 Å apart"),
 }
 
 
@@ -97,7 +103,7 @@ def test_bad_geometry_is_a_one_line_error(case, student, students):
     message = str(error.value)
     assert expected in message.replace("atoms 2 and 0", "atoms 0 and 2"), message
     assert "\n" not in message and "Traceback" not in message, message
-    if "apart" in message:
+    if "Å apart, closer" in message:
         assert f"closer than {MIN_DISTANCE:.3f} Å" in message and "in Å" in message
 
 
