@@ -185,6 +185,25 @@ def test_energy_forces_per_atom_energies_and_virial_match_ase(
         np.testing.assert_allclose(lammps_w, w, rtol=0, atol=10 * f_tol * np.abs(w).max())
 
 
+@pytest.mark.parametrize("offset", [1e3, 1e4, 1e6])
+@pytest.mark.parametrize("dtype", list(TOLERANCE))
+def test_far_from_the_origin_lammps_agrees_with_ase_at_the_origin(
+    dtype, offset, models, reference, tmp_path
+):
+    """The same check as OpenMM's and ASE's: ethanol 10³–10⁶ Å away, its at-origin numbers."""
+    from ase.build import molecule
+
+    atoms = molecule("CH3CH2OH")
+    atoms.calc = reference
+    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+    far = atoms.copy()
+    far.positions += [offset, -0.5 * offset, 0.25 * offset]
+    got = _single_point(far, models[dtype], tmp_path)
+    e_tol, f_tol = TOLERANCE[dtype]
+    assert abs(got["energy"] - energy) <= e_tol * abs(energy), (got["energy"], energy)
+    np.testing.assert_allclose(got["forces"], forces, rtol=0, atol=f_tol)
+
+
 @pytest.mark.parametrize("system", ["molecule", "water", "triclinic"])
 def test_four_ranks_float64(system, models, reference, tmp_path):
     atoms = SYSTEMS[system]()

@@ -329,3 +329,20 @@ print(context.getState(getEnergy=True).getPotentialEnergy()._value)
     atoms = molecule("H2O")
     atoms.calc = StudentCalculator(models["float64"])
     assert abs(energy / KJ_PER_MOL_PER_EV - atoms.get_potential_energy()) < 1e-6
+
+
+@pytest.mark.parametrize("offset", [1e3, 1e4, 1e6])
+@pytest.mark.parametrize("dtype", list(TOLERANCE))
+def test_far_from_the_origin_openmm_agrees_with_ase_at_the_origin(dtype, offset, models, reference,
+                                                                  platform):  # fmt: skip
+    """Edge vectors are formed in float64 before the cast to the student's dtype, so ethanol
+    10⁶ Å away (an unwrapped long trajectory) gets its at-origin energy and forces."""
+    atoms = molecule("CH3CH2OH")
+    atoms.calc = reference
+    e_ref, f_ref = atoms.get_potential_energy(), atoms.get_forces()
+    far = atoms.copy()
+    far.positions += [offset, -0.5 * offset, 0.25 * offset]
+    energy, forces = evaluate(create_system(far, models[dtype]), far, platform)
+    e_tol, f_tol = TOLERANCE[dtype]
+    assert abs(energy - e_ref) <= e_tol * abs(e_ref), (energy, e_ref)
+    assert np.abs(forces - f_ref).max() <= f_tol
