@@ -280,6 +280,19 @@ void PairMLFF::init_style()
                "pair_style mlff requires newton pair on (forces on ghost atoms are sent back to "
                "their owners); remove 'newton off' or use 'newton on'");
   if (elements_.empty()) error->all(FLERR, "pair_style mlff: no model loaded; {}", USAGE);
+  // A special_bonds weight of 0 (for lj and coul both) removes bonded pairs from every
+  // neighbour list: the model would silently miss its strongest interactions. Weights
+  // between 0 and 1 keep the pairs (flagged), and the model takes them at full weight.
+  if (atom->molecular != Atom::ATOMIC && atom->nbonds > 0) {
+    const char *which[4] = {"", "1-2", "1-3", "1-4"};
+    for (int k = 1; k <= 3; k++)
+      if (force->special_lj[k] == 0.0 && force->special_coul[k] == 0.0)
+        error->all(FLERR,
+                   "pair_style mlff: special_bonds leaves out {} pairs (weight 0), so the model "
+                   "would not see bonded neighbours; use 'special_bonds lj/coul 1.0 1.0 1.0' "
+                   "(the student models bonded interactions itself)",
+                   which[k]);
+  }
   neighbor->add_request(this, NeighConst::REQ_FULL);
 }
 

@@ -204,6 +204,65 @@ def test_far_from_the_origin_lammps_agrees_with_ase_at_the_origin(
     np.testing.assert_allclose(got["forces"], forces, rtol=0, atol=f_tol)
 
 
+def _full_style_water(path: Path) -> Atoms:
+    """32 waters as a classical user's data file: ``atom_style full``, O–H bonds, charges."""
+    atoms = _water()
+    assert atoms.get_chemical_symbols()[:3] == ["O", "H", "H"]
+    lo, hi = 0.0, atoms.cell[0, 0]
+    assert np.allclose(atoms.cell.array, np.diag([hi] * 3))
+    rows = [
+        f"{k + 1} {k // 3 + 1} {1 if s == 'H' else 2} {0.41 if s == 'H' else -0.82} "
+        f"{x:.12f} {y:.12f} {z:.12f}"
+        for k, (s, (x, y, z)) in enumerate(zip(atoms.get_chemical_symbols(), atoms.positions))
+    ]
+    bonds = [f"{2 * m + b + 1} 1 {3 * m + 1} {3 * m + 2 + b}" for m in range(32) for b in (0, 1)]
+    path.write_text(
+        f"classical water\n\n{len(atoms)} atoms\n{len(bonds)} bonds\n2 atom types\n"
+        f"1 bond types\n\n{lo} {hi} xlo xhi\n{lo} {hi} ylo yhi\n{lo} {hi} zlo zhi\n\n"
+        "Masses\n\n1 1.008\n2 15.999\n\nAtoms # full\n\n"
+        + "\n".join(rows)
+        + "\n\nBonds\n\n"
+        + "\n".join(bonds)
+        + "\n"
+    )
+    return atoms
+
+
+@pytest.mark.parametrize(("special", "refused"),
+                         [("", "1-2"), ("special_bonds lj/coul 0.0 0.5 1.0", "1-2"),
+                          ("special_bonds lj/coul 1.0 0.0 1.0", "1-3"),
+                          ("special_bonds lj/coul 1.0 1.0 1.0", None),
+                          ("special_bonds lj/coul 0.5 0.5 0.5", None)])  # fmt: skip
+def test_bonded_data_file_sees_every_pair_or_is_refused(
+    special, refused, models, reference, tmp_path
+):
+    """LAMMPS drops bonded pairs of weight 0 from every neighbour list (the default
+    special_bonds): the plugin refuses that, and otherwise sees every pair, bonded or not."""
+    atoms = _full_style_water(tmp_path / "water.data")
+    deck = f"""
+units metal
+atom_style full
+bond_style zero
+{special}
+read_data water.data
+bond_coeff *
+pair_style mlff {models["float64"]}
+pair_coeff * * H O
+thermo_style custom step pe
+thermo_modify format float %.17g
+run 0
+"""
+    if refused:
+        message = _failing_run(deck, tmp_path)
+        assert f"special_bonds leaves out {refused} pairs" in message
+        assert "special_bonds lj/coul 1.0 1.0 1.0" in message
+        return
+    run_lammps(deck, tmp_path)
+    energy = read_thermo(tmp_path / "log.lammps")[-1][-1]["PotEng"]
+    atoms.calc = reference
+    assert abs(energy - atoms.get_potential_energy()) <= 1e-8 * abs(energy)
+
+
 @pytest.mark.parametrize("system", ["molecule", "water", "triclinic"])
 def test_four_ranks_float64(system, models, reference, tmp_path):
     atoms = SYSTEMS[system]()
