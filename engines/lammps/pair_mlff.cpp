@@ -48,7 +48,19 @@ const int FORMAT_VERSION = 3;
 // minimum as mlff_distiller.models.graph.MIN_DISTANCE).
 const double MIN_DISTANCE_ANGSTROM = 0.1;
 
-const char *const USAGE = "usage: pair_style mlff <model.pt> [debug]";
+// Standard atomic weights (g/mol) of elements 1-86, to compare with each type's mass.
+const double ATOMIC_MASS[87] = {
+    0.0,
+    1.008, 4.003, 6.940, 9.012, 10.810, 12.011, 14.007, 15.999, 18.998, 20.180, 22.990, 24.305,
+    26.982, 28.085, 30.974, 32.060, 35.450, 39.948, 39.098, 40.078, 44.956, 47.867, 50.941, 51.996,
+    54.938, 55.845, 58.933, 58.693, 63.546, 65.380, 69.723, 72.630, 74.922, 78.971, 79.904, 83.798,
+    85.468, 87.620, 88.906, 91.224, 92.906, 95.950, 97.907, 101.070, 102.906, 106.420, 107.868,
+    112.414, 114.818, 118.710, 121.760, 127.600, 126.904, 131.293, 132.905, 137.327, 138.905,
+    140.116, 140.908, 144.242, 144.913, 150.360, 151.964, 157.250, 158.925, 162.500, 164.930,
+    167.259, 168.934, 173.054, 174.967, 178.490, 180.948, 183.840, 186.207, 190.230, 192.217,
+    195.084, 196.967, 200.592, 204.380, 207.200, 208.980, 208.982, 209.987, 222.018};
+
+const char *const USAGE = "usage: pair_style mlff <model.pt> [debug] [anymass]";
 const char *const COEFF_USAGE =
     "usage: pair_coeff * * <element per atom type, or NULL> (e.g. pair_coeff * * O H)";
 
@@ -99,11 +111,14 @@ void PairMLFF::allocate()
 
 void PairMLFF::settings(int narg, char **arg)
 {
-  if (narg < 1 || narg > 2) error->all(FLERR, "pair_style mlff: {}", USAGE);
-  if (narg == 2) {
-    if (strcmp(arg[1], "debug") != 0)
-      error->all(FLERR, "pair_style mlff: unknown keyword '{}'; {}", arg[1], USAGE);
-    debug_ = true;
+  if (narg < 1 || narg > 3) error->all(FLERR, "pair_style mlff: {}", USAGE);
+  for (int k = 1; k < narg; k++) {
+    if (strcmp(arg[k], "debug") == 0)
+      debug_ = true;
+    else if (strcmp(arg[k], "anymass") == 0)
+      any_mass_ = true;
+    else
+      error->all(FLERR, "pair_style mlff: unknown keyword '{}'; {}", arg[k], USAGE);
   }
 
   const std::string units = update->unit_style;
@@ -190,6 +205,7 @@ void PairMLFF::load_model(const std::string &path)
                path, interaction_range, cutoff_);
 
   elements_ = meta["elements"].get<std::vector<std::string>>();
+  atomic_numbers_ = meta["atomic_numbers"].get<std::vector<int>>();
   dtype_name_ = meta.value("dtype", std::string("float32"));
   if (dtype_name_ == "float64")
     dtype_ = torch::kFloat64;
@@ -293,7 +309,42 @@ void PairMLFF::init_style()
                    "(the student models bonded interactions itself)",
                    which[k]);
   }
+  check_masses();
   neighbor->add_request(this, NeighConst::REQ_FULL);
+}
+
+// A type whose mass is another model element's (type order swapped in pair_coeff or the
+// data file) is an error unless 'anymass' is given; other differences (isotopes, heavy
+// hydrogen) are a warning. Per-atom masses (rmass) are not checked.
+void PairMLFF::check_masses()
+{
+  if (any_mass_ || atom->rmass_flag || atom->mass == nullptr) return;
+  for (int t = 1; t <= atom->ntypes; t++) {
+    const int s = type_species_[t];
+    if (s < 0 || !atom->mass_setflag[t]) continue;
+    const int z = atomic_numbers_[s];
+    if (z < 1 || z > 86) continue;
+    const double mass = atom->mass[t], expected = ATOMIC_MASS[z];
+    int closest = s;
+    double closest_gap = std::fabs(mass - expected);
+    for (int k = 0; k < static_cast<int>(atomic_numbers_.size()); k++) {
+      const int zk = atomic_numbers_[k];
+      if (zk < 1 || zk > 86) continue;
+      const double gap = std::fabs(mass - ATOMIC_MASS[zk]);
+      if (gap < closest_gap) closest = k, closest_gap = gap;
+    }
+    if (closest != s && std::fabs(mass - expected) > 0.5)
+      error->all(FLERR,
+                 "pair_coeff for mlff maps atom type {} (mass {}) to {} (mass {:.3f}), but the "
+                 "mass is {}'s: check the order of the elements in pair_coeff; add 'anymass' "
+                 "to pair_style if the masses are meant",
+                 t, mass, elements_[s], expected, elements_[closest]);
+    if (comm->me == 0 && std::fabs(mass - expected) > 0.1 * expected)
+      error->warning(FLERR,
+                     "pair_style mlff: atom type {} ({}) has mass {}, not {:.3f}; fine for an "
+                     "isotope, otherwise check the data file",
+                     t, elements_[s], mass, expected);
+  }
 }
 
 double PairMLFF::init_one(int i, int j)

@@ -46,7 +46,11 @@ class PairMLFF : public Pair {
   double length_to_angstrom_ = 1.0;      // from LAMMPS' force->angstrom
   double ev_to_energy_ = 1.0;            // from LAMMPS' force->qe2f
   bool debug_ = false;
+  bool any_mass_ = false;                // 'anymass': skip the type-mass check
+  std::vector<int> atomic_numbers_;      // model species order
   bigint debug_calls_ = 0;
+
+  void check_masses();
 
   // Scratch buffers reused between steps.
   std::vector<double> vectors_;

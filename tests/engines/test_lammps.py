@@ -488,7 +488,13 @@ def _failing_run(deck: str, workdir: Path, nprocs: int = 1) -> str:
 
 
 def _error_deck(
-    model: str, coeff: str = "pair_coeff * * O H", units="metal", pre="", second="2 1 1"
+    model: str,
+    coeff: str = "pair_coeff * * O H",
+    units="metal",
+    pre="",
+    second="2 1 1",
+    masses="mass 1 15.999\nmass 2 1.008",
+    style_keywords="",
 ) -> str:
     return f"""
 units {units}
@@ -498,8 +504,8 @@ region box block 0 10 0 10 0 10
 create_box 2 box
 create_atoms 1 single 1 1 1
 create_atoms 2 single {second}
-mass * 1.0
-pair_style mlff {model}
+{masses}
+pair_style mlff {model} {style_keywords}
 {coeff}
 run 0
 """
@@ -577,6 +583,11 @@ def test_error_messages(models, tmp_path):
             "unknown keyword 'fast'",
             "usage: pair_style mlff",
         ),
+        "swapped type order": (
+            _error_deck(good, "pair_coeff * * H O"),
+            "maps atom type 1 (mass 15.999) to H (mass 1.008), but the mass is O's",
+            "add 'anymass' to pair_style",
+        ),
         "coincident atoms": (
             _error_deck(good, second="1 1 1.05"),
             "atoms 1 and 2 are 0.050 Angstrom apart, closer than 0.1 Angstrom",
@@ -592,6 +603,17 @@ def test_error_messages(models, tmp_path):
         message = _failing_run(deck, tmp_path / name.replace(" ", "_"))
         assert expected in message, (name, message)
         assert fix in message, (name, message)
+
+
+def test_type_masses_isotopes_warn_and_anymass_accepts_a_swap(models, tmp_path):
+    good = str(models["float64"])
+    deuterium = run_lammps(_error_deck(good, masses="mass 1 15.999\nmass 2 2.014"),
+                           tmp_path / "d2o")  # fmt: skip
+    assert "atom type 2 (H) has mass 2.014, not 1.008" in deuterium.stdout
+    swapped = run_lammps(
+        _error_deck(good, "pair_coeff * * H O", style_keywords="anymass"), tmp_path / "any"
+    )
+    assert "Total wall time" in swapped.stdout and "WARNING: pair_style mlff" not in swapped.stdout
 
 
 def test_error_on_two_ranks_is_clean(models, tmp_path):
