@@ -52,6 +52,8 @@ class StudentCalculator(Calculator):
         if dtype not in (None, "float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self.path = path
+        self._options = {"dtype": dtype, "script": script}
+        self._model_digest = _digest(path) if path.is_file() else None
         self.exported = None
         if path.is_file() and is_exported(path):
             module, metadata = load_exported(path)
@@ -81,6 +83,29 @@ class StudentCalculator(Calculator):
         self.cutoff = float(module.cutoff)
         self.metadata = {k: data.get(k) for k in ("preset", "elements", "teacher", "dataset_hash")}
         self.metadata["cutoff"] = self.cutoff
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled by the model's absolute path and the loaded file's digest (TorchScript
+        modules do not pickle), so an ``Atoms`` with this calculator goes to
+        ``multiprocessing``, joblib or dask workers that see the same file; they reload it."""
+        state = self.__dict__.copy()
+        state.pop("exported", None)
+        state.pop("model", None)
+        state["path"] = self.path.resolve()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        path = Path(state["path"])
+        if not path.is_file() or _digest(path) != state["_model_digest"]:
+            raise ValueError(
+                f"cannot unpickle StudentCalculator: {path} is missing or changed since it was "
+                "loaded; give the workers the same model file"
+            )
+        fresh = StudentCalculator(path, **state["_options"])
+        self.__dict__.update(state)
+        self.exported = fresh.exported
+        if fresh.exported is None:
+            self.model = fresh.model
 
     def calculate(
         self,
@@ -178,3 +203,9 @@ class StudentCalculator(Calculator):
             self.results["stress"] = np.array(
                 [s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]
             )
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()

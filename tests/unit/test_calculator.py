@@ -283,3 +283,43 @@ def test_float64_checkpoint_is_evaluated_with_its_float64_weights(checkpoint):
     loaded = StudentCalculator(checkpoint, dtype="float64", script=False).model.state_dict()
     for name, tensor in saved.items():
         assert torch.equal(loaded[name], tensor), name
+
+
+def _energy_in_worker(atoms: Atoms) -> tuple[float, np.ndarray]:
+    return atoms.get_potential_energy(), atoms.get_forces()
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "exported"])
+def test_atoms_with_the_calculator_pickle_and_run_in_a_process_pool(kind, checkpoint, tmp_path):
+    import pickle
+    import shutil
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from mlff_distiller.export import export
+
+    model = tmp_path / "model.pt"
+    if kind == "checkpoint":
+        shutil.copyfile(checkpoint, model)
+    else:
+        export(checkpoint, model)
+    atoms = methanol()
+    atoms.calc = StudentCalculator(model)
+    expected = atoms.get_potential_energy(), atoms.get_forces()
+    copy = pickle.loads(pickle.dumps(atoms))
+    copy.positions[0, 0] += 0.01  # a real recalculation, not the cached result
+    assert copy.get_potential_energy() != pytest.approx(expected[0], abs=1e-9)
+    jobs = []
+    for _ in range(2):
+        job = methanol()
+        job.calc = atoms.calc
+        jobs.append(job)
+    # "spawn": workers start from nothing, as dask's or joblib's loky workers do.
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        results = list(pool.map(_energy_in_worker, jobs))
+    for energy, forces in results:
+        assert energy == pytest.approx(expected[0], abs=1e-9)
+        np.testing.assert_allclose(forces, expected[1], atol=1e-9)
+    model.write_bytes(model.read_bytes() + b"changed")
+    with pytest.raises(ValueError, match="missing or changed since it was loaded"):
+        pickle.loads(pickle.dumps(atoms))
