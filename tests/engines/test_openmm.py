@@ -346,3 +346,64 @@ def test_far_from_the_origin_openmm_agrees_with_ase_at_the_origin(dtype, offset,
     e_tol, f_tol = TOLERANCE[dtype]
     assert abs(energy - e_ref) <= e_tol * abs(e_ref), (energy, e_ref)
     assert np.abs(forces - f_ref).max() <= f_tol
+
+
+_XML_ROUND_TRIP = """
+import torch
+import openmm
+from ase.build import molecule
+from mlff_distiller.engines.openmm import create_system
+system = create_system(molecule("H2O"), {model!r})
+openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="openmmtorch 1.5's wheel was built against an OpenMM whose "
+    "SerializationNode::getStringProperty returned a reference; OpenMM 8.6.1 returns the "
+    "string by value, so TorchForceProxy::deserialize calls it with the wrong ABI and "
+    "crashes (SIGSEGV). engines/openmm/README.md gives the working alternative.",
+)
+def test_xml_serializer_round_trip_of_a_torchforce_system(models, tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "round_trip.py"
+    script.write_text(_XML_ROUND_TRIP.format(model=str(models["float64"])))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=300)
+    assert run.returncode == 0, run.returncode
+
+
+def test_rebuild_then_load_state_restores_a_torchforce_simulation(models):
+    """The alternative to XmlSerializer for Systems with a TorchForce: rebuild the System
+    with create_system, then restore the State (its XML works) or a checkpoint."""
+    atoms = molecule("H2O")
+    platform = openmm.Platform.getPlatformByName("Reference")
+
+    def context() -> openmm.Context:
+        system = create_system(atoms, models["float64"])
+        return openmm.Context(system, openmm.VerletIntegrator(0.0005), platform)
+
+    first = context()
+    first.setPositions(atoms.positions / ANGSTROM_PER_NM)
+    first.setVelocitiesToTemperature(300, 1)
+    first.getIntegrator().step(5)
+    saved = first.getState(getPositions=True, getVelocities=True, getEnergy=True)
+    state_xml = openmm.XmlSerializer.serialize(saved)
+    checkpoint = first.createCheckpoint()
+    first.getIntegrator().step(3)
+    later = first.getState(getPositions=True).getPositions(asNumpy=True)._value
+    for restore in ("state", "checkpoint"):
+        again = context()
+        if restore == "state":
+            again.setState(openmm.XmlSerializer.deserialize(state_xml))
+        else:
+            again.loadCheckpoint(checkpoint)
+        energy = again.getState(getEnergy=True).getPotentialEnergy()
+        assert energy.value_in_unit(KJ_MOL) == pytest.approx(
+            saved.getPotentialEnergy().value_in_unit(KJ_MOL), abs=1e-9
+        )
+        again.getIntegrator().step(3)
+        moved = again.getState(getPositions=True).getPositions(asNumpy=True)._value
+        np.testing.assert_allclose(moved, later, atol=1e-12)
