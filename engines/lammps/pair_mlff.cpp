@@ -458,6 +458,14 @@ void PairMLFF::compute(int eflag, int vflag)
     }
   } catch (const std::exception &err) {
     std::string what = err.what();
+    // A TorchScript `raise` arrives wrapped in the interpreter's trace; its own message is
+    // the last "builtins.SomeError: ..." line. Keep that one line.
+    const auto at = what.rfind("builtins.");
+    if (at != std::string::npos) {
+      const auto colon = what.find(": ", at);
+      what = what.substr(colon == std::string::npos ? at : colon + 2);
+      while (!what.empty() && (what.back() == '\n' || what.back() == ' ')) what.pop_back();
+    }
     error->one(FLERR, "pair_style mlff: the model failed on rank {}: {}", comm->me, what);
   }
 

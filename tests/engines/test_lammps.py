@@ -616,6 +616,33 @@ def test_type_masses_isotopes_warn_and_anymass_accepts_a_swap(models, tmp_path):
     assert "Total wall time" in swapped.stdout and "WARNING: pair_style mlff" not in swapped.stdout
 
 
+class _Raising(torch.nn.Module):
+    """An export whose local_energies raises, as a model's own input check would."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    @torch.jit.export
+    def local_energies(
+        self, vectors: torch.Tensor, centre: torch.Tensor, centre_species: torch.Tensor,
+        neighbour_species: torch.Tensor,
+    ) -> torch.Tensor:  # fmt: skip
+        if vectors.shape[0] > 0:
+            raise ValueError("atoms 1 and 2 are too close, says the model")
+        return torch.zeros(centre_species.shape[0], dtype=vectors.dtype)
+
+
+def test_an_error_raised_inside_the_model_reaches_the_user_as_its_own_line(models, tmp_path):
+    extra = {METADATA_FILE: ""}
+    torch.jit.load(str(models["float64"]), _extra_files=extra)
+    raising = tmp_path / "raising.pt"
+    torch.jit.save(torch.jit.script(_Raising()), str(raising), _extra_files=extra)
+    message = _failing_run(_error_deck(str(raising)), tmp_path)
+    # LAMMPS appends the source location "(…/pair_mlff.cpp:N)"; no TorchScript trace.
+    assert "the model failed on rank 0: atoms 1 and 2 are too close, says the model (" in message
+    assert "Traceback" not in message and "builtins" not in message
+
+
 def test_error_on_two_ranks_is_clean(models, tmp_path):
     message = _failing_run(
         _error_deck(str(models["float64"]), "pair_coeff * * O Xe"), tmp_path, nprocs=2
