@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import Any
 
 
+def held_out_kind(test: dict[str, Any]) -> str:
+    """What the test split holds: "molecules" (split by group) or "frames" (by frame)."""
+    return "molecules" if test.get("split_by", "group") == "group" else "frames"
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -125,8 +130,14 @@ def write_model_card(
         "",
         "## Accuracy against the teacher",
         "",
-        f"- Held-out molecules ({test['split']} split, whole molecules never trained on, "
-        f"{test['frames']} frames): energy MAE {test['energy_mae_meV_per_atom']:.1f} meV/atom, "
+        f"- Held-out {held_out_kind(test)} ({test['split']} split, "
+        + (
+            "whole molecules never trained on"
+            if test.get("split_by", "group") == "group"
+            else "random frames of molecules that are also in the training set"
+        )
+        + f", {test['frames']} frames): energy MAE "
+        f"{test['energy_mae_meV_per_atom']:.1f} meV/atom, "
         f"force MAE {test['force_mae_eV_per_A']:.3f} eV/Å, force RMSE "
         f"{test['force_rmse_eV_per_A']:.3f} eV/Å.",
     ]

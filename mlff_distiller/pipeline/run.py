@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from .._progress import say
+from ..training.config import DEFAULTS as TRAINING_DEFAULTS
 from . import active, md
-from .card import write_model_card
+from .card import held_out_kind, write_model_card
 from .config import load_config
 from .stages import Stages, _write_json, file_digest, run_lock
 
@@ -303,7 +304,13 @@ class Pipeline:
             "checkpoint": student,
             "dataset": dataset,
             "dataset_frames": dataset_summary(dataset)["frames"],
-            "test": {k: v for k, v in test.items() if k != "per_element"},
+            "test": {
+                **{k: v for k, v in test.items() if k != "per_element"},
+                # "group": whole molecules never trained on; "frame": random frames.
+                "split_by": self.config["student"]["training"].get(
+                    "split_by", TRAINING_DEFAULTS["split_by"]
+                ),
+            },
             "active_learning": rounds,
             "md": md_runs,
             "validation": validation,
@@ -358,7 +365,8 @@ def summary_text(summary: dict[str, Any]) -> str:
         f"{summary['name']}: done in {summary['seconds']:.0f} s ({summary['run_dir']})",
         f"  student:     {summary['student']} (TorchScript; checkpoint {summary['checkpoint']})",
         f"  data:        {summary['dataset']} ({summary['dataset_frames']} frames)",
-        f"  held-out:    {test['split']} molecules ({test['frames']} frames): energy MAE "
+        f"  held-out:    {test['split']} {held_out_kind(test)} ({test['frames']} frames): "
+        "energy MAE "
         f"{test['energy_mae_meV_per_atom']:.1f} meV/atom, force RMSE "
         f"{test['force_rmse_eV_per_A']:.3f} eV/Å",
     ]

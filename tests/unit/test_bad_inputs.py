@@ -19,7 +19,7 @@ from mlff_distiller import StudentCalculator
 from mlff_distiller.export import export, load_exported
 from mlff_distiller.models.graph import MIN_DISTANCE
 
-SHIPPED = Path(__file__).parents[2] / "torchscript_exports" / "sevennet0-tiny.pt"
+SHIPPED = Path(__file__).parents[2] / "torchscript_exports" / "sevennet0-standard.pt"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
