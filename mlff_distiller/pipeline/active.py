@@ -113,8 +113,9 @@ def select_frames(
 ) -> tuple[list[Atoms], dict[str, Any], list[dict[str, Any]]]:
     """The frames to label this round, a summary, and every pool frame's score.
 
-    With a committee of one (the final evaluation) nothing is scored and only random
-    ``eval`` frames are drawn. The returned frames carry ``info["sampling"]`` (method
+    With a committee of one nothing is scored: the ``select`` frames are drawn at random
+    (still at most ``max_per_system`` per trajectory), as are the ``eval`` frames. The
+    returned frames carry ``info["sampling"]`` (method
     ``active_learning``, the round, ``role`` ``selected`` or ``eval``, the step, the
     disagreement).
     """
@@ -128,7 +129,12 @@ def select_frames(
     scores = disagreement(committee, frames_in_pool) if scored else np.zeros(len(pool))
     per_system: dict[int, int] = {}
     selected: list[int] = []
-    for k in np.argsort(-scores, kind="stable"):
+    order = (
+        np.argsort(-scores, kind="stable")
+        if scored
+        else np.random.default_rng([seed, round_index, 5]).permutation(len(pool))
+    )
+    for k in order:
         if len(selected) == settings["select"]:
             break
         if per_system.get(pool[k]["system"], 0) < settings["max_per_system"]:
