@@ -322,17 +322,20 @@ def test_atoms_beyond_the_cutoff_do_not_change_an_atoms_energy(model):
 
 
 @pytest.mark.parametrize("distance", [1e-3, 0.0])
-def test_overlapping_atoms_give_finite_energy_and_forces(model, distance):
+def test_overlapping_atoms_are_an_error_naming_both(model, distance):
+    """Atoms on top of each other have no force direction: an error, not a number (issue
+    18); from the minimum distance on the pair is seen and repelled, not dropped."""
     pair = Atoms("CC", positions=[[0, 0, 0], [distance, 0, 0]])
     crowd = methanol()
     crowd.positions[1] = crowd.positions[0] + [distance, 0, 0]
     for atoms in (pair, crowd):
-        out = predict(model, atoms)
-        assert np.isfinite(out["energy"])
-        assert np.isfinite(out["forces"]).all()
-    # The pair is seen (and repelled), not dropped from the neighbour list.
+        with pytest.raises(ValueError, match=r"atoms [01] and [01] are 0.00[01] Å apart"):
+            predict(model, atoms)
+    closest = Atoms("CC", positions=[[0, 0, 0], [0.1, 0, 0]])
+    out = predict(model, closest)
+    assert np.isfinite(out["energy"]) and np.isfinite(out["forces"]).all()
     bonded = Atoms("CC", positions=[[0, 0, 0], [1.0, 0, 0]])
-    assert energy(model, pair) > energy(model, bonded) + 100
+    assert energy(model, closest) > energy(model, bonded) + 100
 
 
 def test_zbl_core_is_repulsive(model):
