@@ -32,7 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "student": {"preset": "tiny", "training": {}},
     "active_learning": {
         "rounds": 0,
-        # Students trained with different seeds; their force disagreement picks frames.
+        # Students trained with different seeds; their force disagreement picks frames
+        # (1: no committee, frames are drawn at random from the student's trajectories).
         "committee": 3,
         # Epochs of the committee's extra members (null: the main student's epochs).
         "committee_epochs": None,
@@ -146,10 +147,11 @@ def _check(config: dict[str, Any], where: str) -> None:
                 f"active_learning: {key}: must be a non-negative integer in {where}, "
                 f"got {al[key]!r}"
             )
-    if al["rounds"] and al["committee"] < 2:
+    if al["rounds"] and al["committee"] < 1:
         raise ConfigError(
-            f"active_learning: committee: must be at least 2 for rounds > 0 in {where} "
-            "(disagreement needs two students)"
+            f"active_learning: committee: must be at least 1 for rounds > 0 in {where} "
+            "(1: frames drawn at random from the student's trajectories; 2 or more: the "
+            "frames the committee disagrees on most)"
         )
     if al["rounds"] and (al["every"] < 1 or al["steps"] < al["every"]):
         raise ConfigError(

@@ -32,3 +32,13 @@ def test_shipped_student_configs_load(path):
     config = load_config(path)
     assert config["name"] == path.stem
     assert config["teacher"] == "sevennet-0"
+
+
+def test_active_learning_takes_a_committee_of_one_but_not_of_none():
+    from mlff_distiller.pipeline import ConfigError
+
+    base = {"structures": {"sources": ["smiles:O"]}}
+    one = load_config({**base, "active_learning": {"rounds": 1, "committee": 1}})
+    assert one["active_learning"]["committee"] == 1
+    with pytest.raises(ConfigError, match="committee: must be at least 1 for rounds > 0"):
+        load_config({**base, "active_learning": {"rounds": 1, "committee": 0}})
