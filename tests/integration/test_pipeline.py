@@ -307,7 +307,7 @@ def test_rerun_does_nothing_and_edits_redo_only_what_they_concern(pipeline_run, 
     [
         ({"teacher": "sevennet-0"}, "no structures"),
         ({**CONFIG, "studnet": {}}, "unknown key(s) studnet"),
-        ({**CONFIG, "active_learning": {"rounds": 1, "committee": 1}}, "committee"),
+        ({**CONFIG, "active_learning": {"rounds": 1, "committee": 0}}, "committee"),
         ({**CONFIG, "active_learning": {"rounds": -1}}, "non-negative"),
         ({**CONFIG, "md": {"engines": ["gromacs"]}}, "gromacs"),
         ({**CONFIG, "export": {"dtype": "float16"}}, "float32 or float64"),
