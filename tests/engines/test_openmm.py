@@ -21,6 +21,7 @@ import pytest
 from ase import Atoms
 from ase.build import molecule
 from openmm import app, unit
+from openmmml import MLPotential
 
 from mlff_distiller import StudentCalculator
 from mlff_distiller.data import structures_from_smiles, water_box
@@ -264,6 +265,103 @@ def test_mixed_system_term_by_term(villin, models, reference):
     expected_energy = total["classical"][0] - total["internal"][0] + e_student
     assert total["mixed"][0] == pytest.approx(expected_energy, rel=1e-10)
     assert np.abs(total["mixed"][1] - expected_forces).max() <= 1e-6
+
+
+def test_openmm_ml_create_system_matches_ase(models, platform):
+    """openmm-ml's own API finds the student through its entry point: the System it builds
+    gives the exported file's ASE energies and forces (float64, molecule and periodic box)
+    and runs."""
+    for atoms in (molecule("CH3CH2OH"), straddling_water()):
+        potential = MLPotential("mlff", modelPath=str(models["float64"]))
+        system = potential.createSystem(topology_from_atoms(atoms))
+        assert system.usesPeriodicBoundaryConditions() == bool(atoms.pbc.all())
+        energy, forces = evaluate(system, atoms, platform)
+        atoms.calc = StudentCalculator(models["float64"])
+        assert energy == pytest.approx(atoms.get_potential_energy(), rel=1e-10)
+        scale = np.abs(atoms.get_forces()).max()
+        assert np.abs(forces - atoms.get_forces()).max() <= 1e-10 * scale
+        integrator = openmm.LangevinMiddleIntegrator(300, 1, 0.0005)
+        context = openmm.Context(system, integrator, platform)
+        if atoms.pbc.all():
+            context.setPeriodicBoxVectors(*(row / ANGSTROM_PER_NM for row in atoms.cell.array))
+        context.setPositions(atoms.positions / ANGSTROM_PER_NM)
+        integrator.step(20)
+        state = context.getState(getEnergy=True, getPositions=True)
+        assert np.isfinite(state.getPotentialEnergy().value_in_unit(KJ_MOL))
+        moved = state.getPositions(asNumpy=True).value_in_unit(unit.angstrom) - atoms.positions
+        assert 0 < np.abs(moved).max() < 1.0
+
+
+def test_openmm_ml_refuses_what_it_cannot_use(models, checkpoint):
+    with pytest.raises(ValueError, match="needs modelPath="):
+        MLPotential("mlff")
+    with pytest.raises(ValueError, match="not a file written by mlff-distill export"):
+        MLPotential("mlff", modelPath=str(checkpoint))
+    potential = MLPotential("mlff", modelPath=str(models["float64"]))
+    with pytest.raises(ValueError, match="does not take precision"):
+        potential.createSystem(topology_from_atoms(molecule("H2O")), precision="double")
+    with pytest.raises(ValueError, match="Cl is not in the model"):
+        potential.createSystem(topology_from_atoms(molecule("CH3Cl")))
+
+
+def _mixed_state(system, positions, platform, groups=-1):
+    """Energy (eV), forces (eV/Å) and all positions (Å, link-atom sites included) of
+    ``system`` at ``positions`` of the original atoms."""
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
+    full = np.zeros((system.getNumParticles(), 3))
+    full[: len(positions)] = positions
+    context.setPositions(full / ANGSTROM_PER_NM)
+    context.computeVirtualSites()
+    state = context.getState(getEnergy=True, getForces=True, getPositions=True, groups=groups)
+    energy = state.getPotentialEnergy().value_in_unit(KJ_MOL) / KJ_PER_MOL_PER_EV
+    forces = state.getForces(asNumpy=True).value_in_unit(KJ_MOL / unit.nanometer)
+    return (
+        energy,
+        np.asarray(forces) / (KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM),
+        state.getPositions(asNumpy=True).value_in_unit(unit.angstrom),
+    )
+
+
+def test_openmm_ml_mixed_system_interpolates_between_mm_and_ml(villin, models, platform):
+    """createMixedSystem(interpolate=True): at lambda_interpolate = 0 the classical System,
+    at 1 the mixed System openmm-ml builds without interpolation (link atoms capping the cut
+    bonds), whose student force group is the ASE student on the ML atoms and their caps.
+    (openmm-ml copies ML forces through XmlSerializer, which crashes on a TorchForce with the
+    pinned stack; the factory builds the force in place instead.)"""
+    system, topology, positions = villin
+    ml = [a.index for a in topology.atoms() if a.residue.index in (1, 2)]
+    group = system.getNumForces()
+    potential = MLPotential("mlff", modelPath=str(models["float64"]))
+    plain = potential.createMixedSystem(topology, system, ml, forceGroup=group, returnInfo=True)
+    lerp = potential.createMixedSystem(topology, system, ml, interpolate=True)
+    caps = plain["system"].getNumParticles() - system.getNumParticles()
+    assert caps > 0, "residues 2-3 are bonded to the rest: openmm-ml caps the cut bonds"
+    # Absolute (eV, eV/Å): the classical energy is a small sum of large terms; CPU computes
+    # the classical nonbonded terms in single precision.
+    tol = 1e-6 if platform.getName() == "Reference" else 2e-3
+    e_mm, f_mm, _ = _mixed_state(system, positions, platform)
+    e_ml, f_ml, all_positions = _mixed_state(plain["system"], positions, platform)
+    halfway = (0.5, (e_mm + e_ml) / 2, (f_mm + f_ml[: len(positions)]) / 2)  # linear in lambda
+    for value, e_ref, f_ref in ((0.0, e_mm, f_mm), (1.0, e_ml, f_ml[: len(positions)]), halfway):
+        context = openmm.Context(lerp, openmm.VerletIntegrator(0.001), platform)
+        context.setParameter("lambda_interpolate", value)
+        full = np.zeros((lerp.getNumParticles(), 3))
+        full[: len(positions)] = positions
+        context.setPositions(full / ANGSTROM_PER_NM)
+        context.computeVirtualSites()
+        state = context.getState(getEnergy=True, getForces=True)
+        energy = state.getPotentialEnergy().value_in_unit(KJ_MOL) / KJ_PER_MOL_PER_EV
+        forces = state.getForces(asNumpy=True).value_in_unit(KJ_MOL / unit.nanometer)
+        forces = np.asarray(forces)[: len(positions)] / (KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM)
+        assert energy == pytest.approx(e_ref, rel=0, abs=tol), f"lambda_interpolate = {value}"
+        assert np.abs(forces - f_ref).max() <= tol, f"lambda_interpolate = {value}"
+
+    e_student, _, _ = _mixed_state(plain["system"], positions, platform, {group})
+    symbols = [a.element.symbol for a in plain["topology"].atoms()]
+    inside = ml + list(range(system.getNumParticles(), plain["system"].getNumParticles()))
+    fragment = Atoms([symbols[i] for i in inside], positions=all_positions[inside])
+    fragment.calc = StudentCalculator(models["float64"])
+    assert e_student == pytest.approx(fragment.get_potential_energy(), rel=1e-10)
 
 
 def test_mixed_system_switches_off_internal_rb_and_cmap_terms(models):
