@@ -1,8 +1,15 @@
-"""Energy conservation of a float64 student in LAMMPS: NVE of 32 waters (96 atoms).
+"""Energy conservation of a student in LAMMPS: NVE of 32 waters (96 atoms) or any structure.
 
 The LAMMPS counterpart of ``openmm_nve.py``. Run from the repo root::
 
     .venv/bin/python benchmarks/lammps_nve.py [--checkpoint best.pt] [--nve-ps 10]
+    .venv/bin/python benchmarks/lammps_nve.py --model torchscript_exports/sevennet0-tiny.pt \
+        --structure smiles:CC(=O)Nc1ccc(O)cc1 --out paracetamol.json
+
+``--model`` runs an exported file as it is (a shipped float32 student, say) instead of
+exporting a checkpoint in float64; ``--structure`` is any structure source of
+``mlff-distill dataset label`` (default ``builtin:water-32``; a molecule runs in a
+non-periodic box).
 
 Without ``--checkpoint`` a student is distilled first with the recipe of ``openmm_nve.py``
 (its ``distill`` function: SevenNet-0 labels of strained, rattled and thermal copies of the
@@ -38,15 +45,15 @@ from ase import units
 
 from mlff_distiller import __version__
 from mlff_distiller.benchmarking import write_json
-from mlff_distiller.data import water_box
+from mlff_distiller.data.structures import load_source
 from mlff_distiller.engines.lammps import build_plugin, lammps_version, run_lammps, write_data
-from mlff_distiller.export import export
+from mlff_distiller.export import export, load_exported
 
 RESULTS = Path(__file__).parent / "results" / "lammps_nve.json"
 WORK = Path("runs") / "lammps_nve"
 
 DECK = """\
-# NVE energy conservation of a float64 student ({n} atoms); written by benchmarks/lammps_nve.py
+# NVE energy conservation of a student ({n} atoms); written by benchmarks/lammps_nve.py
 units           metal
 atom_style      atomic
 boundary        {boundary}
@@ -117,6 +124,8 @@ def last_run(log: str) -> tuple[np.ndarray, list[str], float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="float64 student (default: distil one)")
+    parser.add_argument("--model", type=Path, help="an exported student, run as it is")
+    parser.add_argument("--structure", default="builtin:water-32", help="structure source")
     parser.add_argument("--preset", default="tiny", help="student preset when distilling")
     parser.add_argument("--epochs", type=int, default=100, help="when distilling")
     parser.add_argument("--work", type=Path, default=WORK, help="export, LAMMPS run (distilling)")
@@ -131,12 +140,19 @@ def main() -> None:
     args = parser.parse_args()
 
     build_plugin()  # a no-op when the plugin is current
-    checkpoint = args.checkpoint or distill_student(args.work, args.preset, args.epochs)
-    model = export(checkpoint, args.work / "student_float64.pt", dtype="float64")
-    atoms = water_box(32)
+    if args.model is not None:
+        if args.checkpoint is not None:
+            raise SystemExit("give --model or --checkpoint, not both")
+        checkpoint, model = None, args.model
+        dtype = load_exported(model)[1]["dtype"]
+    else:
+        checkpoint = args.checkpoint or distill_student(args.work, args.preset, args.epochs)
+        model = export(checkpoint, args.work / "student_float64.pt", dtype="float64")
+        dtype = "float64"
+    atoms = load_source(args.structure, seed=0)[0]
     n = len(atoms)
     rundir = args.work / "lammps"
-    data = write_data(atoms, rundir / "water.data", units="metal")
+    data = write_data(atoms, rundir / "structure.data", units="metal")
 
     dt_ps = args.dt_fs / 1000
     every = args.report_every
@@ -178,9 +194,10 @@ def main() -> None:
     excursion = np.abs(total - total[0]).max()
     stable = t[-1] >= args.nve_ps - 1e-9
     threads = re.search(r"(\d+) torch thread\(s\) per rank", log)
+    cell = f", periodic cell {atoms.cell.lengths().round(3).tolist()} Å" if atoms.pbc.all() else ""
     result = {
-        "system": f"water_box(32): {n} atoms, periodic cube of {atoms.cell.lengths()[0]:.3f} Å",
-        "student": {"checkpoint": str(checkpoint), "dtype": "float64", "model": str(model)},
+        "system": f"{args.structure}: {n} atoms{cell}",
+        "student": {"checkpoint": str(checkpoint), "dtype": dtype, "model": str(model)},
         "protocol": {
             "engine": "LAMMPS pair_style mlff, units metal, 1 MPI rank",
             "nvt": f"velocity create {args.temperature} K (seed {args.seed}); fix langevin "

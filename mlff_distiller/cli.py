@@ -300,12 +300,22 @@ def cmd_lammps(args: argparse.Namespace) -> int:
             from ase.io import read
 
             atoms = read(args.structure, index=args.index)
-            data = lammps.write_data(atoms, args.out, elements=args.elements, units=args.units)
-            print(
-                f"wrote {data.path} ({len(atoms)} atoms, boundary {data.boundary}); "
-                f"in the deck: units {args.units} / boundary {data.boundary} / "
-                f"read_data {data.path.name} / {data.pair_coeff}"
+            data = lammps.write_data(
+                atoms,
+                args.out,
+                elements=args.elements,
+                units=args.units,
+                atom_style=args.atom_style,
             )
+            bonds = f", {len(data.bond_types)} bond types" if args.atom_style == "full" else ""
+            deck = [
+                f"units {args.units}",
+                *data.deck_lines,
+                "pair_style mlff MODEL.pt",
+                data.pair_coeff,
+            ]
+            print(f"wrote {data.path} ({len(atoms)} atoms{bonds}); in the deck:")
+            print("\n".join(f"  {line}" for line in deck))
     except lammps.PluginError as exc:
         print(f"mlff-distill: error: {exc}", file=sys.stderr)
         return 1
@@ -519,6 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--elements", nargs="+", help="element of each atom type in order (default: by Z)"
     )
     q.add_argument("--units", choices=("metal", "real"), default="metal")
+    q.add_argument(
+        "--atom-style",
+        choices=("atomic", "full"),
+        default="atomic",
+        help="full: molecule ids, zero charges and covalent bonds, as classical decks use",
+    )
     q.set_defaults(func=cmd_lammps)
 
     p = sub.add_parser(

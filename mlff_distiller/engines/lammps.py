@@ -404,10 +404,26 @@ class LammpsData:
     rotation: np.ndarray
     boundary: str
     triclinic: bool
+    atom_style: str = "atomic"
+    #: ``atom_style full``: bond type ``t`` joins the elements ``bond_types[t - 1]``.
+    bond_types: tuple[tuple[str, str], ...] = ()
 
     @property
     def pair_coeff(self) -> str:
         return "pair_coeff * * " + " ".join(self.elements)
+
+    @property
+    def deck_lines(self) -> list[str]:
+        """What a deck needs to read this file and run the student on it (after
+        ``units``): the bond lines of a ``full`` file keep every pair in the plugin's
+        neighbour list (``special_bonds lj/coul 1.0 1.0 1.0``) and add no energy."""
+        lines = [f"atom_style {self.atom_style}", f"boundary {self.boundary}"]
+        if self.atom_style == "full":
+            lines += ["bond_style zero", "special_bonds lj/coul 1.0 1.0 1.0"]
+        lines.append(f"read_data {self.path.name}")
+        if self.atom_style == "full" and self.bond_types:
+            lines.append("bond_coeff *")
+        return lines
 
 
 def lammps_cell(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -433,8 +449,9 @@ def write_data(
     units: str = "metal",
     margin: float = 10.0,
     velocities: bool = False,
+    atom_style: str = "atomic",
 ) -> LammpsData:
-    """Write ``atoms`` as a LAMMPS data file (``atom_style atomic``) with one type per element.
+    """Write ``atoms`` as a LAMMPS data file with one type per element.
 
     Parameters
     ----------
@@ -452,6 +469,12 @@ def write_data(
         ``"metal"`` (Å, ps velocities) or ``"real"`` (Å, fs velocities).
     velocities
         Also write a ``Velocities`` section from ``atoms.get_velocities()``.
+    atom_style
+        ``"atomic"`` (the default) or ``"full"``, as classical decks use: molecule ids,
+        zero charges and a ``Bonds`` section (atoms closer than 1.2 times the sum of their
+        covalent radii, periodic images included; one bond type per element pair). Such a
+        deck needs ``bond_style zero`` and ``special_bonds lj/coul 1.0 1.0 1.0`` (see
+        :attr:`LammpsData.deck_lines`), or the plugin refuses to run.
 
     Raises
     ------
@@ -463,6 +486,8 @@ def write_data(
 
     if units not in ("metal", "real"):
         raise ValueError(f"units must be 'metal' or 'real', got {units!r}")
+    if atom_style not in ("atomic", "full"):
+        raise ValueError(f"atom_style must be 'atomic' or 'full', got {atom_style!r}")
     if len(atoms) == 0:
         raise ValueError("no atoms to write")
     symbols = atoms.get_chemical_symbols()
@@ -495,14 +520,19 @@ def write_data(
             "write the data file yourself or make the system fully periodic or fully open"
         )
     triclinic = any(abs(t) > 0.0 for t in tilt)
+    bonds, bond_types, molecule = [], (), np.ones(len(atoms), dtype=int)
+    if atom_style == "full":
+        bonds, bond_types, molecule = _bond_topology(atoms)
 
     lines = [
         f"LAMMPS data file written by mlff_distiller ({atoms.get_chemical_formula()})",
         "",
         f"{len(atoms)} atoms",
         f"{len(elements)} atom types",
-        "",
     ]
+    if atom_style == "full":
+        lines += [f"{len(bonds)} bonds", f"{len(bond_types)} bond types"]
+    lines.append("")
     for axis, name in enumerate("xyz"):
         lo, hi = origin[axis], origin[axis] + lengths[axis]
         lines.append(f"{lo:.17g} {hi:.17g} {name}lo {name}hi")
@@ -511,10 +541,23 @@ def write_data(
     lines += ["", "Masses", ""]
     for symbol in elements:
         lines.append(f"{type_of[symbol]} {atomic_masses[atomic_numbers[symbol]]:.10g}  # {symbol}")
-    lines += ["", "Atoms  # atomic", ""]
+    lines += ["", f"Atoms  # {atom_style}", ""]
     for index, (symbol, xyz) in enumerate(zip(symbols, positions)):
         x, y, z = xyz
-        lines.append(f"{index + 1} {type_of[symbol]} {x:.17g} {y:.17g} {z:.17g}")
+        xyz_text = f"{x:.17g} {y:.17g} {z:.17g}"
+        if atom_style == "full":  # id mol type q x y z
+            lines.append(f"{index + 1} {molecule[index]} {type_of[symbol]} 0.0 {xyz_text}")
+        else:
+            lines.append(f"{index + 1} {type_of[symbol]} {xyz_text}")
+    if bonds:
+        lines += [
+            "",
+            "Bonds  # bond types: "
+            + ", ".join(f"{t + 1} {a}-{b}" for t, (a, b) in enumerate(bond_types)),
+            "",
+        ]
+        for k, (bond_type, i, j) in enumerate(bonds):
+            lines.append(f"{k + 1} {bond_type} {i + 1} {j + 1}")
     if velocities:
         per_time = 1000.0 * fs if units == "metal" else fs  # ASE velocity → Å/ps or Å/fs
         v = atoms.get_velocities() @ rotation.T * per_time
@@ -526,7 +569,46 @@ def write_data(
     partial = path.with_name(path.name + ".partial")
     partial.write_text("\n".join(lines) + "\n")
     os.replace(partial, path)
-    return LammpsData(path, elements, rotation, boundary, triclinic)
+    return LammpsData(path, elements, rotation, boundary, triclinic, atom_style, bond_types)
+
+
+def _bond_topology(
+    atoms: ase.Atoms,
+) -> tuple[list[tuple[int, int, int]], tuple[tuple[str, str], ...], np.ndarray]:
+    """Covalent bonds ``(type, i, j)`` with ``i < j`` (1.2 × the sum of covalent radii,
+    periodic images included), the element pair of each bond type (ordered by atomic
+    number) and a molecule id per atom (1-based, connected components of the bonds)."""
+    from ase.data import atomic_numbers
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    first, second = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=1.2))
+    keep = first < second
+    first, second = first[keep], second[keep]
+    pairs = sorted({(int(i), int(j)) for i, j in zip(first, second)})
+    symbols = atoms.get_chemical_symbols()
+
+    def kind(i: int, j: int) -> tuple[str, str]:
+        a, b = sorted((symbols[i], symbols[j]), key=lambda s: atomic_numbers[s])
+        return a, b
+
+    types = tuple(
+        sorted(
+            {kind(i, j) for i, j in pairs},
+            key=lambda ab: (atomic_numbers[ab[0]], atomic_numbers[ab[1]]),
+        )
+    )
+    type_of = {ab: t + 1 for t, ab in enumerate(types)}
+    bonds = [(type_of[kind(i, j)], i, j) for i, j in pairs]
+    n = len(atoms)
+    graph = coo_matrix(
+        (np.ones(len(pairs)), ([i for i, _ in pairs], [j for _, j in pairs])), shape=(n, n)
+    )
+    _, labels = connected_components(graph, directed=False)
+    # Molecule ids in order of each molecule's first atom.
+    order = {label: k + 1 for k, label in enumerate(dict.fromkeys(labels.tolist()))}
+    return bonds, types, np.array([order[label] for label in labels.tolist()])
 
 
 def _preload_mpi() -> None:

@@ -263,6 +263,41 @@ run 0
     assert abs(energy - atoms.get_potential_energy()) <= 1e-8 * abs(energy)
 
 
+def test_full_style_data_file_from_the_cli_runs_as_printed(models, reference, tmp_path, capsys):
+    """`mlff-distill lammps data --atom-style full`: molecule ids and O–H bonds a classical
+    user recognises (found across the periodic faces too), and the deck lines it prints run
+    the student on every pair: the ASE energy, on 1 and 2 ranks."""
+    from ase.io import write
+
+    from mlff_distiller.cli import main
+
+    atoms = _water()
+    atoms.positions += 0.5 * atoms.cell.lengths()  # molecules straddle the faces
+    atoms.wrap()
+    write(tmp_path / "water.extxyz", atoms)
+    data_path = tmp_path / "water.data"
+    argv = ["lammps", "data", str(tmp_path / "water.extxyz"), "--out", str(data_path)]
+    assert main([*argv, "--atom-style", "full", "--elements", "H", "O"]) == 0
+    printed = [line.strip() for line in capsys.readouterr().out.splitlines()[1:]]
+    text = data_path.read_text()
+    assert "64 bonds" in text and "1 bond types" in text and "1 H-O" in text
+    atoms_section = text.split("Atoms  # full")[1].split("Bonds")[0].split("\n")
+    rows = [line.split() for line in atoms_section if line.strip()]
+    molecule_ids = {int(row[1]) for row in rows}
+    assert molecule_ids == set(range(1, 33))
+    for row in rows:  # the three atoms of a water share a molecule id
+        assert int(row[1]) == (int(row[0]) - 1) // 3 + 1
+    assert printed[:2] == ["units metal", "atom_style full"]
+    assert "special_bonds lj/coul 1.0 1.0 1.0" in printed
+    deck = "\n".join(printed).replace("MODEL.pt", str(models["float64"]))
+    deck += "\nthermo_style custom step pe\nthermo_modify format float %.17g\nrun 0\n"
+    atoms.calc = reference
+    for nprocs in (1, 2):
+        run_lammps(deck, tmp_path, nprocs=nprocs)
+        energy = read_thermo(tmp_path / "log.lammps")[-1][-1]["PotEng"]
+        assert abs(energy - atoms.get_potential_energy()) <= 1e-8 * abs(energy)
+
+
 @pytest.mark.parametrize("system", ["molecule", "water", "triclinic"])
 def test_four_ranks_float64(system, models, reference, tmp_path):
     atoms = SYSTEMS[system]()
