@@ -196,3 +196,27 @@ def load_source(spec: str, n_conformers: int = 1, seed: int = 0) -> list[Atoms]:
     if sep and kind == "smiles":
         return structures_from_smiles(value.split(","), n_conformers=n_conformers, seed=seed)
     return read_structures(spec)
+
+
+def covalent_bonds(atoms: Atoms, factor: float = 1.2) -> list[tuple[int, int]]:
+    """Pairs ``(i, j)``, ``i < j``, closer than ``factor`` times the sum of their covalent
+    radii (periodic images included), sorted: the bonds a classical topology would list."""
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+
+    first, second = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=factor))
+    return sorted({(int(i), int(j)) for i, j in zip(first, second) if i < j})
+
+
+def molecule_ids(n_atoms: int, bonds: list[tuple[int, int]]) -> list[int]:
+    """A 1-based molecule id per atom (connected components of ``bonds``), numbered in the
+    order of each molecule's first atom."""
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rows = [i for i, _ in bonds]
+    cols = [j for _, j in bonds]
+    graph = coo_matrix((np.ones(len(bonds)), (rows, cols)), shape=(n_atoms, n_atoms))
+    _, labels = connected_components(graph, directed=False)
+    order = {label: k + 1 for k, label in enumerate(dict.fromkeys(labels.tolist()))}
+    return [order[label] for label in labels.tolist()]

@@ -520,7 +520,7 @@ def write_data(
             "write the data file yourself or make the system fully periodic or fully open"
         )
     triclinic = any(abs(t) > 0.0 for t in tilt)
-    bonds, bond_types, molecule = [], (), np.ones(len(atoms), dtype=int)
+    bonds, bond_types, molecule = [], (), [1] * len(atoms)
     if atom_style == "full":
         bonds, bond_types, molecule = _bond_topology(atoms)
 
@@ -574,41 +574,28 @@ def write_data(
 
 def _bond_topology(
     atoms: ase.Atoms,
-) -> tuple[list[tuple[int, int, int]], tuple[tuple[str, str], ...], np.ndarray]:
-    """Covalent bonds ``(type, i, j)`` with ``i < j`` (1.2 × the sum of covalent radii,
-    periodic images included), the element pair of each bond type (ordered by atomic
-    number) and a molecule id per atom (1-based, connected components of the bonds)."""
+) -> tuple[list[tuple[int, int, int]], tuple[tuple[str, str], ...], list[int]]:
+    """Covalent bonds ``(type, i, j)`` (:func:`~mlff_distiller.data.structures.covalent_bonds`),
+    the element pair of each bond type (ordered by atomic number) and a molecule id per
+    atom."""
     from ase.data import atomic_numbers
-    from ase.neighborlist import natural_cutoffs, neighbor_list
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
 
-    first, second = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=1.2))
-    keep = first < second
-    first, second = first[keep], second[keep]
-    pairs = sorted({(int(i), int(j)) for i, j in zip(first, second)})
+    from ..data.structures import covalent_bonds, molecule_ids
+
+    pairs = covalent_bonds(atoms)
     symbols = atoms.get_chemical_symbols()
 
     def kind(i: int, j: int) -> tuple[str, str]:
         a, b = sorted((symbols[i], symbols[j]), key=lambda s: atomic_numbers[s])
         return a, b
 
-    types = tuple(
-        sorted(
-            {kind(i, j) for i, j in pairs},
-            key=lambda ab: (atomic_numbers[ab[0]], atomic_numbers[ab[1]]),
-        )
-    )
-    type_of = {ab: t + 1 for t, ab in enumerate(types)}
+    def by_z(pair: tuple[str, str]) -> tuple[int, int]:
+        return atomic_numbers[pair[0]], atomic_numbers[pair[1]]
+
+    types = tuple(sorted({kind(i, j) for i, j in pairs}, key=by_z))
+    type_of = {pair: t + 1 for t, pair in enumerate(types)}
     bonds = [(type_of[kind(i, j)], i, j) for i, j in pairs]
-    n = len(atoms)
-    graph = coo_matrix(
-        (np.ones(len(pairs)), ([i for i, _ in pairs], [j for _, j in pairs])), shape=(n, n)
-    )
-    _, labels = connected_components(graph, directed=False)
-    # Molecule ids in order of each molecule's first atom.
-    order = {label: k + 1 for k, label in enumerate(dict.fromkeys(labels.tolist()))}
-    return bonds, types, np.array([order[label] for label in labels.tolist()])
+    return bonds, types, molecule_ids(len(atoms), pairs)
 
 
 def _preload_mpi() -> None:

@@ -224,6 +224,7 @@ def create_system(
     model_path: str | os.PathLike,
     *,
     removeCMMotion: bool = True,
+    molecules: bool = False,
 ) -> openmm.System:
     """An :class:`openmm.System` whose only potential is the exported student.
 
@@ -237,6 +238,12 @@ def create_system(
         A file written by ``mlff-distill export`` (float32 or float64).
     removeCMMotion
         Add a :class:`openmm.CMMotionRemover`, as ``ForceField.createSystem`` does.
+    molecules
+        Tell OpenMM which atoms form molecules: a ``HarmonicBondForce`` with force constant
+        0 (no energy, no force) on every bond of the topology, or, for an ``ase.Atoms``, on
+        every covalent bond (1.2 × the sum of covalent radii). ``MonteCarloBarostat`` then
+        scales molecules' centres instead of every atom, and ``app.PDBFile`` / DCD writers
+        keep molecules whole. Without it every atom is its own molecule.
 
     Returns
     -------
@@ -247,7 +254,8 @@ def create_system(
     Raises
     ------
     ValueError
-        An element the model does not know (named, with the model's elements).
+        An element the model does not know (named, with the model's elements), or
+        ``molecules`` with a topology that has no bonds.
     TypeError
         ``source`` is none of the accepted types.
 
@@ -269,9 +277,33 @@ def create_system(
     if box is not None:
         system.setDefaultPeriodicBoxVectors(*box)
     system.addForce(force)
+    if molecules:
+        system.addForce(_molecule_bonds(source, topology))
     if removeCMMotion:
         system.addForce(openmm.CMMotionRemover())
     return system
+
+
+def _molecule_bonds(source, topology: app.Topology) -> openmm.HarmonicBondForce:
+    """Zero-energy bonds that tell OpenMM the molecules (see ``create_system``)."""
+    if isinstance(source, Atoms):
+        from ..data.structures import covalent_bonds
+
+        pairs = covalent_bonds(source)
+    else:
+        pairs = [(bond[0].index, bond[1].index) for bond in topology.bonds()]
+    if not pairs:
+        raise ValueError(
+            "molecules=True but the topology has no bonds: use a PDB with CONECT records or "
+            "standard residues, add bonds to the Topology, or pass an ase.Atoms (bonds are "
+            "then found from covalent radii)"
+        )
+    force = openmm.HarmonicBondForce()
+    force.setName("mlff_distiller molecules (zero energy)")
+    for i, j in pairs:
+        force.addBond(i, j, 0.1, 0.0)
+    force.setUsesPeriodicBoundaryConditions(topology.getPeriodicBoxVectors() is not None)
+    return force
 
 
 def create_mixed_system(

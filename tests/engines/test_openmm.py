@@ -267,6 +267,49 @@ def test_mixed_system_term_by_term(villin, models, reference):
     assert np.abs(total["mixed"][1] - expected_forces).max() <= 1e-6
 
 
+def _barostat_run(system, atoms, steps=40):
+    """Box volume (nm³) and O–H vectors (nm) before and after ``steps`` Monte Carlo barostat
+    moves at 5000 bar with dynamics frozen (a 1e-9 ps step); molecules start whole."""
+    barostat = openmm.MonteCarloBarostat(5000 * unit.bar, 300 * unit.kelvin, 1)
+    barostat.setRandomNumberSeed(7)
+    system.addForce(barostat)
+    integrator = openmm.VerletIntegrator(1e-9)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    context.setPeriodicBoxVectors(*(row / ANGSTROM_PER_NM for row in atoms.cell.array))
+    context.setPositions(atoms.positions / ANGSTROM_PER_NM)
+    out = []
+    for n in (0, steps):
+        integrator.step(n)
+        state = context.getState(getPositions=True)
+        x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        box = np.diag(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
+        oh = np.concatenate([x[1::3] - x[0::3], x[2::3] - x[0::3]])
+        out.append((box.prod(), oh))
+    return out
+
+
+def test_molecules_keep_their_shape_under_the_barostat(models):
+    """create_system(molecules=True): zero-energy bonds tell OpenMM the molecules, so
+    MonteCarloBarostat moves whole waters (O–H vectors unchanged, box changed); without it
+    every atom is scaled on its own."""
+    atoms = water_box(32)
+    assert np.abs(atoms.positions[1::3] - atoms.positions[0::3]).max() < 1.2  # whole
+    plain = create_system(atoms, models["float64"])
+    bonded = create_system(atoms, models["float64"], molecules=True)
+    assert bonded.getNumForces() == plain.getNumForces() + 1
+    energy, forces = evaluate(plain, atoms, openmm.Platform.getPlatformByName("Reference"))
+    e_b, f_b = evaluate(bonded, atoms, openmm.Platform.getPlatformByName("Reference"))
+    assert e_b == energy and np.array_equal(f_b, forces)  # the bonds add nothing
+    (v0, oh0), (v1, oh1) = _barostat_run(bonded, atoms)
+    assert abs(v1 / v0 - 1) > 1e-3, "no barostat move was accepted"
+    np.testing.assert_allclose(oh1, oh0, rtol=0, atol=1e-9)
+    (v0, oh0), (v1, oh1) = _barostat_run(plain, atoms)
+    assert abs(v1 / v0 - 1) > 1e-3, "no barostat move was accepted"
+    assert np.abs(oh1 - oh0).max() > 1e-4
+    with pytest.raises(ValueError, match="molecules=True but the topology has no bonds"):
+        create_system(topology_from_atoms(atoms), models["float64"], molecules=True)
+
+
 def test_openmm_ml_create_system_matches_ase(models, platform):
     """openmm-ml's own API finds the student through its entry point: the System it builds
     gives the exported file's ASE energies and forces (float64, molecule and periodic box)
