@@ -154,6 +154,9 @@ void PairMLFF::load_model(const std::string &path)
                "by `mlff-distill export`",
                path, what);
   }
+  // The weights are constants here: without this, files written before export froze them
+  // make every step's autograd record the weights' graph as well.
+  for (const auto &parameter : model_.parameters()) parameter.requires_grad_(false);
   const std::string text = extra[METADATA_FILE];
   if (text.empty())
     error->all(FLERR,

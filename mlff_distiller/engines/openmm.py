@@ -199,12 +199,9 @@ def student_force(
                 f"{', '.join(metadata['elements'])}"
             )
         numbers.append(atom.element.atomic_number)
-    # TorchForce takes forces from energy.backward(), which also differentiates with respect
-    # to every parameter that requires a gradient (and accumulates those gradients on every
-    # step): the weights are constants in MD, so tell autograd (the flag is saved with the
-    # module TorchForce serialises).
-    for parameter in module.parameters():
-        parameter.requires_grad_(False)
+    # TorchForce takes forces from energy.backward(), which would also differentiate with
+    # respect to (and accumulate gradients on) every weight that required a gradient:
+    # load_exported hands the module over frozen.
     model_dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
     version = int(metadata.get("format_version", 1))
     input_dtype = torch.float64 if version >= FLOAT64_INPUT_VERSION else model_dtype

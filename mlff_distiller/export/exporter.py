@@ -7,6 +7,7 @@ written under a temporary name, reloaded and checked, then renamed into place.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import os
@@ -128,7 +129,13 @@ def export_module(
     missing = [k for k in REQUIRED_KEYS if k not in metadata]
     if missing:
         raise ExportError(f"export metadata lacks {', '.join(missing)}")
-    module = ExportedStudent(model).eval()
+    # Frozen: the weights are constants for every engine, so autograd records nothing for
+    # them and forces cost a derivative with respect to positions (or edges) alone. (A copy:
+    # the caller's model keeps its flags.)
+    frozen = copy.deepcopy(model)
+    for parameter in frozen.parameters():
+        parameter.requires_grad_(False)
+    module = ExportedStudent(frozen).eval()
     scripted = torch.jit.script(module)
     _self_check(model, scripted, metadata)
 
@@ -232,6 +239,8 @@ def load_exported(path: str | os.PathLike) -> tuple[torch.jit.ScriptModule, dict
     missing = [k for k in REQUIRED_KEYS if k not in metadata]
     if missing:
         raise ExportError(f"{str(path)!r} metadata lacks {', '.join(missing)}; re-export it")
+    for parameter in module.parameters():  # files written before export froze them
+        parameter.requires_grad_(False)
     return module, metadata
 
 

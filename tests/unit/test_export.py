@@ -44,6 +44,25 @@ def _structures():
     return {"molecule": mol, "water": box, "small-triclinic": small}
 
 
+def test_exported_weights_are_frozen_in_the_file(checkpoint, exported, tmp_path):
+    """Every engine differentiates with respect to positions only: the file itself (loaded
+    by plain torch.jit.load, as LAMMPS and other tools do) holds weights that need no
+    gradient, and exporting leaves the training checkpoint's model as it was."""
+    from mlff_distiller.export.exporter import student_metadata
+    from mlff_distiller.training.checkpoint import load_checkpoint, model_from_checkpoint
+
+    for path in exported.values():
+        parameters = list(torch.jit.load(str(path), map_location="cpu").parameters())
+        assert parameters and not any(p.requires_grad for p in parameters)
+    data = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(data, torch.float64).eval()
+    metadata = student_metadata(
+        model, list(data["elements"]), "float64", teacher="t", dataset_hash="d"
+    )
+    export_module(model, tmp_path / "again.pt", metadata)
+    assert all(p.requires_grad for p in model.parameters())
+
+
 @pytest.mark.parametrize("name", ["molecule", "water", "small-triclinic"])
 def test_exported_file_equals_the_checkpoint(checkpoint, exported, name):
     atoms = _structures()[name]
