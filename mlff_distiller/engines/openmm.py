@@ -239,8 +239,9 @@ def create_system(
         Tell OpenMM which atoms form molecules: a ``HarmonicBondForce`` with force constant
         0 (no energy, no force) on every bond of the topology, or, for an ``ase.Atoms``, on
         every covalent bond (1.2 × the sum of covalent radii). ``MonteCarloBarostat`` then
-        scales molecules' centres instead of every atom, and ``app.PDBFile`` / DCD writers
-        keep molecules whole. Without it every atom is its own molecule.
+        scales molecules' centres instead of every atom, and
+        ``getState(enforcePeriodicBox=True)`` (what the DCD and PDB reporters ask for) wraps
+        whole molecules. Without it every atom is its own molecule.
 
     Returns
     -------
