@@ -19,7 +19,9 @@ from mlff_distiller import StudentCalculator
 from mlff_distiller.export import export, load_exported
 from mlff_distiller.models.graph import MIN_DISTANCE
 
-SHIPPED = Path(__file__).parents[2] / "torchscript_exports" / "sevennet0-standard.pt"
+EXPORTS = Path(__file__).parents[2] / "torchscript_exports"
+#: A format-1 file (the `standard` shipped until 2026-12-02, kept as an MD driver).
+FORMAT_1 = EXPORTS / "drivers" / "sevennet0-standard-v1.pt"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -32,7 +34,8 @@ def students(tmp_path_factory, make_student_checkpoint) -> dict[str, Path]:
         "checkpoint": checkpoint,
         "exported float32": export(checkpoint, out / "f32.pt", dtype="float32"),
         "exported float64": export(checkpoint, out / "f64.pt", dtype="float64"),
-        "shipped (format 1)": SHIPPED,
+        "shipped (format 1)": FORMAT_1,
+        "shipped tiny": EXPORTS / "sevennet0-tiny.pt",
     }
 
 
@@ -107,7 +110,9 @@ def test_bad_geometry_is_a_one_line_error(case, student, students):
         assert f"closer than {MIN_DISTANCE:.3f} Å" in message and "in Å" in message
 
 
-@pytest.mark.parametrize("student", ["checkpoint", "exported float32", "shipped (format 1)"])
+@pytest.mark.parametrize(
+    "student", ["checkpoint", "exported float32", "shipped (format 1)", "shipped tiny"]
+)
 def test_close_but_not_coincident_atoms_are_repelled_along_the_bond(student, students):
     """From the minimum distance up to well inside a bond, the ZBL core wins: the energy
     falls as the pair separates and the force on each atom points away from the other."""
