@@ -200,7 +200,8 @@ def load_source(spec: str, n_conformers: int = 1, seed: int = 0) -> list[Atoms]:
 
 def covalent_bonds(atoms: Atoms, factor: float = 1.2) -> list[tuple[int, int]]:
     """Pairs ``(i, j)``, ``i < j``, closer than ``factor`` times the sum of their covalent
-    radii (periodic images included), sorted: the bonds a classical topology would list."""
+    radii (periodic images included; an atom and its own image are not a bond), sorted: the
+    bonds a classical topology would list."""
     from ase.neighborlist import natural_cutoffs, neighbor_list
 
     first, second = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=factor))

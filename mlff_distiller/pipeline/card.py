@@ -91,11 +91,8 @@ def _validation_lines(report_path: Path) -> tuple[list[str], list[str], dict[str
         for e in p["engines"]
     ]
     if durations and max(durations) < 1000:
-        span = (
-            f"{min(durations):g}–{max(durations):g}"
-            if min(durations) < max(durations)
-            else (f"{max(durations):g}")
-        )
+        low, high = min(durations), max(durations)
+        span = f"{low:g}–{high:g}" if low < high else f"{high:g}"
         accuracy += [
             "",
             f"The drift is the slope of the total energy over each engine's NVE run, {span} fs "

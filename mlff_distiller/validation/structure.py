@@ -132,14 +132,13 @@ def bonded_terms(atoms: Atoms, scale: float = 1.2) -> dict[str, np.ndarray]:
     >>> {k: len(v) for k, v in bonded_terms(molecule("CH3CH2OH")).items()}
     {'bonds': 8, 'angles': 13, 'dihedrals': 12}
     """
-    from ase.neighborlist import natural_cutoffs, neighbor_list
+    from ..data.structures import covalent_bonds
 
-    first, second = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=scale))
+    bonds = covalent_bonds(atoms, scale)
     neighbours: list[set[int]] = [set() for _ in range(len(atoms))]
-    for i, j in zip(first.tolist(), second.tolist()):
-        if i != j:
-            neighbours[i].add(j)
-    bonds = [(i, j) for i in range(len(atoms)) for j in sorted(neighbours[i]) if i < j]
+    for i, j in bonds:
+        neighbours[i].add(j)
+        neighbours[j].add(i)
     angles = [
         (i, j, k)
         for j in range(len(atoms))

@@ -347,10 +347,12 @@ def test_openmm_ml_refuses_what_it_cannot_use(models, checkpoint):
         potential.createSystem(topology_from_atoms(molecule("CH3Cl")))
 
 
-def _mixed_state(system, positions, platform, groups=-1):
+def _mixed_state(system, positions, platform, groups=-1, parameters=None):
     """Energy (eV), forces (eV/Å) and all positions (Å, link-atom sites included) of
-    ``system`` at ``positions`` of the original atoms."""
+    ``system`` at ``positions`` of the original atoms, with global ``parameters`` set."""
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
+    for name, value in (parameters or {}).items():
+        context.setParameter(name, value)
     full = np.zeros((system.getNumParticles(), 3))
     full[: len(positions)] = positions
     context.setPositions(full / ANGSTROM_PER_NM)
@@ -386,16 +388,10 @@ def test_openmm_ml_mixed_system_interpolates_between_mm_and_ml(villin, models, p
     e_ml, f_ml, all_positions = _mixed_state(plain["system"], positions, platform)
     halfway = (0.5, (e_mm + e_ml) / 2, (f_mm + f_ml[: len(positions)]) / 2)  # linear in lambda
     for value, e_ref, f_ref in ((0.0, e_mm, f_mm), (1.0, e_ml, f_ml[: len(positions)]), halfway):
-        context = openmm.Context(lerp, openmm.VerletIntegrator(0.001), platform)
-        context.setParameter("lambda_interpolate", value)
-        full = np.zeros((lerp.getNumParticles(), 3))
-        full[: len(positions)] = positions
-        context.setPositions(full / ANGSTROM_PER_NM)
-        context.computeVirtualSites()
-        state = context.getState(getEnergy=True, getForces=True)
-        energy = state.getPotentialEnergy().value_in_unit(KJ_MOL) / KJ_PER_MOL_PER_EV
-        forces = state.getForces(asNumpy=True).value_in_unit(KJ_MOL / unit.nanometer)
-        forces = np.asarray(forces)[: len(positions)] / (KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM)
+        energy, forces, _ = _mixed_state(
+            lerp, positions, platform, parameters={"lambda_interpolate": value}
+        )
+        forces = forces[: len(positions)]
         assert energy == pytest.approx(e_ref, rel=0, abs=tol), f"lambda_interpolate = {value}"
         assert np.abs(forces - f_ref).max() <= tol, f"lambda_interpolate = {value}"
 
