@@ -2,7 +2,10 @@
 
 The files live in ``mlff_distiller/data/builtin/`` (package data, no Python inside):
 ``organic.csv`` (``name,smiles,category``: drug-like molecules, small capped or free peptides and
-small molecules, elements H C N O F S Cl only, all neutral) and ``water_<N>.extxyz``, periodic boxes
+small molecules, elements H C N O F S Cl only, all neutral), ``functional_groups.csv`` (the
+same columns: about a hundred small molecules, one or two functional groups each, for
+coverage of chemistry the first set lacks; none of them is in ``organic.csv`` or in the
+unseen-molecule set of ``benchmarks/fidelity.py``) and ``water_<N>.extxyz``, periodic boxes
 of ``N`` equilibrated water molecules made by :mod:`mlff_distiller.data.waterbox`.
 
 >>> from mlff_distiller.data.builtin import organic_set, water_box
@@ -22,14 +25,19 @@ import ase.io
 from ase import Atoms
 
 __all__ = [
+    "MOLECULE_SETS",
     "ORGANIC_CATEGORIES",
     "WATER_BOX_SIZES",
     "OrganicEntry",
+    "molecule_set",
     "organic_set",
     "water_box",
     "water_box_filename",
 ]
 
+#: The shipped molecule sets, each a source ``builtin:NAME`` read from ``NAME.csv`` (dashes
+#: as underscores).
+MOLECULE_SETS: tuple[str, ...] = ("organic", "functional-groups")
 #: Categories used in ``organic.csv``.
 ORGANIC_CATEGORIES: tuple[str, ...] = ("drug-like", "peptide", "small")
 #: Numbers of water molecules of the shipped boxes.
@@ -87,12 +95,25 @@ def organic_set(category: str | None = None) -> list[OrganicEntry]:
         raise ValueError(
             f"unknown organic category {category!r}; choose from {', '.join(ORGANIC_CATEGORIES)}"
         )
-    text = files(_PACKAGE).joinpath(_DIRECTORY, "organic.csv").read_text(encoding="utf-8")
-    entries = [
+    return [e for e in molecule_set("organic") if category is None or e.category == category]
+
+
+def molecule_set(name: str = "organic") -> list[OrganicEntry]:
+    """The molecules of the shipped set ``name`` (one of :data:`MOLECULE_SETS`), in file order.
+
+    Examples
+    --------
+    >>> [e.name for e in molecule_set("functional-groups")][:3]
+    ['methane', 'ethane', 'propane']
+    """
+    if name not in MOLECULE_SETS:
+        raise ValueError(f"unknown molecule set {name!r}; choose from {', '.join(MOLECULE_SETS)}")
+    filename = name.replace("-", "_") + ".csv"
+    text = files(_PACKAGE).joinpath(_DIRECTORY, filename).read_text(encoding="utf-8")
+    return [
         OrganicEntry(row["name"], row["smiles"], row["category"])
         for row in csv.DictReader(text.splitlines())
     ]
-    return [e for e in entries if category is None or e.category == category]
 
 
 def water_box_filename(n_molecules: int) -> str:

@@ -15,7 +15,9 @@ Each sampling step applies to the structures it suits (``normal_modes`` and ``to
 molecules, ``rattle_strain`` to periodic cells, ``perturb`` and ``md`` to both); the result is the
 original structures (unless ``include_originals: false``) followed by every step's samples.
 A step's ``apply_to: molecules`` or ``apply_to: cells`` narrows it further (teacher MD of
-the molecules at one temperature and of the water boxes at another, say).
+the molecules at one temperature and of the water boxes at another, say), and its
+``sources:`` (a list of the recipe's own source specs) to the structures those sources gave
+(a large set sampled lightly beside a small one sampled thoroughly).
 Steps that need a calculator (``normal_modes``, ``md``) use the teacher, or, with
 ``driver: student.pt`` (an exported student or a checkpoint), that student: student MD is
 tens of times cheaper than teacher MD and visits what the student's own MD visits (active
@@ -88,6 +90,19 @@ def check_recipe(recipe: dict[str, Any]) -> None:
                 f"sampling step {step_index} ({method}) has apply_to: {apply_to!r}; "
                 f"use one of {', '.join(_APPLY_TO)}"
             )
+        only = step.get("sources")
+        if only is not None:
+            if not isinstance(only, list) or not only:
+                raise ValueError(
+                    f"sampling step {step_index} ({method}): sources must be a list of the "
+                    f"recipe's sources, got {only!r}"
+                )
+            strangers = [str(spec) for spec in only if spec not in recipe["sources"]]
+            if strangers:
+                raise ValueError(
+                    f"sampling step {step_index} ({method}): sources {', '.join(strangers)} "
+                    f"are not among the recipe's sources ({', '.join(map(str, recipe['sources']))})"
+                )
         for key in _COUNTS:
             value = step.get(key, 0)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -103,17 +118,25 @@ def build_structures(recipe: dict[str, Any], calculator: Calculator | None = Non
     check_recipe(recipe)
     seed = int(recipe.get("seed", 0))
     base: list[Atoms] = []
+    base_spec: list[str] = []  # the source spec each base structure came from
     for spec in recipe["sources"]:
-        base.extend(
-            load_source(str(spec), n_conformers=int(recipe.get("conformers", 1)), seed=seed)
-        )
+        loaded = load_source(str(spec), n_conformers=int(recipe.get("conformers", 1)), seed=seed)
+        base.extend(loaded)
+        base_spec.extend([spec] * len(loaded))
     out = list(base) if recipe.get("include_originals", True) else []
     for step_index, step in enumerate(recipe.get("sampling") or []):
         step = dict(step)
         method = step.pop("method")
         function, suits, needs_calc = _METHODS[method]
         apply_to = step.pop("apply_to", "all")
-        targets = [a for a in base if _suits(a, suits) and _suits(a, _APPLY_TO[apply_to])]
+        only = step.pop("sources", None)
+        targets = [
+            a
+            for a, spec in zip(base, base_spec, strict=True)
+            if _suits(a, suits)
+            and _suits(a, _APPLY_TO[apply_to])
+            and (only is None or spec in only)
+        ]
         if not targets:
             continue
         step.setdefault("seed", seed + step_index + 1)

@@ -150,12 +150,13 @@ def read_structures(
 
 
 def builtin_molecules(
-    n_conformers: int = 1, seed: int = 0, names: list[str] | None = None
+    n_conformers: int = 1, seed: int = 0, names: list[str] | None = None, set_name: str = "organic"
 ) -> list[Atoms]:
-    """The built-in organic set (drug-like molecules and small peptides) as 3D conformers."""
-    from .builtin import organic_set
+    """A built-in molecule set as 3D conformers: ``organic`` (drug-like molecules, small
+    peptides) or ``functional-groups`` (see :mod:`.builtin`)."""
+    from .builtin import molecule_set
 
-    entries = organic_set()
+    entries = molecule_set(set_name)
     if names is not None:
         known = {entry.name: entry for entry in entries}
         unknown = [name for name in names if name not in known]
@@ -172,26 +173,30 @@ def builtin_molecules(
         names=[entry.name for entry in entries],
     )
     for atoms in structures:
-        atoms.info["source"] = f"builtin:organic/{atoms.info['name']}"
+        atoms.info["source"] = f"builtin:{set_name}/{atoms.info['name']}"
     return structures
 
 
 def load_source(spec: str, n_conformers: int = 1, seed: int = 0) -> list[Atoms]:
     """Structures from one command-line source spec.
 
-    ``builtin:organic``, ``builtin:water-64`` (a shipped box of 64 molecules),
+    ``builtin:organic``, ``builtin:functional-groups``, ``builtin:water-64`` (a shipped box
+    of 64 molecules),
     ``smiles:CCO`` (one molecule; several with ``smiles:CCO,c1ccccc1``), or a file path.
     """
     kind, sep, value = spec.partition(":")
     if sep and kind == "builtin":
-        if value == "organic":
-            return builtin_molecules(n_conformers=n_conformers, seed=seed)
+        from .builtin import MOLECULE_SETS
+
+        if value in MOLECULE_SETS:
+            return builtin_molecules(n_conformers=n_conformers, seed=seed, set_name=value)
         if value.startswith("water-") and value[6:].isdigit():
             from .builtin import water_box
 
             return [water_box(int(value[6:]))]
         raise StructureError(
-            f"unknown built-in set {value!r}; use 'builtin:organic' or 'builtin:water-N'"
+            f"unknown built-in set {value!r}; use 'builtin:organic', "
+            "'builtin:functional-groups' or 'builtin:water-N'"
         )
     if sep and kind == "smiles":
         return structures_from_smiles(value.split(","), n_conformers=n_conformers, seed=seed)

@@ -45,6 +45,11 @@ class MomentStudent(nn.Module):
         Per element, in Å, for the switching range of the ZBL core.
     avg_neighbors
         Typical neighbour count, to normalise the moments (set from data by the trainer).
+    core_handover
+        Hand each pair from the learned part to the ZBL core across the core's switching
+        range (the learned part's edge weight rises from 0 to 1 where ZBL's falls from 1 to
+        0), so that below it the learned part does not see the pair at all and cannot
+        extrapolate into an attraction there. Off reproduces students trained before it.
     """
 
     def __init__(
@@ -57,6 +62,7 @@ class MomentStudent(nn.Module):
         hidden: list[int] | None = None,
         avg_neighbors: float = 10.0,
         envelope_p: int = 6,
+        core_handover: bool = False,
     ) -> None:
         super().__init__()
         hidden = [128, 128] if hidden is None else list(hidden)
@@ -100,6 +106,7 @@ class MomentStudent(nn.Module):
         self.hidden_layers = nn.ModuleList(layers)
         self.readout = nn.Linear(widths[-1], 1)
         self.zbl = ZBLRepulsion(atomic_numbers, covalent_radii)
+        self.core_handover = bool(core_handover)
 
     def forward(
         self, vectors: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor
@@ -136,6 +143,8 @@ class MomentStudent(nn.Module):
         s_j = species[neighbour]
 
         envelope = self.envelope(r / self.cutoff)
+        if self.core_handover:
+            envelope = envelope * self.zbl.handover(r, s_i, s_j)
         basis = self.basis(r) * envelope.unsqueeze(1)  # [E, K]
         # Each edge mixes its basis with its own element pair's weights only: [E, K] x
         # [E, K, R], so the cost does not grow with the square of the element count.

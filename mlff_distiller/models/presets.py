@@ -3,6 +3,7 @@
 ``architecture`` picks the model class: ``moment`` (:class:`~.moment.MomentStudent`, moments
 up to rank 2) or ``tensor_moment`` (:class:`~.tensor_moment.TensorMomentStudent`, rank 3 and
 per-edge element-pair radial MLPs, whose cost does not grow with the element count).
+Every preset hands close pairs from the learned part to the ZBL core (``core_handover``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_basis": 8,
         "n_radial": 16,
         "hidden": [400, 400],
+        "core_handover": True,
     },
     "tiny": {
         "architecture": "moment",
@@ -24,6 +26,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_basis": 8,
         "n_radial": 12,
         "hidden": [160, 160],
+        "core_handover": True,
     },
     "ultra-tiny": {
         "architecture": "moment",
@@ -31,6 +34,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_basis": 6,
         "n_radial": 8,
         "hidden": [80, 80],
+        "core_handover": True,
     },
     "standard-l3": {
         "architecture": "tensor_moment",
@@ -41,6 +45,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_mix": 12,
         "radial_hidden": 48,
         "hidden": [256, 256],
+        "core_handover": True,
     },
     "tiny-l3": {
         "architecture": "tensor_moment",
@@ -51,12 +56,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_mix": 8,
         "radial_hidden": 32,
         "hidden": [128, 128],
+        "core_handover": True,
     },
 }
 
 #: The keys each architecture takes (``architecture`` itself is fixed by the preset).
 ARCHITECTURE_KEYS: dict[str, tuple[str, ...]] = {
-    "moment": ("cutoff", "n_basis", "n_radial", "hidden", "envelope_p"),
+    "moment": ("cutoff", "n_basis", "n_radial", "hidden", "envelope_p", "core_handover"),
     "tensor_moment": (
         "cutoff",
         "n_basis",
@@ -66,6 +72,7 @@ ARCHITECTURE_KEYS: dict[str, tuple[str, ...]] = {
         "radial_hidden",
         "hidden",
         "envelope_p",
+        "core_handover",
     ),
 }
 #: Every model key of any architecture (training configs may carry them).

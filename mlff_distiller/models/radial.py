@@ -93,7 +93,11 @@ class ZBLRepulsion(nn.Module):
         d = self.zbl_d.to(r.dtype)
         phi = (c * torch.exp(-d * x.unsqueeze(-1))).sum(-1)
         energy = self.coulomb * zi * zj / r * phi
+        return energy * (1.0 - self.handover(r, si, sj))
+
+    def handover(self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor) -> torch.Tensor:
+        """The learned part's share of each pair: a C² smoothstep from 0 at ``inner × (rcov_i
+        + rcov_j)`` to 1 at ``outer × (rcov_i + rcov_j)``; the core's share is one minus it."""
         rsum = (self.rcov[si] + self.rcov[sj]).to(r.dtype)
         t = ((r - self.inner * rsum) / ((self.outer - self.inner) * rsum)).clamp(0.0, 1.0)
-        switch = 1.0 - t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)  # C² smoothstep 1 → 0
-        return energy * switch
+        return t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)

@@ -91,6 +91,9 @@ class TensorMomentStudent(nn.Module):
         Typical neighbour count, to normalise the moments (set from data by the trainer).
     envelope_p
         Order of the polynomial cutoff envelope.
+    core_handover
+        Hand each pair from the learned part to the ZBL core across the core's switching
+        range (as in :class:`~.moment.MomentStudent`). Off reproduces older students.
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class TensorMomentStudent(nn.Module):
         hidden: list[int] | None = None,
         avg_neighbors: float = 10.0,
         envelope_p: int = 6,
+        core_handover: bool = False,
     ) -> None:
         super().__init__()
         hidden = [128, 128] if hidden is None else list(hidden)
@@ -171,6 +175,7 @@ class TensorMomentStudent(nn.Module):
         self.hidden_layers = nn.ModuleList(layers)
         self.readout = nn.Linear(widths[-1], 1)
         self.zbl = ZBLRepulsion(atomic_numbers, covalent_radii)
+        self.core_handover = bool(core_handover)
 
     def forward(
         self, vectors: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor
@@ -207,6 +212,8 @@ class TensorMomentStudent(nn.Module):
         # Radial channels: the envelope multiplies the MLP's output, so every channel and
         # its first two derivatives vanish at the cutoff.
         envelope = self.envelope(r / self.cutoff)
+        if self.core_handover:
+            envelope = envelope * self.zbl.handover(r, species[centre], species[edge_index[1]])
         hidden = self.radial_in(self.basis(r).to(vectors.dtype)) + self.pair_embedding(pair).to(
             vectors.dtype
         )

@@ -62,6 +62,8 @@ def model_from_checkpoint(data: dict[str, Any], dtype: torch.dtype | None = None
     if dtype is None:
         dtype = torch.float64 if data.get("dtype") == "float64" else torch.float32
     # Cast before loading: loading into a float32 model would round float64 weights.
-    model = build_model(data["preset"], data["elements"], **data["model_config"]).to(dtype)
+    # Checkpoints from before the core handover existed were trained without it.
+    config = {"core_handover": False, **data["model_config"]}
+    model = build_model(data["preset"], data["elements"], **config).to(dtype)
     model.load_state_dict(data["model_state"])
     return model.eval()

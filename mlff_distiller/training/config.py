@@ -13,6 +13,9 @@ from typing import Any
 
 from ..models.presets import MODEL_KEYS, PRESETS
 
+#: Validation metrics ``select_on`` can name (force errors in eV/Å).
+SELECT_ON = ("force_rmse", "force_mae")
+
 #: Training defaults; model keys (cutoff, n_radial, hidden, ...) come from the preset.
 DEFAULTS: dict[str, Any] = {
     "preset": "tiny",
@@ -27,6 +30,9 @@ DEFAULTS: dict[str, Any] = {
     "ema_decay": 0.99,
     "grad_clip": 10.0,
     "patience": 30,
+    # The validation metric that picks best.pt and drives early stopping: force_rmse, or
+    # force_mae (less dominated by the few large-force frames of displaced structures).
+    "select_on": "force_rmse",
     "energy_weight": 20.0,
     "forces_weight": 10.0,
     "stress_weight": 1.0,
@@ -58,6 +64,10 @@ def make_config(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
         config[key] = _like(key, config[key], default)
     if config["dtype"] not in ("float32", "float64"):
         raise ValueError(f"dtype must be float32 or float64, got {config['dtype']!r}")
+    if config["select_on"] not in SELECT_ON:
+        raise ValueError(
+            f"select_on must be one of {', '.join(SELECT_ON)}, got {config['select_on']!r}"
+        )
     for key in ("epochs", "batch_size"):
         if int(config[key]) < 1:
             raise ValueError(f"{key} must be at least 1, got {config[key]}")

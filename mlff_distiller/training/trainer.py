@@ -310,7 +310,8 @@ def train(
             with _swapped(params, ema):
                 model.eval()
                 val = _evaluate_items(model, items["val"], dtype, cfg["batch_size"])
-                improved = val["force_rmse_eV_per_A"] < state["best"]
+                score = val[f"{cfg['select_on']}_eV_per_A"]
+                improved = score < state["best"]
                 record = {
                     "epoch": epoch + 1,
                     "step": state["step"],
@@ -322,7 +323,7 @@ def train(
                 state["history"].append(record)
                 if improved:
                     state["best"], state["best_epoch"], state["stale"] = (
-                        val["force_rmse_eV_per_A"],
+                        score,
                         epoch + 1,
                         0,
                     )

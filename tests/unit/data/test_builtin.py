@@ -13,6 +13,7 @@ from rdkit import Chem
 from mlff_distiller.data.builtin import (
     ORGANIC_CATEGORIES,
     WATER_BOX_SIZES,
+    molecule_set,
     organic_set,
     water_box,
 )
@@ -92,6 +93,41 @@ def test_organic_set_filters_by_category() -> None:
     assert sum(len(organic_set(c)) for c in ORGANIC_CATEGORIES) == len(organic_set())
     with pytest.raises(ValueError, match="unknown organic category 'protein'"):
         organic_set("protein")
+
+
+def _canonical(smiles: str) -> str:
+    return Chem.MolToSmiles(Chem.MolFromSmiles(smiles))
+
+
+def test_functional_groups_add_chemistry_without_touching_the_unseen_benchmark_set() -> None:
+    """About a hundred small neutral molecules of the organic elements, each parseable, none
+    of them in the organic set or among the molecules benchmarks/fidelity.py keeps unseen
+    (else the "unseen molecules" figure would be measured on training data)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[3] / "benchmarks" / "fidelity.py"
+    spec = importlib.util.spec_from_file_location("fidelity_benchmark", path)
+    fidelity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fidelity)
+    unseen = {_canonical(v.split(":", 1)[1]) for v in fidelity.UNSEEN_SYSTEMS.values()}
+    organic = {_canonical(e.smiles) for e in organic_set()}
+
+    entries = molecule_set("functional-groups")
+    assert 80 <= len(entries) <= 120
+    assert len({e.name for e in entries}) == len(entries)
+    seen: set[str] = set()
+    for entry in entries:
+        mol = Chem.MolFromSmiles(entry.smiles)
+        assert mol is not None, f"{entry.name}: RDKit cannot parse {entry.smiles!r}"
+        canonical = Chem.MolToSmiles(mol)
+        assert canonical not in unseen and canonical not in organic, entry.name
+        mol = Chem.AddHs(mol)
+        assert sum(atom.GetFormalCharge() for atom in mol.GetAtoms()) == 0, entry.name
+        seen |= {atom.GetSymbol() for atom in mol.GetAtoms()}
+    assert seen == ORGANIC_ELEMENTS
+    with pytest.raises(ValueError, match="unknown molecule set 'proteins'"):
+        molecule_set("proteins")
 
 
 @pytest.mark.parametrize("n_molecules", WATER_BOX_SIZES)

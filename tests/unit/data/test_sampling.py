@@ -161,6 +161,33 @@ def test_recipe_applies_each_step_to_what_it_suits():
         )
 
 
+def test_a_step_with_sources_samples_only_what_those_sources_gave():
+    """``sources:`` narrows a step to the structures of some of the recipe's sources (here
+    both conformers of the two SMILES of one source, not the other source's molecule)."""
+    recipe = {
+        "sources": ["smiles:O,CCO", "smiles:CC"],
+        "conformers": 2,
+        "sampling": [
+            {"method": "perturb", "n_samples": 1},
+            {"method": "perturb", "n_samples": 3, "sources": ["smiles:CC"]},
+            {"method": "perturb", "n_samples": 2, "sources": ["smiles:O,CCO"]},
+        ],
+    }
+    structures = build_structures(recipe)
+    originals = structures[:6]
+    assert [a.get_chemical_formula() for a in originals] == ["H2O"] * 2 + ["C2H6O"] * 2 + [
+        "C2H6"
+    ] * 2
+    narrowed = structures[6 + 6 :]
+    assert [a.get_chemical_formula() for a in narrowed[:6]] == ["C2H6"] * 6
+    assert sorted({a.get_chemical_formula() for a in narrowed[6:]}) == ["C2H6O", "H2O"]
+    assert len(narrowed[6:]) == 4 * 2
+    with pytest.raises(ValueError, match="sources smiles:CCC are not among the recipe's sources"):
+        build_structures({**recipe, "sampling": [{"method": "perturb", "sources": ["smiles:CCC"]}]})
+    with pytest.raises(ValueError, match="sources must be a list"):
+        build_structures({**recipe, "sampling": [{"method": "perturb", "sources": "smiles:CC"}]})
+
+
 def test_md_driven_by_a_student_needs_no_teacher_and_says_so(tmp_path, make_student_checkpoint):
     """A ``driver:`` student runs the MD (tens of times cheaper than the teacher); the frames
     move, are reproducible and record which student drove them."""

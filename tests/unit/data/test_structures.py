@@ -14,6 +14,7 @@ from mlff_distiller.data import (
     read_structures,
     structures_from_smiles,
 )
+from mlff_distiller.data.builtin import molecule_set
 
 
 def test_smiles_give_3d_conformers_with_explicit_hydrogens():
@@ -103,3 +104,9 @@ def test_source_specs(tmp_path):
     assert load_source(str(path))[0].get_chemical_formula() == "H3N"
     with pytest.raises(StructureError, match="unknown built-in set"):
         load_source("builtin:nothing")
+    groups = load_source("builtin:functional-groups")
+    assert len(groups) == len(molecule_set("functional-groups"))
+    assert groups[0].info["source"] == "builtin:functional-groups/methane"
+    assert {a.info["group"] for a in groups}.isdisjoint(
+        {a.info["group"] for a in load_source("builtin:organic")}
+    )

@@ -347,6 +347,27 @@ def test_zbl_core_is_repulsive(model):
     assert all(a > b for a, b in zip(energies, energies[1:], strict=False))
 
 
+def test_core_handover_hides_close_pairs_from_the_learned_part(model):
+    """Below the core's switching range the learned part does not see a pair at all (the
+    energy is two isolated atoms plus ZBL), so it cannot extrapolate into an attraction
+    there; beyond the range the handover changes no energy by a single bit."""
+    assert model.core_handover  # every preset has it
+    blind = copy.deepcopy(model)
+    blind.core_handover = False
+    far = methanol()
+    assert predict(model, far)["energy"] == predict(blind, far)["energy"]
+
+    rsum = float(model.zbl.rcov[1] + model.zbl.rcov[2])  # C and O
+    r = 0.9 * model.zbl.inner * rsum
+    close = Atoms("CO", positions=[[0, 0, 0], [0.0, r, 0.0]])
+    isolated = energy(model, Atoms("C")) + energy(model, Atoms("O"))
+    core = float(
+        model.zbl(torch.tensor([r], dtype=torch.float64), torch.tensor([1]), torch.tensor([2]))[0]
+    )
+    assert energy(model, close) == pytest.approx(isolated + core, rel=1e-12)
+    assert abs(energy(blind, close) - (isolated + core)) > 1e-6  # the learned part sees it
+
+
 # --- TorchScript and precision --------------------------------------------------------------
 
 

@@ -190,6 +190,19 @@ def test_the_student_learns_the_teacher(dataset, reference):
     assert min(val) < 0.8 * float(np.sqrt((forces**2).mean()))
 
 
+def test_select_on_force_mae_keeps_the_epoch_of_lowest_mae(dataset, reference, tmp_path):
+    """``select_on: force_mae`` picks best.pt (and drives early stopping) by the validation
+    force MAE, while the default run picks it by the RMSE."""
+    out = train(dataset, PRESET, tmp_path / "mae", progress=False,
+                **{**CONFIG, "select_on": "force_mae"})  # fmt: skip
+    history = json.loads((tmp_path / "mae" / "metrics.json").read_text())
+    best = load_checkpoint(out)
+    assert best["epoch"] == min(history, key=lambda r: r["val_force_mae_eV_per_A"])["epoch"]
+    assert best["model_config"]["core_handover"] is True
+    by_rmse = min(history, key=lambda r: r["val_force_rmse_eV_per_A"])["epoch"]
+    assert load_checkpoint(reference / "best.pt")["epoch"] == by_rmse
+
+
 # ------------------------------------------------------------------- reproducibility
 def test_same_seed_gives_identical_weights_another_seed_does_not(dataset, reference, tmp_path):
     again = train(dataset, PRESET, tmp_path / "again", progress=False, **CONFIG)
@@ -314,6 +327,7 @@ def test_stress_labels_enter_the_loss(dataset, tmp_path):
         ({"preset": "standard"}, "preset 'standard'"),
         ({"dtype": "float16"}, "float16"),
         ({"epochs": 0}, "epochs must be at least 1"),
+        ({"select_on": "loss"}, "select_on must be one of force_rmse, force_mae"),
     ],
 )
 def test_bad_options_are_refused_before_any_work(dataset, tmp_path, options, message):
