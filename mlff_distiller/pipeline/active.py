@@ -9,8 +9,14 @@ and added to the data; ``eval_frames`` frames drawn at random from the rest are 
 too, to measure the student's force error on its own trajectories without the bias of the
 selection.
 
+With ``engine: lammps`` the MD runs in LAMMPS instead (``pair_style mlff`` with the whole
+committee: the student drives, and LAMMPS writes the committee's force deviation every
+``every`` steps, so nothing is evaluated again in Python; periodic boxes of any size, on
+``nprocs`` MPI ranks).
+
 >>> pool = explore(student, starts, settings, seed=1)                   # doctest: +SKIP
 >>> picked = select_frames(pool, committee, settings, seed=1)           # doctest: +SKIP
+>>> pool, scores = explore_lammps(committee, starts, settings, 1, "w")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -89,6 +95,109 @@ def explore(
     return pool
 
 
+def explore_lammps(
+    committee: list[str | Path],
+    starts: list[Atoms],
+    settings: dict[str, Any],
+    seed: int,
+    workdir: str | Path,
+) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+    """Student Langevin MD in LAMMPS from each start: the pool (as :func:`explore` returns
+    it) and each pool frame's committee disagreement as LAMMPS computed it (``None`` for a
+    committee of one).
+
+    Members given as training checkpoints are exported first (in their own dtype) to
+    ``workdir/models/``. Each start runs in ``workdir/system-K/`` (data file, deck, log,
+    dump, ``devi.out``) on ``settings["nprocs"]`` ranks. A run that LAMMPS stops (atoms on
+    top of each other, a non-finite energy) keeps the frames it wrote; as in
+    :func:`explore`, a trajectory's frames end before the first one with two atoms closer
+    than :data:`BROKEN_DISTANCE_A`.
+    """
+    from ..engines import lammps
+    from ..export import export, is_exported, load_exported
+    from ..training.checkpoint import load_checkpoint
+    from .md import LAMMPS_DECK, _relative
+
+    files = []
+    for k, member in enumerate(committee):
+        if is_exported(member):
+            files.append(Path(member))
+        else:
+            dtype = load_checkpoint(member).get("dtype", "float32")
+            files.append(export(member, Path(workdir) / "models" / f"member-{k}.pt", dtype=dtype))
+    elements = load_exported(files[0])[1]["elements"]
+    pool: list[dict[str, Any]] = []
+    scores: list[float] = []
+    for system, start in enumerate(starts):
+        out = Path(workdir) / f"system-{system}"
+        out.mkdir(parents=True, exist_ok=True)
+        data = lammps.write_data(start, out / "data.lammps", elements=elements)
+        models = " ".join(_relative(m, out) for m in files)
+        if len(committee) > 1:
+            models += f" out_freq {settings['every']} out_file devi.out"
+        deck = LAMMPS_DECK.format(
+            boundary=data.boundary,
+            model=models,
+            pair_coeff=data.pair_coeff,
+            temperature=settings["temperature_K"],
+            seed=1 + (seed * 100_003 + system) % 900_000_000,
+            timestep_ps=settings["timestep_fs"] / 1000,
+            damp_ps=1.0 / settings["friction_per_ps"],
+            every=settings["every"],
+            elements=" ".join(data.elements),
+            steps=settings["steps"],
+        )
+        try:
+            lammps.run_lammps(deck, out, nprocs=int(settings.get("nprocs", 1)), timeout=3600)
+        except RuntimeError:
+            pass  # the frames written before LAMMPS stopped are kept (and checked below)
+        deviation: dict[int, float] = {}
+        if len(committee) > 1 and (out / "devi.out").is_file():
+            rows = np.loadtxt(out / "devi.out", comments="#", ndmin=2)
+            deviation = {int(row[0]): float(row[1]) for row in rows}
+        for step, positions in read_dump_positions(out / "dump.lammpstrj"):
+            if step == 0:
+                continue
+            frame = Atoms(
+                numbers=start.numbers, positions=positions @ data.rotation, cell=start.cell,
+                pbc=start.pbc,
+            )  # fmt: skip
+            if not np.isfinite(frame.positions).all() or _min_distance(frame) < BROKEN_DISTANCE_A:
+                break
+            if len(committee) > 1 and step not in deviation:
+                break  # LAMMPS stopped between the dump and the deviation of this step
+            frame.info.update(start.info)
+            pool.append({"atoms": frame, "system": system, "step": step})
+            scores.append(deviation.get(step, 0.0))
+    return pool, (np.array(scores) if len(committee) > 1 else None)
+
+
+def read_dump_positions(path: str | Path) -> list[tuple[int, np.ndarray]]:
+    """``(step, positions)`` of every complete frame of a LAMMPS text dump with columns
+    ``id ... x y z`` (rows put in ``id`` order); a frame cut short at the end is dropped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()
+    frames = []
+    k = 0
+    while k < len(lines) and lines[k].startswith("ITEM: TIMESTEP"):
+        if k + 9 > len(lines):
+            break
+        step = int(lines[k + 1])
+        n_atoms = int(lines[k + 3])
+        columns = lines[k + 8].split()[2:]
+        body = lines[k + 9 : k + 9 + n_atoms]
+        if len(body) < n_atoms:
+            break
+        table = np.array([row.split() for row in body])
+        ids = table[:, columns.index("id")].astype(int)
+        xyz = table[:, [columns.index(c) for c in ("x", "y", "z")]].astype(float)
+        frames.append((step, xyz[np.argsort(ids)]))
+        k += 9 + n_atoms
+    return frames
+
+
 def disagreement(committee: list[str | Path], frames: list[Atoms]) -> np.ndarray:
     """Per frame: max over atoms of |std over the committee of the force vector| (eV/Å)."""
     from ..calculators import StudentCalculator
@@ -110,8 +219,12 @@ def select_frames(
     settings: dict[str, Any],
     seed: int,
     round_index: int,
+    scores: np.ndarray | None = None,
 ) -> tuple[list[Atoms], dict[str, Any], list[dict[str, Any]]]:
     """The frames to label this round, a summary, and every pool frame's score.
+
+    ``scores``: the pool's disagreements when the exploration already computed them
+    (:func:`explore_lammps`); otherwise the committee evaluates the pool here.
 
     With a committee of one nothing is scored: the ``select`` frames are drawn at random
     (still at most ``max_per_system`` per trajectory), as are the ``eval`` frames. The
@@ -126,7 +239,12 @@ def select_frames(
         )
     frames_in_pool = [p["atoms"] for p in pool]
     scored = len(committee) > 1
-    scores = disagreement(committee, frames_in_pool) if scored else np.zeros(len(pool))
+    if not scored:
+        scores = np.zeros(len(pool))
+    elif scores is None:
+        scores = disagreement(committee, frames_in_pool)
+    elif len(scores) != len(pool):
+        raise ValueError(f"got {len(scores)} scores for a pool of {len(pool)} frames")
     per_system: dict[int, int] = {}
     selected: list[int] = []
     order = (

@@ -51,6 +51,10 @@ DEFAULTS: dict[str, Any] = {
         # added to the training data afterwards).
         "eval_frames": 8,
         "seed": 0,
+        # Where the student's MD runs: ase, or lammps (pair_style mlff with the committee,
+        # which scores inside LAMMPS; periodic boxes of any size) on nprocs MPI ranks.
+        "engine": "ase",
+        "nprocs": 1,
     },
     "export": {"dtype": "float32"},
     # Short runs of the exported student in the production engines; null skips them.
@@ -152,6 +156,15 @@ def _check(config: dict[str, Any], where: str) -> None:
             f"active_learning: committee: must be at least 1 for rounds > 0 in {where} "
             "(1: frames drawn at random from the student's trajectories; 2 or more: the "
             "frames the committee disagrees on most)"
+        )
+    if al["engine"] not in ("ase", "lammps"):
+        raise ConfigError(
+            f"active_learning: engine: must be ase or lammps in {where}, got {al['engine']!r}"
+        )
+    if isinstance(al["nprocs"], bool) or not isinstance(al["nprocs"], int) or al["nprocs"] < 1:
+        raise ConfigError(
+            f"active_learning: nprocs: must be a whole number >= 1 in {where}, "
+            f"got {al['nprocs']!r}"
         )
     if al["rounds"] and (al["every"] < 1 or al["steps"] < al["every"]):
         raise ConfigError(

@@ -74,7 +74,7 @@ compute_modify  thermo_temp extra/dof 0
 thermo_style    custom step time temp pe ke etotal press
 thermo          {every}
 dump            frames all custom {every} dump.lammpstrj id element x y z
-dump_modify     frames element {elements}
+dump_modify     frames element {elements} sort id format float %.12g
 run             {steps}
 """
 

@@ -171,9 +171,13 @@ class Pipeline:
             structures = read_structure_cache(self.run_dir / "structures" / "structures.json")
             settings = {**al, "select": 0} if final else al
             starts = active.pick_starts(structures, al["systems"], al["seed"] + round_index)
-            pool = active.explore(committee[0], starts, settings, seed=al["seed"] + round_index)
+            seed = al["seed"] + round_index
+            if al["engine"] == "lammps":
+                pool, scores = active.explore_lammps(committee, starts, settings, seed, out / "md")
+            else:
+                pool, scores = active.explore(committee[0], starts, settings, seed=seed), None
             frames, summary, table = active.select_frames(
-                pool, committee, settings, al["seed"], round_index
+                pool, committee, settings, al["seed"], round_index, scores=scores
             )
             write_structure_cache(frames, out / "frames.json")
             _write_json(out / "explore.json", {**summary, "pool": table})

@@ -365,6 +365,129 @@ def test_nve_trajectory_is_the_same_on_1_2_and_4_ranks(models, tmp_path):
     assert np.ptp(energies[1][:, 0]) > 20 * np.ptp(total)
 
 
+COMMITTEE_DECK = """
+units metal
+boundary p p p
+atom_style atomic
+read_data {data}
+pair_style mlff {models} out_freq 5 out_file devi.out
+{pair_coeff}
+velocity all create 300 4928459 mom yes rot no dist gaussian loop geom
+timestep 0.0005
+fix integrate all nve
+thermo 1
+thermo_style custom step pe ke etotal
+thermo_modify format float %.17g norm no
+dump d all custom 5 frames.txt id x y z
+dump_modify d format float %.17g sort id
+run 20
+"""
+
+
+@pytest.fixture(scope="module")
+def committee(models, tmp_path_factory, make_student_checkpoint) -> list[Path]:
+    """Three float64 students of one element list: the module's, a `tiny` of another seed
+    and an `ultra-tiny` (cutoff 4.5 Å, shorter than the others' 5 Å)."""
+    out = tmp_path_factory.mktemp("committee")
+    others = [
+        export(make_student_checkpoint(out / f"m{seed}.pt", ELEMENTS, preset=preset, seed=seed),
+               out / f"m{seed}_f64.pt", dtype="float64")
+        for seed, preset in ((1, "tiny"), (2, "ultra-tiny"))
+    ]  # fmt: skip
+    return [models["float64"], *others]
+
+
+def test_committee_writes_the_force_deviation_python_computes(committee, tmp_path):
+    """``pair_style mlff m1 m2 m3 out_freq 5 out_file devi.out``: the first model drives (the
+    trajectory is the single-model one), and every 5 steps the max, min and mean over atoms
+    of each atom's committee force deviation, and the energy deviation per atom, are what
+    the active-learning code computes in Python on the dumped frames; the same on 2 ranks."""
+    from mlff_distiller.pipeline.active import disagreement
+
+    atoms = _water()
+    data = write_data(atoms, tmp_path / "water.data", elements=ELEMENTS)
+    deck = COMMITTEE_DECK.format(
+        data=data.path, models=" ".join(map(str, committee)), pair_coeff=data.pair_coeff
+    )
+    single = NVE_DECK.format(data=data.path, model=committee[0], pair_coeff=data.pair_coeff)
+    run_lammps(single.replace("run 200", "run 20"), tmp_path / "single")
+    alone = np.array([r["PotEng"] for r in read_thermo(tmp_path / "single" / "log.lammps")[-1]])
+    deviations = {}
+    for nprocs in (1, 2):
+        workdir = tmp_path / f"np{nprocs}"
+        run_lammps(deck, workdir, nprocs=nprocs)
+        driven = np.array([r["PotEng"] for r in read_thermo(workdir / "log.lammps")[-1]])
+        assert np.abs(driven - alone).max() <= 1e-9 * np.abs(alone).max()
+        header = (workdir / "devi.out").read_text().splitlines()[:4]
+        assert "committee of 3 models" in header[0] and "max_devi_f" in header[2], header
+        deviations[nprocs] = np.loadtxt(workdir / "devi.out", comments="#")
+    rows = deviations[1]
+    assert rows[:, 0].tolist() == [0, 5, 10, 15, 20]
+    assert np.abs(deviations[2] - rows).max() <= 1e-9 * np.abs(rows).max()
+
+    dump = (tmp_path / "np1" / "frames.txt").read_text().split("ITEM: TIMESTEP")[1:]
+    frames = []
+    for block in dump:
+        xyz = np.loadtxt(block.splitlines()[9:])[:, 1:4] @ data.rotation
+        frame = atoms.copy()
+        frame.positions = xyz
+        frames.append(frame)
+    assert len(frames) == 5
+    np.testing.assert_allclose(rows[:, 1], disagreement(committee, frames), rtol=1e-8)
+    calcs = [StudentCalculator(m) for m in committee]
+    for row, frame in zip(rows, frames, strict=True):
+        forces = np.stack([c.get_forces(frame.copy()) for c in calcs])
+        per_atom = np.linalg.norm(forces.std(axis=0), axis=1)
+        energies = [c.get_potential_energy(frame.copy()) for c in calcs]
+        np.testing.assert_allclose(row[2:4], [per_atom.min(), per_atom.mean()], rtol=1e-8)
+        assert row[4] == pytest.approx(np.std(energies) / len(frame), rel=1e-8)
+    assert rows[:, 1].min() > 1e-3  # the members really differ
+
+
+def test_active_learning_explores_in_lammps_with_the_committee(committee, tmp_path):
+    """The pipeline's exploration in LAMMPS (``engine: lammps``) on 2 ranks: a water box
+    and a molecule, frames every 5 steps, and each frame's score (LAMMPS' committee
+    deviation) equal to the committee's disagreement evaluated in Python on that frame."""
+    from mlff_distiller.pipeline.active import disagreement, explore_lammps, select_frames
+
+    starts = [_water(), _molecule()]
+    for k, start in enumerate(starts):
+        start.info["source"] = f"start-{k}"
+    settings = {"temperature_K": 300.0, "timestep_fs": 0.5, "friction_per_ps": 10.0,
+                "steps": 20, "every": 5, "nprocs": 2, "select": 3, "max_per_system": 2,
+                "eval_frames": 2}  # fmt: skip
+    pool, scores = explore_lammps(committee, starts, settings, seed=1, workdir=tmp_path)
+    assert [(p["system"], p["step"]) for p in pool] == [
+        (s, t) for s in (0, 1) for t in (5, 10, 15, 20)
+    ]
+    assert [p["atoms"].info["source"] for p in pool[::4]] == ["start-0", "start-1"]
+    assert pool[0]["atoms"].pbc.all() and not pool[4]["atoms"].pbc.any()
+    frames = [p["atoms"] for p in pool]
+    np.testing.assert_allclose(scores, disagreement(committee, frames), rtol=1e-7)
+    assert not np.allclose(frames[0].positions, starts[0].positions, atol=1e-3)  # it moved
+
+    picked, summary, _ = select_frames(pool, committee, settings, 1, 1, scores=scores)
+    assert summary["selected"] == 3 and summary["disagreement_eV_per_A"]["max"] == scores.max()
+    chosen = [f.info["sampling"]["disagreement_eV_per_A"] for f in picked[:3]]
+    assert max(chosen) == scores.max()
+    alone, none = explore_lammps(committee[:1], starts[:1], settings, 1, tmp_path / "one")
+    assert none is None and [p["step"] for p in alone] == [5, 10, 15, 20]
+
+
+def test_committee_keywords_and_members_are_checked(committee, models, tmp_path,
+                                                    make_student_checkpoint):  # fmt: skip
+    one = str(models["float64"])
+    error = _failing_run(_error_deck(one, style_keywords="out_freq 10"), tmp_path / "single")
+    assert "give two or more model files" in error, error
+    pair = f"{one} {committee[1]}"
+    error = _failing_run(_error_deck(pair, style_keywords="out_freq 0"), tmp_path / "zero")
+    assert "out_freq must be at least 1, got 0" in error, error
+    water_only = export(make_student_checkpoint(tmp_path / "ho.pt", ("H", "O")),
+                        tmp_path / "ho_f64.pt", dtype="float64")  # fmt: skip
+    error = _failing_run(_error_deck(f"{one} {water_only}"), tmp_path / "elements")
+    assert "must know the same elements in the same order" in error, error
+
+
 def test_delete_atoms_then_run(models, reference, tmp_path):
     """Atom tags get gaps; the pair style must index by local index, never by tag."""
     atoms = _water()

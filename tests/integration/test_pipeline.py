@@ -178,6 +178,40 @@ def test_selected_frames_are_those_the_committee_disagrees_on_most(pipeline_run)
     assert file_digest(members[0]) != file_digest(members[1])
 
 
+def test_exploration_in_lammps_scores_with_the_committee_inside_lammps(pipeline_run, tmp_path):
+    """The same run with ``engine: lammps`` (2 ranks): only exploration and what follows it
+    are redone; the committee checkpoints are exported and run as ``pair_style mlff``, and the
+    selected frames are the committee's most disagreed ones, as recomputed in Python."""
+    import shutil
+
+    from mlff_distiller import StudentCalculator
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(pipeline_run[0], run_dir)
+    al = {**CONFIG["active_learning"], "engine": "lammps", "nprocs": 2}
+    config = {**CONFIG, "active_learning": al, "md": None, "validation": None}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        recorder = Recorder(monkeypatch)
+        run_pipeline(config, run_dir, progress=False)
+    assert recorder.worked[:2] == ["explore-1", "label-1"]
+    assert not {"structures", "label-0", "train-0", "train-0.1"} & set(recorder.worked)
+    deviation = (run_dir / "round-1" / "md" / "system-0" / "devi.out").read_text()
+    assert "committee of 2 models" in deviation
+    frames = read_structure_cache(run_dir / "round-1" / "frames.json")
+    members = [run_dir / "round-0" / "student" / "best.pt"]
+    members.append(run_dir / "round-0" / "student-1" / "best.pt")
+    calcs = [StudentCalculator(m) for m in members]
+    pool = json.loads((run_dir / "round-1" / "explore.json").read_text())["pool"]
+    best = max(entry["disagreement_eV_per_A"] for entry in pool)
+    scores = []
+    for atoms in frames:
+        forces = np.stack([c.get_forces(atoms.copy()) for c in calcs])
+        expected = np.linalg.norm(forces.std(axis=0), axis=1).max()
+        scores.append(atoms.info["sampling"]["disagreement_eV_per_A"])
+        assert scores[-1] == pytest.approx(expected, rel=1e-4)
+    assert max(scores[:3]) == best
+
+
 def test_on_trajectory_errors_match_a_recomputation(pipeline_run):
     from mlff_distiller import StudentCalculator
 

@@ -1,7 +1,10 @@
 /* pair_style mlff: see pair_mlff.h and engines/lammps/README.md.
 
    Usage:
-     pair_style mlff model.pt [debug]
+     pair_style mlff model.pt [debug] [anymass]
+     pair_style mlff m1.pt m2.pt m3.pt [out_freq N] [out_file FILE]   (a committee: m1
+                                  drives; every N steps (default 100) the force deviation of
+                                  the committee is appended to FILE (default model_devi.out))
      pair_coeff * * O H          (one element symbol per atom type, NULL for types left to
                                   another style under pair_style hybrid/overlay)
 
@@ -32,6 +35,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <sstream>
 
 using namespace LAMMPS_NS;
@@ -60,7 +64,9 @@ const double ATOMIC_MASS[87] = {
     167.259, 168.934, 173.054, 174.967, 178.490, 180.948, 183.840, 186.207, 190.230, 192.217,
     195.084, 196.967, 200.592, 204.380, 207.200, 208.980, 208.982, 209.987, 222.018};
 
-const char *const USAGE = "usage: pair_style mlff <model.pt> [debug] [anymass]";
+const char *const USAGE =
+    "usage: pair_style mlff <model.pt> [more model files: a committee] [out_freq N] "
+    "[out_file FILE] [debug] [anymass]";
 const char *const COEFF_USAGE =
     "usage: pair_coeff * * <element per atom type, or NULL> (e.g. pair_coeff * * O H)";
 
@@ -93,6 +99,7 @@ PairMLFF::PairMLFF(LAMMPS *lmp) : Pair(lmp)
 
 PairMLFF::~PairMLFF()
 {
+  if (out_) fclose(out_);
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
@@ -111,15 +118,47 @@ void PairMLFF::allocate()
 
 void PairMLFF::settings(int narg, char **arg)
 {
-  if (narg < 1 || narg > 3) error->all(FLERR, "pair_style mlff: {}", USAGE);
-  for (int k = 1; k < narg; k++) {
+  // Model files first, then keywords.
+  std::vector<std::string> paths;
+  int k = 0;
+  const auto keyword = [](const char *a) {
+    return strcmp(a, "debug") == 0 || strcmp(a, "anymass") == 0 || strcmp(a, "out_freq") == 0 ||
+        strcmp(a, "out_file") == 0;
+  };
+  // After the first, a word is another model only if it names a file or ends in ".pt", so
+  // that a misspelt keyword is reported as one.
+  const auto model_file = [](const std::string &a) {
+    return platform::file_is_readable(a) ||
+        (a.size() > 3 && a.compare(a.size() - 3, 3, ".pt") == 0);
+  };
+  for (; k < narg && !keyword(arg[k]) && (k == 0 || model_file(arg[k])); k++)
+    paths.emplace_back(arg[k]);
+  if (paths.empty()) error->all(FLERR, "pair_style mlff: no model file; {}", USAGE);
+  bool committee_keyword = false;
+  for (; k < narg; k++) {
     if (strcmp(arg[k], "debug") == 0)
       debug_ = true;
     else if (strcmp(arg[k], "anymass") == 0)
       any_mass_ = true;
-    else
+    else if (strcmp(arg[k], "out_freq") == 0 || strcmp(arg[k], "out_file") == 0) {
+      if (k + 1 >= narg) error->all(FLERR, "pair_style mlff: {} needs a value; {}", arg[k], USAGE);
+      if (strcmp(arg[k], "out_freq") == 0) {
+        out_freq_ = utils::bnumeric(FLERR, arg[k + 1], false, lmp);
+        if (out_freq_ < 1)
+          error->all(FLERR, "pair_style mlff: out_freq must be at least 1, got {}", arg[k + 1]);
+      } else {
+        out_file_ = arg[k + 1];
+      }
+      committee_keyword = true;
+      k++;
+    } else {
       error->all(FLERR, "pair_style mlff: unknown keyword '{}'; {}", arg[k], USAGE);
+    }
   }
+  if (committee_keyword && paths.size() < 2)
+    error->all(FLERR,
+               "pair_style mlff: out_freq and out_file write a committee's force deviation; "
+               "give two or more model files (the first drives the dynamics)");
 
   const std::string units = update->unit_style;
   if (units != "metal" && units != "real")
@@ -132,11 +171,39 @@ void PairMLFF::settings(int narg, char **arg)
   length_to_angstrom_ = 1.0 / force->angstrom;
   ev_to_energy_ = force->qe2f;
 
-  load_model(arg[0]);
+  members_.clear();
+  cutoff_ = 0.0;
+  for (size_t m = 0; m < paths.size(); m++) {
+    members_.push_back(load_model(paths[m], m == 0));
+    cutoff_ = std::max(cutoff_, members_.back().cutoff);
+  }
+  // Reverse communication carries every member's force on each ghost atom.
+  comm_reverse = 3 * static_cast<int>(members_.size());
+  if (out_) fclose(out_), out_ = nullptr;
+  last_written_ = -1;
+  if (members_.size() > 1 && comm->me == 0) {
+    out_ = fopen(out_file_.c_str(), "w");
+    if (!out_)
+      error->one(FLERR, "pair_style mlff: cannot write out_file '{}': {}", out_file_,
+                 utils::getsyserror());
+    fmt::print(out_, "# pair_style mlff committee of {} models (the first drives):", paths.size());
+    for (const auto &path : paths) fmt::print(out_, " {}", path);
+    fmt::print(out_,
+               "\n# every {} steps; per atom, deviation = sqrt(mean over models of |F - mean F|^2)"
+               "; energy deviation = std over models of the total energy / atoms\n"
+               "# {:>10} {:>18} {:>18} {:>18} {:>18}\n",
+               out_freq_, "step", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e");
+    fmt::print(out_, "# {:>10} {:>18} {:>18} {:>18} {:>18}\n", "", "eV/Angstrom",
+               "eV/Angstrom", "eV/Angstrom", "eV/atom");
+    fflush(out_);
+  }
 }
 
-void PairMLFF::load_model(const std::string &path)
+PairMLFF::Member PairMLFF::load_model(const std::string &path, bool first)
 {
+  Member member;
+  member.path = path;
+  torch::jit::Module &model = member.module;
   if (!platform::file_is_readable(path))
     error->all(FLERR,
                "pair_style mlff: model file '{}' does not exist or cannot be read; export one "
@@ -145,7 +212,7 @@ void PairMLFF::load_model(const std::string &path)
 
   torch::jit::ExtraFilesMap extra{{METADATA_FILE, ""}};
   try {
-    model_ = torch::jit::load(path, torch::kCPU, extra);
+    model = torch::jit::load(path, torch::kCPU, extra);
   } catch (const std::exception &err) {
     std::string what = err.what();
     what = what.substr(0, what.find('\n'));
@@ -156,7 +223,7 @@ void PairMLFF::load_model(const std::string &path)
   }
   // The weights are constants here: without this, files written before export froze them
   // make every step's autograd record the weights' graph as well.
-  for (const auto &parameter : model_.parameters()) parameter.requires_grad_(false);
+  for (const auto &parameter : model.parameters()) parameter.requires_grad_(false);
   const std::string text = extra[METADATA_FILE];
   if (text.empty())
     error->all(FLERR,
@@ -198,35 +265,47 @@ void PairMLFF::load_model(const std::string &path)
                path, model_torch, plugin_torch, plugin_torch);
 
   const double interaction_range = meta.value("interaction_range", -1.0);
-  cutoff_ = meta.value("cutoff", -1.0);
-  if (!(cutoff_ > 0.0))
+  const double cutoff = meta.value("cutoff", -1.0);
+  if (!(cutoff > 0.0))
     error->all(FLERR, "pair_style mlff: '{}' declares no positive cutoff; re-export it", path);
-  if (interaction_range > cutoff_ * (1.0 + 1e-12))
+  if (interaction_range > cutoff * (1.0 + 1e-12))
     error->all(FLERR,
                "pair_style mlff: '{}' has interaction range {} Å beyond its cutoff {} Å (a "
                "message-passing model); this pair style runs strictly local models only",
-               path, interaction_range, cutoff_);
+               path, interaction_range, cutoff);
+  member.cutoff = cutoff;
 
-  elements_ = meta["elements"].get<std::vector<std::string>>();
-  atomic_numbers_ = meta["atomic_numbers"].get<std::vector<int>>();
-  dtype_name_ = meta.value("dtype", std::string("float32"));
-  if (dtype_name_ == "float64")
-    dtype_ = torch::kFloat64;
-  else if (dtype_name_ == "float32")
-    dtype_ = torch::kFloat32;
+  const auto member_elements = meta["elements"].get<std::vector<std::string>>();
+  if (first) {
+    elements_ = member_elements;
+    atomic_numbers_ = meta["atomic_numbers"].get<std::vector<int>>();
+  } else if (member_elements != elements_) {
+    std::string mine, theirs;
+    for (const auto &e : member_elements) mine += " " + e;
+    for (const auto &e : elements_) theirs += " " + e;
+    error->all(FLERR,
+               "pair_style mlff: committee member '{}' knows the elements{}, the first model "
+               "knows{}; every member must know the same elements in the same order (students "
+               "distilled from one dataset do)",
+               path, mine, theirs);
+  }
+  member.dtype_name = meta.value("dtype", std::string("float32"));
+  if (member.dtype_name == "float64")
+    member.dtype = torch::kFloat64;
+  else if (member.dtype_name == "float32")
+    member.dtype = torch::kFloat32;
   else
     error->all(FLERR, "pair_style mlff: '{}' has dtype '{}'; expected float32 or float64", path,
-               dtype_name_);
-  if (!model_.find_method("local_energies"))
+               member.dtype_name);
+  if (!model.find_method("local_energies"))
     error->all(FLERR,
                "pair_style mlff: '{}' has no local_energies method; re-export it with this "
                "mlff_distiller",
                path);
 
-  model_.eval();
+  model.eval();
   // One thread per MPI rank unless the user asks for more (OMP_NUM_THREADS, package omp).
   at::set_num_threads(std::max(1, comm->nthreads));
-  model_path_ = path;
 
   if (comm->me == 0) {
     std::string elements;
@@ -239,14 +318,16 @@ void PairMLFF::load_model(const std::string &path)
     const std::string exported = meta.value("exported", std::string("unknown"));
     const int threads = at::get_num_threads();
     utils::logmesg(lmp,
-                   "pair_style mlff: {}\n"
+                   "pair_style mlff: {}{}\n"
                    "  elements:{}\n"
                    "  cutoff {} Å, interaction range {} Å, dtype {}, preset {}, {} parameters\n"
                    "  teacher {}, exported {} with torch {} (plugin libtorch {}), {} torch "
                    "thread(s) per rank\n",
-                   path, elements, cutoff_, interaction_range, dtype_name_, preset, parameters,
-                   teacher, exported, model_torch, plugin_torch, threads);
+                   path, first ? "" : " (committee member: scores only)", elements, cutoff,
+                   interaction_range, member.dtype_name, preset, parameters, teacher, exported,
+                   model_torch, plugin_torch, threads);
   }
+  return member;
 }
 
 void PairMLFF::coeff(int narg, char **arg)
@@ -375,9 +456,11 @@ void PairMLFF::compute(int eflag, int vflag)
   const double cutsq_lmp = cut * cut;
   const double closest = MIN_DISTANCE_ANGSTROM / length_to_angstrom_;
   const double closest_sq = closest * closest;
+  const double angstrom_sq = length_to_angstrom_ * length_to_angstrom_;
   const tagint *tag = atom->tag;
 
   vectors_.clear();
+  rsq_.clear();
   centre_.clear();
   neighbour_species_.clear();
   centre_species_.clear();
@@ -422,6 +505,7 @@ void PairMLFF::compute(int eflag, int vflag)
       vectors_.push_back(dx * length_to_angstrom_);
       vectors_.push_back(dy * length_to_angstrom_);
       vectors_.push_back(dz * length_to_angstrom_);
+      rsq_.push_back(rsq * angstrom_sq);
       centre_.push_back(node);
       neighbour_species_.push_back(sj);
       edge_j_.push_back(j);
@@ -435,64 +519,25 @@ void PairMLFF::compute(int eflag, int vflag)
                    comm->me, debug_calls_, n_centres, n_edges);
     debug_calls_++;
   }
-  if (n_centres == 0) return;    // a rank that owns no atoms of mapped types
+  // A committee scores this step: every rank takes part in the reductions, even one that
+  // owns no atoms of mapped types.
+  const bool score = members_.size() > 1 && update->ntimestep % out_freq_ == 0 &&
+      update->ntimestep != last_written_;
+  if (n_centres == 0 && !score) return;    // a rank that owns no atoms of mapped types
 
-  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
-  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-  torch::Tensor vectors =
-      torch::from_blob(vectors_.data(), {n_edges, 3}, f64).to(dtype_).requires_grad_(true);
-  torch::Tensor centre = torch::from_blob(centre_.data(), {n_edges}, i64);
-  torch::Tensor centre_species = torch::from_blob(centre_species_.data(), {n_centres}, i64);
-  torch::Tensor neighbour_species = torch::from_blob(neighbour_species_.data(), {n_edges}, i64);
-
-  torch::Tensor energies, gradient;
-  try {
-    // Neighbour counts change every step; re-optimising the graph for each new shape would
-    // cost far more than it saves on a model this small. Scoped: the switch is process-wide
-    // and other TorchScript users in the process (OpenMM's TorchForce when LAMMPS runs
-    // inside Python) must not inherit it.
-    torch::jit::GraphOptimizerEnabledGuard no_optimization(false);
-    energies = model_
-                   .run_method("local_energies", vectors, centre, centre_species,
-                               neighbour_species)
-                   .toTensor();
-    if (n_edges > 0) {
-      gradient = torch::autograd::grad({energies.sum()}, {vectors})[0];
-    }
-  } catch (const std::exception &err) {
-    std::string what = err.what();
-    // A TorchScript `raise` arrives wrapped in the interpreter's trace; its own message is
-    // the last "builtins.SomeError: ..." line. Keep that one line.
-    const auto at = what.rfind("builtins.");
-    if (at != std::string::npos) {
-      const auto colon = what.find(": ", at);
-      what = what.substr(colon == std::string::npos ? at : colon + 2);
-      while (!what.empty() && (what.back() == '\n' || what.back() == ' ')) what.pop_back();
-    }
-    error->one(FLERR, "pair_style mlff: the model failed on rank {}: {}", comm->me, what);
-  }
-
-  const torch::Tensor energies64 = energies.detach().to(torch::kFloat64).contiguous();
-  const double *e = energies64.data_ptr<double>();
-  for (int64_t c = 0; c < n_centres; c++)
-    if (!std::isfinite(e[c]))
-      error->one(FLERR,
-                 "pair_style mlff: the model returned a non-finite energy for atom {}; its "
-                 "inputs were finite, so the exported file is broken: export it again",
-                 tag[centre_atom_[c]]);
+  std::vector<double> energies, gradient;
+  if (n_centres > 0) evaluate(members_[0], energies, gradient);
   if (eflag_either) {
     for (int64_t c = 0; c < n_centres; c++) {
-      const double ei = e[c] * ev_to_energy_;
+      const double ei = energies[c] * ev_to_energy_;
       if (eflag_global) eng_vdwl += ei;
       if (eflag_atom) eatom[centre_atom_[c]] += ei;
     }
   }
-  if (n_edges == 0) return;
 
   // dE/d(r_j − r_i) in LAMMPS units: energy per length.
   const double scale = ev_to_energy_ * length_to_angstrom_;
-  const torch::Tensor gradient64 = gradient.to(torch::kFloat64).contiguous();
-  const double *g = gradient64.data_ptr<double>();
+  const double *g = gradient.data();
   for (int64_t k = 0; k < n_edges; k++) {
     const int i = centre_atom_[centre_[k]];
     const int j = edge_j_[k];
@@ -524,4 +569,163 @@ void PairMLFF::compute(int eflag, int vflag)
         }
     }
   }
+
+  if (score) {
+    // Every member's forces (eV/Å) on local and ghost atoms, then onto the owners.
+    const int n_members = static_cast<int>(members_.size());
+    const int nall = atom->nlocal + atom->nghost;
+    member_forces_.assign(static_cast<size_t>(nall) * n_members * 3, 0.0);
+    std::vector<double> member_energy(n_members, 0.0);
+    for (int m = 0; m < n_members; m++) {
+      std::vector<double> e_m, g_m;
+      if (m > 0 && n_centres > 0) evaluate(members_[m], e_m, g_m);
+      const std::vector<double> &em = m == 0 ? energies : e_m;
+      const std::vector<double> &gm = m == 0 ? gradient : g_m;
+      for (int64_t c = 0; c < n_centres; c++) member_energy[m] += em[c];
+      for (int64_t k = 0; k < n_edges; k++) {
+        const int i = centre_atom_[centre_[k]];
+        const int j = edge_j_[k];
+        for (int a = 0; a < 3; a++) {
+          member_forces_[(static_cast<size_t>(i) * n_members + m) * 3 + a] += gm[3 * k + a];
+          member_forces_[(static_cast<size_t>(j) * n_members + m) * 3 + a] -= gm[3 * k + a];
+        }
+      }
+    }
+    comm->reverse_comm(this);
+    force_deviation(n_centres);
+    std::vector<double> total(n_members, 0.0);
+    MPI_Allreduce(member_energy.data(), total.data(), n_members, MPI_DOUBLE, MPI_SUM, world);
+    double n_atoms_local = static_cast<double>(n_centres), n_atoms = 0.0;
+    MPI_Allreduce(&n_atoms_local, &n_atoms, 1, MPI_DOUBLE, MPI_SUM, world);
+    double mean = 0.0, var = 0.0;
+    for (double t : total) mean += t / n_members;
+    for (double t : total) var += (t - mean) * (t - mean) / n_members;
+    if (out_) {
+      fmt::print(out_, "{:>12} {:>18.10e} {:>18.10e} {:>18.10e} {:>18.10e}\n", update->ntimestep,
+                 deviation_[0], deviation_[1], deviation_[2],
+                 n_atoms > 0 ? std::sqrt(var) / n_atoms : 0.0);
+      fflush(out_);
+    }
+    last_written_ = update->ntimestep;
+  }
+}
+
+// Max, min and mean over this step's atoms (all ranks) of each atom's force deviation.
+void PairMLFF::force_deviation(int64_t n_centres)
+{
+  const int n_members = static_cast<int>(members_.size());
+  double local_max = 0.0, local_min = std::numeric_limits<double>::infinity(), local_sum = 0.0;
+  for (int64_t c = 0; c < n_centres; c++) {
+    const double *fi = &member_forces_[static_cast<size_t>(centre_atom_[c]) * n_members * 3];
+    double sq = 0.0;
+    for (int a = 0; a < 3; a++) {
+      double mean = 0.0;
+      for (int m = 0; m < n_members; m++) mean += fi[3 * m + a] / n_members;
+      for (int m = 0; m < n_members; m++)
+        sq += (fi[3 * m + a] - mean) * (fi[3 * m + a] - mean) / n_members;
+    }
+    const double d = std::sqrt(sq);
+    local_max = std::max(local_max, d);
+    local_min = std::min(local_min, d);
+    local_sum += d;
+  }
+  double count_local = static_cast<double>(n_centres), count = 0.0, sum = 0.0;
+  MPI_Allreduce(&local_max, &deviation_[0], 1, MPI_DOUBLE, MPI_MAX, world);
+  MPI_Allreduce(&local_min, &deviation_[1], 1, MPI_DOUBLE, MPI_MIN, world);
+  MPI_Allreduce(&local_sum, &sum, 1, MPI_DOUBLE, MPI_SUM, world);
+  MPI_Allreduce(&count_local, &count, 1, MPI_DOUBLE, MPI_SUM, world);
+  deviation_[2] = count > 0 ? sum / count : 0.0;
+  if (count == 0) deviation_[1] = 0.0;
+}
+
+void PairMLFF::evaluate(Member &member, std::vector<double> &energies,
+                        std::vector<double> &gradient)
+{
+  const int64_t n_centres = static_cast<int64_t>(centre_atom_.size());
+  const int64_t n_edges = static_cast<int64_t>(edge_j_.size());
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  torch::Tensor vectors = torch::from_blob(vectors_.data(), {n_edges, 3}, f64);
+  torch::Tensor centre = torch::from_blob(centre_.data(), {n_edges}, i64);
+  torch::Tensor centre_species = torch::from_blob(centre_species_.data(), {n_centres}, i64);
+  torch::Tensor neighbour_species = torch::from_blob(neighbour_species_.data(), {n_edges}, i64);
+  // A member with a shorter cutoff than the committee's largest sees only its own edges.
+  std::vector<int64_t> kept;
+  if (member.cutoff < cutoff_) {
+    const double cutsq = member.cutoff * member.cutoff;
+    for (int64_t k = 0; k < n_edges; k++)
+      if (rsq_[k] < cutsq) kept.push_back(k);
+    const torch::Tensor index =
+        torch::from_blob(kept.data(), {static_cast<int64_t>(kept.size())}, i64);
+    vectors = vectors.index_select(0, index);
+    centre = centre.index_select(0, index);
+    neighbour_species = neighbour_species.index_select(0, index);
+  }
+  vectors = vectors.to(member.dtype).requires_grad_(true);
+  const int64_t n_used = vectors.size(0);
+
+  torch::Tensor out, grad;
+  try {
+    // Neighbour counts change every step; re-optimising the graph for each new shape would
+    // cost far more than it saves on a model this small. Scoped: the switch is process-wide
+    // and other TorchScript users in the process (OpenMM's TorchForce when LAMMPS runs
+    // inside Python) must not inherit it.
+    torch::jit::GraphOptimizerEnabledGuard no_optimization(false);
+    out = member.module
+              .run_method("local_energies", vectors, centre, centre_species, neighbour_species)
+              .toTensor();
+    if (n_used > 0) grad = torch::autograd::grad({out.sum()}, {vectors})[0];
+  } catch (const std::exception &err) {
+    std::string what = err.what();
+    // A TorchScript `raise` arrives wrapped in the interpreter's trace; its own message is
+    // the last "builtins.SomeError: ..." line. Keep that one line.
+    const auto at = what.rfind("builtins.");
+    if (at != std::string::npos) {
+      const auto colon = what.find(": ", at);
+      what = what.substr(colon == std::string::npos ? at : colon + 2);
+      while (!what.empty() && (what.back() == '\n' || what.back() == ' ')) what.pop_back();
+    }
+    if (members_.size() > 1)
+      error->one(FLERR, "pair_style mlff: the model '{}' failed on rank {}: {}", member.path,
+                 comm->me, what);
+    error->one(FLERR, "pair_style mlff: the model failed on rank {}: {}", comm->me, what);
+  }
+
+  const torch::Tensor energies64 = out.detach().to(torch::kFloat64).contiguous();
+  const double *e = energies64.data_ptr<double>();
+  energies.assign(e, e + n_centres);
+  for (int64_t c = 0; c < n_centres; c++)
+    if (!std::isfinite(e[c]))
+      error->one(FLERR,
+                 "pair_style mlff: the model returned a non-finite energy for atom {}; its "
+                 "inputs were finite, so the exported file is broken: export it again",
+                 atom->tag[centre_atom_[c]]);
+  gradient.assign(static_cast<size_t>(n_edges) * 3, 0.0);
+  if (n_used == 0) return;
+  const torch::Tensor gradient64 = grad.to(torch::kFloat64).contiguous();
+  const double *g = gradient64.data_ptr<double>();
+  if (kept.empty() && n_used == n_edges) {
+    std::copy(g, g + 3 * n_edges, gradient.begin());
+  } else {
+    for (int64_t u = 0; u < n_used; u++)
+      for (int a = 0; a < 3; a++) gradient[3 * kept[u] + a] = g[3 * u + a];
+  }
+}
+
+int PairMLFF::pack_reverse_comm(int n, int first, double *buf)
+{
+  const int width = 3 * static_cast<int>(members_.size());
+  int m = 0;
+  for (int i = first; i < first + n; i++)
+    for (int a = 0; a < width; a++) buf[m++] = member_forces_[static_cast<size_t>(i) * width + a];
+  return m;
+}
+
+void PairMLFF::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  const int width = 3 * static_cast<int>(members_.size());
+  int m = 0;
+  for (int i = 0; i < n; i++)
+    for (int a = 0; a < width; a++)
+      member_forces_[static_cast<size_t>(list[i]) * width + a] += buf[m++];
 }

@@ -3,7 +3,12 @@
    The student is strictly local (interaction range = cutoff), so each rank evaluates the
    energies of its own atoms from a full neighbour list that includes ghost atoms, and the
    forces that land on ghost atoms are sent back to their owners by LAMMPS (newton pair on).
-   The decomposition is exact: the result does not depend on the number of ranks. */
+   The decomposition is exact: the result does not depend on the number of ranks.
+
+   With several model files the style is a committee: the first model drives the dynamics
+   and, every out_freq steps, every model evaluates the same configuration and the spread of
+   their forces is written to out_file (as DeePMD-kit's model deviation), for active
+   learning inside LAMMPS. */
 
 #ifdef PAIR_CLASS
 // Registered by the plugin (mlff_plugin.cpp), not by a LAMMPS source tree.
@@ -31,18 +36,31 @@ class PairMLFF : public Pair {
   void coeff(int narg, char **arg) override;
   void init_style() override;
   double init_one(int itype, int jtype) override;
+  int pack_reverse_comm(int n, int first, double *buf) override;
+  void unpack_reverse_comm(int n, int *list, double *buf) override;
 
  private:
-  void allocate();
-  void load_model(const std::string &path);
+  // One exported student: the first drives the dynamics, the others only score.
+  struct Member {
+    torch::jit::Module module;
+    torch::Dtype dtype = torch::kFloat32;
+    std::string path;
+    std::string dtype_name;
+    double cutoff = 0.0;    // Å
+  };
 
-  torch::jit::Module model_;
-  torch::Dtype dtype_ = torch::kFloat32;
-  std::string model_path_;
-  std::string dtype_name_;
+  void allocate();
+  Member load_model(const std::string &path, bool first);
+  // Per-centre energies (eV) and dE/d(edge vector) (eV/Å, zero for edges beyond the
+  // member's cutoff) of one member on this step's edges.
+  void evaluate(Member &member, std::vector<double> &energies, std::vector<double> &gradient);
+  // Max, min and mean force deviation over all ranks' atoms into deviation_.
+  void force_deviation(int64_t n_centres);
+
+  std::vector<Member> members_;
   std::vector<std::string> elements_;    // model species order
   std::vector<int> type_species_;        // LAMMPS type (1-based) -> model species, -1 = NULL
-  double cutoff_ = 0.0;                  // model cutoff in Å
+  double cutoff_ = 0.0;                  // largest member cutoff in Å (the neighbour cutoff)
   double length_to_angstrom_ = 1.0;      // from LAMMPS' force->angstrom
   double ev_to_energy_ = 1.0;            // from LAMMPS' force->qe2f
   bool debug_ = false;
@@ -52,8 +70,18 @@ class PairMLFF : public Pair {
 
   void check_masses();
 
+  // Committee output (rank 0 writes): every out_freq_ steps, to out_file_.
+  bigint out_freq_ = 100;
+  std::string out_file_ = "model_devi.out";
+  FILE *out_ = nullptr;
+  bigint last_written_ = -1;
+  double deviation_[3] = {0.0, 0.0, 0.0};
+  // Forces of every member on local and ghost atoms while a deviation is computed, in eV/Å:
+  // [atom][member][3]; summed onto owners by reverse communication.
+  std::vector<double> member_forces_;
+
   // Scratch buffers reused between steps.
-  std::vector<double> vectors_;
+  std::vector<double> vectors_, rsq_;
   std::vector<int64_t> centre_, neighbour_species_, centre_species_;
   std::vector<int> edge_j_, centre_atom_;
 };

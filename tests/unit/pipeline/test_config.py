@@ -42,3 +42,16 @@ def test_active_learning_takes_a_committee_of_one_but_not_of_none():
     assert one["active_learning"]["committee"] == 1
     with pytest.raises(ConfigError, match="committee: must be at least 1 for rounds > 0"):
         load_config({**base, "active_learning": {"rounds": 1, "committee": 0}})
+
+
+def test_active_learning_engine_and_ranks_are_checked():
+    from mlff_distiller.pipeline import ConfigError
+
+    base = {"structures": {"sources": ["smiles:O"]}}
+    config = load_config({**base, "active_learning": {"engine": "lammps", "nprocs": 2}})
+    assert config["active_learning"]["engine"] == "lammps"
+    assert load_config(base)["active_learning"]["engine"] == "ase"
+    with pytest.raises(ConfigError, match="engine: must be ase or lammps .* got 'openmm'"):
+        load_config({**base, "active_learning": {"engine": "openmm"}})
+    with pytest.raises(ConfigError, match="nprocs: must be a whole number >= 1"):
+        load_config({**base, "active_learning": {"engine": "lammps", "nprocs": 0}})
