@@ -4,7 +4,8 @@
      pair_style mlff model.pt [debug] [anymass]
      pair_style mlff m1.pt m2.pt m3.pt [out_freq N] [out_file FILE]   (a committee: m1
                                   drives; every N steps (default 100) the force deviation of
-                                  the committee is appended to FILE (default model_devi.out))
+                                  the committee is written to FILE (default model_devi.out,
+                                  created afresh by pair_style))
      pair_coeff * * O H          (one element symbol per atom type, NULL for types left to
                                   another style under pair_style hybrid/overlay)
 
@@ -177,8 +178,8 @@ void PairMLFF::settings(int narg, char **arg)
     members_.push_back(load_model(paths[m], m == 0));
     cutoff_ = std::max(cutoff_, members_.back().cutoff);
   }
-  // Reverse communication carries every member's force on each ghost atom.
-  comm_reverse = 3 * static_cast<int>(members_.size());
+  // A committee's reverse communication carries every member's force on each ghost atom.
+  comm_reverse = members_.size() > 1 ? 3 * static_cast<int>(members_.size()) : 0;
   if (out_) fclose(out_), out_ = nullptr;
   last_written_ = -1;
   if (members_.size() > 1 && comm->me == 0) {
