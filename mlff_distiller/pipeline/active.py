@@ -32,6 +32,8 @@ from ..validation.runs import initial_velocities
 
 #: Closest approach (Å) before a student trajectory counts as broken and stops.
 BROKEN_DISTANCE_A = 0.5
+#: Words of the LAMMPS plugin's errors that mean the trajectory itself blew up.
+BLOWN_UP = ("Angstrom apart", "non-finite")
 
 
 def pick_starts(structures: list[Atoms], n: int, seed: int) -> list[Atoms]:
@@ -149,12 +151,18 @@ def explore_lammps(
         )
         try:
             lammps.run_lammps(deck, out, nprocs=int(settings.get("nprocs", 1)), timeout=3600)
-        except RuntimeError:
-            pass  # the frames written before LAMMPS stopped are kept (and checked below)
+        except RuntimeError as failure:
+            # A trajectory that blew up (the plugin stops at atoms on top of each other or a
+            # non-finite energy) keeps the frames written before; any other failure (no
+            # plugin, a bad deck) is the user's to see.
+            if not any(word in str(failure) for word in BLOWN_UP):
+                raise
         deviation: dict[int, float] = {}
         if len(committee) > 1 and (out / "devi.out").is_file():
-            rows = np.loadtxt(out / "devi.out", comments="#", ndmin=2)
-            deviation = {int(row[0]): float(row[1]) for row in rows}
+            for line in (out / "devi.out").read_text().splitlines():
+                if line.strip() and not line.startswith("#"):
+                    step, largest = line.split()[:2]
+                    deviation[int(step)] = float(largest)
         for step, positions in read_dump_positions(out / "dump.lammpstrj"):
             if step == 0:
                 continue

@@ -444,7 +444,9 @@ def test_committee_writes_the_force_deviation_python_computes(committee, tmp_pat
     assert rows[:, 1].min() > 1e-3  # the members really differ
 
 
-def test_active_learning_explores_in_lammps_with_the_committee(committee, tmp_path):
+def test_active_learning_explores_in_lammps_with_the_committee(
+    committee, tmp_path, make_student_checkpoint
+):
     """The pipeline's exploration in LAMMPS (``engine: lammps``) on 2 ranks: a water box
     and a molecule, frames every 5 steps, and each frame's score (LAMMPS' committee
     deviation) equal to the committee's disagreement evaluated in Python on that frame."""
@@ -472,6 +474,17 @@ def test_active_learning_explores_in_lammps_with_the_committee(committee, tmp_pa
     assert max(chosen) == scores.max()
     alone, none = explore_lammps(committee[:1], starts[:1], settings, 1, tmp_path / "one")
     assert none is None and [p["step"] for p in alone] == [5, 10, 15, 20]
+
+    # A start that blows up at once (two atoms 0.05 Å apart) gives no frames and no error;
+    # a LAMMPS failure of another kind (a committee that does not fit) is raised.
+    broken = _water()
+    broken.positions[1] = broken.positions[0] + [0.05, 0.0, 0.0]
+    kept, _ = explore_lammps(committee, [broken, starts[1]], settings, 1, tmp_path / "broken")
+    assert [p["system"] for p in kept] == [1, 1, 1, 1]
+    water_only = export(make_student_checkpoint(tmp_path / "ho.pt", ("H", "O")),
+                        tmp_path / "ho_f64.pt", dtype="float64")  # fmt: skip
+    with pytest.raises(RuntimeError, match="same elements in the same order"):
+        explore_lammps([committee[0], water_only], starts[:1], settings, 1, tmp_path / "bad")
 
 
 def test_committee_keywords_and_members_are_checked(committee, models, tmp_path,
