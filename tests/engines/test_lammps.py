@@ -365,23 +365,10 @@ def test_nve_trajectory_is_the_same_on_1_2_and_4_ranks(models, tmp_path):
     assert np.ptp(energies[1][:, 0]) > 20 * np.ptp(total)
 
 
-COMMITTEE_DECK = """
-units metal
-boundary p p p
-atom_style atomic
-read_data {data}
-pair_style mlff {models} out_freq 5 out_file devi.out
-{pair_coeff}
-velocity all create 300 4928459 mom yes rot no dist gaussian loop geom
-timestep 0.0005
-fix integrate all nve
-thermo 1
-thermo_style custom step pe ke etotal
-thermo_modify format float %.17g norm no
-dump d all custom 5 frames.txt id x y z
+#: What the committee test adds to NVE_DECK: frames every 5 steps, and 20 steps only.
+COMMITTEE_DUMP = """dump d all custom 5 frames.txt id x y z
 dump_modify d format float %.17g sort id
-run 20
-"""
+run 20"""
 
 
 @pytest.fixture(scope="module")
@@ -406,9 +393,9 @@ def test_committee_writes_the_force_deviation_python_computes(committee, tmp_pat
 
     atoms = _water()
     data = write_data(atoms, tmp_path / "water.data", elements=ELEMENTS)
-    deck = COMMITTEE_DECK.format(
-        data=data.path, models=" ".join(map(str, committee)), pair_coeff=data.pair_coeff
-    )
+    models = " ".join(map(str, committee)) + " out_freq 5 out_file devi.out"
+    deck = NVE_DECK.format(data=data.path, model=models, pair_coeff=data.pair_coeff)
+    deck = deck.replace("run 200", COMMITTEE_DUMP)
     single = NVE_DECK.format(data=data.path, model=committee[0], pair_coeff=data.pair_coeff)
     run_lammps(single.replace("run 200", "run 20"), tmp_path / "single")
     alone = np.array([r["PotEng"] for r in read_thermo(tmp_path / "single" / "log.lammps")[-1]])
