@@ -11,6 +11,8 @@ Layout (``F`` frames, ``A`` atoms in all frames)::
     /cell         (F,3,3) float64   Å
     /pbc          (F, 3)  bool
     /stress       (F, 6)  float64   eV/Å³, ASE Voigt order (xx yy zz yz xz xy); NaN if absent
+    /atom_energies (A,)   float64   eV, the teacher's per-atom energies (they sum to /energy);
+                                    NaN where the teacher gives none (absent in older files)
     /has_stress   (F,)    bool
     /source_index (F,)    int64     position of the frame in the labelled input list
     /info         (F,)    str       per-frame provenance, JSON (source, group, sampling...)
@@ -52,6 +54,7 @@ class FrameBlock:
     cell: list[np.ndarray] = field(default_factory=list)
     pbc: list[np.ndarray] = field(default_factory=list)
     stress: list[np.ndarray] = field(default_factory=list)
+    atom_energies: list[np.ndarray] = field(default_factory=list)
     info: list[str] = field(default_factory=list)
     rejected_index: list[int] = field(default_factory=list)
     rejected_reason: list[str] = field(default_factory=list)
@@ -70,6 +73,7 @@ class FrameBlock:
         forces: np.ndarray,
         stress: np.ndarray | None,
         info: dict[str, Any],
+        atom_energies: np.ndarray | None = None,
     ) -> None:
         self.source_index.append(int(index))
         self.n_atoms.append(len(numbers))
@@ -81,6 +85,11 @@ class FrameBlock:
         self.pbc.append(np.asarray(pbc, dtype=bool))
         self.stress.append(
             np.full(6, np.nan) if stress is None else np.asarray(stress, dtype=np.float64)
+        )
+        self.atom_energies.append(
+            np.full(len(numbers), np.nan)
+            if atom_energies is None
+            else np.asarray(atom_energies, dtype=np.float64).reshape(len(numbers))
         )
         self.info.append(to_json(info))
 
@@ -137,12 +146,17 @@ class FrameBlock:
             "cell": np.array(self.cell, dtype=np.float64).reshape(n, 3, 3),
             "pbc": np.array(self.pbc, dtype=bool).reshape(n, 3),
             "stress": np.array(self.stress, dtype=np.float64).reshape(n, 6),
+            "atom_energies": _cat(self.atom_energies, (0,), np.float64),
             "rejected_index": np.array(self.rejected_index, dtype=np.int64),
         }
 
     @classmethod
     def _from_arrays(cls, a: dict[str, np.ndarray]) -> FrameBlock:
         offsets = a["offsets"]
+        # Files and journal chunks written before per-atom energies were stored have none.
+        atom_energies = a.get("atom_energies")
+        if atom_energies is None:
+            atom_energies = np.full(len(a["numbers"]), np.nan)
         block = cls()
         for k in range(len(a["source_index"])):
             lo, hi = int(offsets[k]), int(offsets[k + 1])
@@ -155,6 +169,7 @@ class FrameBlock:
             block.cell.append(a["cell"][k])
             block.pbc.append(a["pbc"][k])
             block.stress.append(a["stress"][k])
+            block.atom_energies.append(atom_energies[lo:hi])
             block.info.append(str(a["info"][k]))
         block.rejected_index = [int(i) for i in a["rejected_index"]]
         block.rejected_reason = [str(s) for s in a["rejected_reason"]]
@@ -246,7 +261,14 @@ def read_hdf5(path: str | os.PathLike) -> tuple[FrameBlock, dict[str, Any]]:
         ) from exc
     offsets = arrays["offsets"]
     n = len(arrays["source_index"])
-    if len(offsets) != n + 1 or offsets[-1] != len(arrays["numbers"]) or len(arrays["info"]) != n:
+    n_atoms = len(arrays["numbers"])
+    ragged = ("positions", "forces", "atom_energies")
+    if (
+        len(offsets) != n + 1
+        or offsets[-1] != n_atoms
+        or len(arrays["info"]) != n
+        or any(len(arrays[name]) != n_atoms for name in ragged if name in arrays)
+    ):
         raise DatasetError(f"dataset {str(path)!r} is inconsistent (array lengths disagree)")
     return FrameBlock._from_arrays(arrays), _decode_attrs(attrs)
 

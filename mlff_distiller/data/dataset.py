@@ -20,14 +20,15 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from .. import __version__
 from ._hdf5 import DatasetError, FrameBlock, read_hdf5, to_json, write_hdf5
-from .labeling import teacher_key
+from .labeling import teacher_atom_energies, teacher_key
 
 
 def read_dataset(path: str | os.PathLike) -> list[Atoms]:
     """Every frame of a dataset as ``ase.Atoms`` with the teacher's labels.
 
-    Labels sit on a ``SinglePointCalculator`` (``get_potential_energy()``, ``get_forces()``
-    and, for periodic frames, ``get_stress()``). ``atoms.info`` holds the frame's provenance
+    Labels sit on a ``SinglePointCalculator`` (``get_potential_energy()``, ``get_forces()``,
+    for periodic frames ``get_stress()``, and ``get_potential_energies()`` where the teacher
+    gave per-atom energies). ``atoms.info`` holds the frame's provenance
     (``source``, ``group``, ``sampling``...) plus ``teacher`` and ``source_index``.
     """
     block, attrs = read_hdf5(path)
@@ -50,6 +51,8 @@ def read_dataset(path: str | os.PathLike) -> list[Atoms]:
         }
         if not np.isnan(block.stress[k]).any():
             results["stress"] = block.stress[k]
+        if np.isfinite(block.atom_energies[k]).all():
+            results["energies"] = block.atom_energies[k]
         atoms.calc = SinglePointCalculator(atoms, **results)
         frames.append(atoms)
     return frames
@@ -254,6 +257,7 @@ def import_extxyz(
             results["forces"],
             stress,
             info,
+            teacher_atom_energies(atoms, float(results["energy"])),
         )
     if len(names) > 1:
         raise DatasetError(f"{source} mixes labels from several teachers: {sorted(names)}")

@@ -316,7 +316,22 @@ def _label_one(
         forces,
         stress,
         provenance,
+        teacher_atom_energies(work, energy),
     )
+
+
+def teacher_atom_energies(atoms: Atoms, energy: float) -> np.ndarray | None:
+    """The teacher's per-atom energies of the frame just computed, where it gives them
+    (SevenNet does) and they add up to its energy; ``None`` otherwise."""
+    values = (atoms.calc.results or {}).get("energies")
+    if values is None:
+        return None
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if len(values) != len(atoms) or not np.isfinite(values).all():
+        return None
+    if abs(values.sum() - energy) > 1e-4 * max(1.0, abs(energy)):
+        return None
+    return values
 
 
 def summary(path: str | os.PathLike) -> dict[str, Any]:
@@ -336,6 +351,7 @@ def summary(path: str | os.PathLike) -> dict[str, Any]:
         "rejected_reasons": dict(Counter(block.rejected_reason)),
         "elements": {chemical_symbols[z]: n for z, n in sorted(counts.items())},
         "periodic_frames": int(sum(bool(p.any()) for p in block.pbc)),
+        "atom_energy_frames": int(sum(bool(np.isfinite(e).all()) for e in block.atom_energies)),
         "force_norm_eV_per_A": {
             "max": float(norms.max()) if norms.size else None,
             "mean": float(norms.mean()) if norms.size else None,
@@ -354,5 +370,6 @@ def summary_text(path: str | os.PathLike) -> str:
     )
     return (
         f"{s['path']}: {s['frames']} frames ({s['periodic_frames']} periodic), {s['atoms']} atoms, "
-        f"{s['rejected']} rejected; teacher {s['teacher']}; elements: {elements}; {force_range}"
+        f"{s['rejected']} rejected; teacher {s['teacher']}; elements: {elements}; {force_range}; "
+        f"per-atom energies in {s['atom_energy_frames']} frames"
     )

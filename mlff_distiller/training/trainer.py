@@ -57,6 +57,9 @@ class _Item:
         self.energy = float(atoms.get_potential_energy())
         self.forces = atoms.get_forces()
         self.numbers = atoms.numbers
+        # The teacher's per-atom energies, where the dataset has them (SevenNet gives them).
+        atom_energies = atoms.calc.results.get("energies")
+        self.atom_energies = None if atom_energies is None else np.asarray(atom_energies)
         stress = atoms.calc.results.get("stress") if atoms.pbc.all() else None
         self.stress = None if stress is None else _voigt_to_matrix(np.asarray(stress))
         self.volume = (
@@ -71,7 +74,12 @@ def _voigt_to_matrix(s: np.ndarray) -> np.ndarray:
 
 def _labels(items: list[_Item], dtype: torch.dtype) -> dict[str, torch.Tensor]:
     stress = [it.stress if it.stress is not None else np.full((3, 3), np.nan) for it in items]
+    atom_energies = [
+        it.atom_energies if it.atom_energies is not None else np.full(it.n_atoms, np.nan)
+        for it in items
+    ]
     return {
+        "atom_energies": torch.tensor(np.concatenate(atom_energies), dtype=dtype),
         "energy": torch.tensor([it.energy for it in items], dtype=dtype),
         "forces": torch.tensor(np.concatenate([it.forces for it in items]), dtype=dtype),
         "stress": torch.tensor(np.stack(stress), dtype=dtype),
@@ -79,12 +87,26 @@ def _labels(items: list[_Item], dtype: torch.dtype) -> dict[str, torch.Tensor]:
     }
 
 
-def _normalisation(items: list[_Item], numbers: list[int]) -> dict[str, Any]:
-    """Per-element reference energies (least squares on composition), force RMS, neighbours."""
-    counts = np.array([[np.sum(it.numbers == z) for z in numbers] for it in items], dtype=float)
-    energies = np.array([it.energy for it in items])
-    ridge = 1e-8 * np.eye(len(numbers))
-    shift = np.linalg.solve(counts.T @ counts + ridge, counts.T @ energies)
+def _normalisation(
+    items: list[_Item], numbers: list[int], atom_targets: bool = False
+) -> dict[str, Any]:
+    """Per-element reference energies, force RMS, neighbours.
+
+    With per-atom energy targets (``atom_targets``) and every frame labelled with them, the
+    reference energy of an element is the mean of the teacher's per-atom energies of that
+    element, so the learned part fits what is left of each atom's energy; otherwise it is
+    the least-squares fit of frame energies on composition.
+    """
+    if atom_targets and all(it.atom_energies is not None for it in items):
+        z = np.concatenate([it.numbers for it in items])
+        e = np.concatenate([it.atom_energies for it in items])
+        shift = np.array([e[z == number].mean() if (z == number).any() else 0.0
+                          for number in numbers])  # fmt: skip
+    else:
+        counts = np.array([[np.sum(it.numbers == z) for z in numbers] for it in items], float)
+        energies = np.array([it.energy for it in items])
+        ridge = 1e-8 * np.eye(len(numbers))
+        shift = np.linalg.solve(counts.T @ counts + ridge, counts.T @ energies)
     forces = np.concatenate([it.forces for it in items])
     edges = sum(it.graph["edge_index"].shape[1] for it in items)
     atoms = sum(it.n_atoms for it in items)
@@ -124,12 +146,13 @@ def _loss(
     out: dict[str, torch.Tensor],
     labels: dict[str, torch.Tensor],
     n_atoms: torch.Tensor,
-    totals: tuple[int, int, int],
+    totals: tuple[int, int, int, int],
     config: dict[str, Any],
 ) -> torch.Tensor:
     """Sums over this rank's frames divided by the whole batch's counts, so the per-rank
-    losses add up to the batch mean (frames, force components, periodic frames)."""
-    n_frames, n_force, n_stress = totals
+    losses add up to the batch mean (frames, force components, periodic frames, atoms with
+    a per-atom energy label)."""
+    n_frames, n_force, n_stress, n_atom_energies = totals
     de = (out["energy"] - labels["energy"]) / n_atoms
     loss = config["energy_weight"] * (de**2).sum() / n_frames
     df = out["forces"] - labels["forces"]
@@ -141,6 +164,10 @@ def _loss(
             scale = (labels["volume"] / n_atoms)[mask].view(-1, 1, 1)
             ds = (out["stress"][mask] - labels["stress"][mask]) * scale
             loss = loss + config["stress_weight"] * (ds**2).sum() / (9 * n_stress)
+    if n_atom_energies and config["atom_energy_weight"]:
+        mask = ~torch.isnan(labels["atom_energies"])
+        da = out["atomic_energies"][mask] - labels["atom_energies"][mask]
+        loss = loss + config["atom_energy_weight"] * (da**2).sum() / n_atom_energies
     return loss
 
 
@@ -249,7 +276,7 @@ def train(
         for name, idx in splits.items()
     }
 
-    norm = _normalisation(items["train"], numbers)
+    norm = _normalisation(items["train"], numbers, cfg["atom_energy_weight"] > 0)
     model_cfg = {k: cfg[k] for k in MODEL_KEYS if k in cfg}
     model = build_model(preset, elements, **model_cfg, avg_neighbors=norm["avg_neighbors"])
     model = model.to(dtype)  # before the shifts, so float64 runs keep them exact
@@ -385,6 +412,7 @@ def _step(model, optimizer, batch_items, rank: int, world: int, dtype, cfg) -> f
         len(batch_items),
         3 * sum(it.n_atoms for it in batch_items),
         sum(1 for it in batch_items if it.stress is not None),
+        sum(it.n_atoms for it in batch_items if it.atom_energies is not None),
     )
     mine = batch_items[rank::world]
     optimizer.zero_grad(set_to_none=False)

@@ -157,6 +157,42 @@ class FlakyTeacher(Calculator):
         elif mode == "huge":
             forces[1, 2] = 1e4
         self.results = {"energy": energy, "forces": forces}
+        if mode == "atom-energies-off":  # per-atom energies that do not add up to the energy
+            self.results["energies"] = work.get_potential_energies() + 0.1
+
+
+def test_per_atom_energies_are_stored_where_the_teacher_gives_them(
+    labelled, structures, water_box, sevennet, tmp_path
+):
+    frames = read_dataset(labelled)
+    for frame, original in zip(frames, [*structures, water_box]):
+        reference = original.copy()
+        reference.calc = sevennet
+        expected = reference.get_potential_energies()
+        assert np.abs(expected).min() > 0.1  # SevenNet-0 gives them, so they are a real label
+        np.testing.assert_allclose(frame.get_potential_energies(), expected, atol=1e-6)
+    assert summary(labelled)["atom_energy_frames"] == len(frames)
+    # A teacher without per-atom energies, or with some that do not add up to its energy:
+    # none are stored, and the frames are still labelled.
+    plain = [molecule("H2O"), molecule("NH3")]
+    plain[1].info["misbehave"] = "atom-energies-off"
+    path = label(plain, FlakyTeacher(sevennet), tmp_path / "plain.h5", progress=False)
+    assert summary(path)["atom_energy_frames"] == 0 and len(read_dataset(path)) == 2
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    with pytest.raises(PropertyNotImplementedError):
+        read_dataset(path)[0].get_potential_energies()
+
+
+def test_a_dataset_written_before_per_atom_energies_still_reads(labelled, tmp_path):
+    old = tmp_path / "old.h5"
+    shutil.copyfile(labelled, old)
+    with h5py.File(old, "a") as h5:
+        del h5["atom_energies"]
+    frames = read_dataset(old)
+    assert len(frames) == len(read_dataset(labelled))
+    assert all("energies" not in f.calc.results for f in frames)
+    assert summary(old)["atom_energy_frames"] == 0
 
 
 def test_bad_frames_are_rejected_counted_and_never_written(sevennet, tmp_path):
@@ -370,6 +406,9 @@ def test_extxyz_round_trip(labelled, tmp_path):
         np.testing.assert_allclose(a.positions, b.positions, atol=1e-7)
         np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-7)
         assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), abs=1e-7)
+        np.testing.assert_allclose(
+            a.get_potential_energies(), b.get_potential_energies(), atol=1e-7
+        )
         assert a.info["group"] == b.info["group"]
         assert a.info["teacher"] == "sevennet-0"
     assert back[0].info["sampling"] == original[0].info["sampling"]

@@ -319,6 +319,36 @@ def test_stress_labels_enter_the_loss(dataset, tmp_path):
     assert _max_difference(*weights) > 1e-6
 
 
+def _atom_energy_mae(checkpoint: Path, frames: list) -> float:
+    """Per-atom energy MAE (eV) of a checkpoint against the teacher's per-atom energies."""
+    data = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(data)
+    numbers = [atomic_numbers[el] for el in data["elements"]]
+    graphs = [build_graph(f, data["model_config"]["cutoff"], numbers) for f in frames]
+    atomic = evaluate(model, collate(graphs, torch.float64))["atomic_energies"]
+    teacher = np.concatenate([f.get_potential_energies() for f in frames])
+    return float(np.abs(atomic.detach().numpy() - teacher).mean())
+
+
+def test_per_atom_energy_labels_are_learned_when_weighted(dataset, reference, tmp_path):
+    train_frames = _split(dataset, "train")
+    assert all("energies" in f.calc.results for f in train_frames)
+    best = train(dataset, PRESET, tmp_path / "atoms", progress=False, atom_energy_weight=50.0,
+                 **CONFIG)  # fmt: skip
+    # Reference energies are the teacher's mean per-atom energy of each element.
+    data = load_checkpoint(best)
+    z = np.concatenate([f.numbers for f in train_frames])
+    e = np.concatenate([f.get_potential_energies() for f in train_frames])
+    expected = [e[z == atomic_numbers[el]].mean() for el in data["elements"]]
+    np.testing.assert_allclose(data["normalization"]["energy_shift"], expected, rtol=1e-12)
+    # Unweighted, the split of a frame's energy among its atoms is arbitrary; weighted, the
+    # student's per-atom energies follow the teacher's on frames it never trained on.
+    test = _split(dataset, "test")
+    with_labels = _atom_energy_mae(best, test)
+    without = _atom_energy_mae(reference / "best.pt", test)
+    assert with_labels < 0.5 * without, (with_labels, without)
+
+
 # ------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize(
     ("options", "message"),
