@@ -136,6 +136,15 @@ def teacher_md_set(
     return label(structures, teacher, path, progress=False)
 
 
+def set_specs(frames: int) -> dict[str, tuple]:
+    """The teacher MD sets (systems, temperature, frames per system, seed) for ``--frames``."""
+    return {
+        "heldout_300K": (TRAINING_SYSTEMS, 300.0, frames, 9001),
+        "heldout_500K": (TRAINING_SYSTEMS, 500.0, frames, 9002),
+        "unseen_300K": (UNSEEN_SYSTEMS, 300.0, max(frames // 2, 1), 9003),
+    }
+
+
 def student_md_frames(
     calc, spec: str, steps: int, every: int, temperature: float, seed: int
 ) -> tuple[list[Atoms], dict]:
@@ -438,11 +447,9 @@ def main() -> None:
     started = time.time()
     teacher = get_teacher("sevennet-0")
     sets = {
-        "heldout_300K": (TRAINING_SYSTEMS, 300.0, args.frames, 9001),
-        "heldout_500K": (TRAINING_SYSTEMS, 500.0, args.frames, 9002),
-        "unseen_300K": (UNSEEN_SYSTEMS, 300.0, max(args.frames // 2, 1), 9003),
+        key: teacher_md_set(args.work, teacher, *spec)
+        for key, spec in set_specs(args.frames).items()
     }
-    sets = {key: teacher_md_set(args.work, teacher, *spec) for key, spec in sets.items()}
     frames = {key: read_dataset(path) for key, path in sets.items()}
     refs = teacher_references(args.work, teacher, args.torsion_points)
     teacher_cost = {

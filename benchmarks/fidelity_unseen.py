@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import torch
-from fidelity import RESULTS, UNSEEN_SYSTEMS, _by_system, teacher_md_set  # same directory
+from fidelity import RESULTS, UNSEEN_SYSTEMS, _by_system, set_specs, teacher_md_set  # same dir
 
 from mlff_distiller import StudentCalculator
 from mlff_distiller.benchmarking import frame_errors, write_json
@@ -30,7 +30,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    path = teacher_md_set(args.work, get_teacher("sevennet-0"), UNSEEN_SYSTEMS, 300.0, 4, 9003)
+    spec = set_specs(8)["unseen_300K"]  # the frames of fidelity.py --frames 8
+    path = teacher_md_set(args.work, get_teacher("sevennet-0"), *spec)
     frames = read_dataset(path)
     results = {}
     lines = ["| student | force RMSE (eV/Å) | force MAE (eV/Å) | energy MAE (meV/atom) |",
