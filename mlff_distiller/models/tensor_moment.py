@@ -1,4 +1,4 @@
-"""A higher-order student: moments up to rank 3 and element-pair radial MLPs (experimental).
+"""A higher-order student: moments up to rank 6 and element-pair radial MLPs (experimental).
 
 The ``tiny-l3`` and ``standard-l3`` presets. Measured so far (``benchmarks/distill_presets.py``,
 60 epochs): no more accurate than :class:`~.moment.MomentStudent` of the same size, and a
@@ -8,7 +8,7 @@ For each atom ``i`` and its neighbours ``j`` within the cutoff, radial channels
 ``R_{l,n}(r_ij)`` (a small MLP of a Bessel basis, conditioned on the element pair of the
 edge, times a smooth envelope) build the Cartesian moments of the neighbour shell
 
-    A_{l,n} = Σ_j R_{l,n}(r_ij) r̂_ij^{⊗l},        l = 0 … max_rank,
+    A_{l,n} = Σ_j R_{l,n}(r_ij) r̂_ij^{⊗l},        l = 0 … max_rank (≤ 6),
 
 stored as the independent components of a symmetric rank-``l`` tensor. Their full
 contractions are invariant to rotations, translations and permutations of like atoms:
@@ -36,6 +36,9 @@ import torch
 from torch import nn
 
 from .radial import BesselBasis, PolynomialEnvelope, ZBLRepulsion
+
+#: The highest moment rank a student may use (angular order of its three-body terms).
+MAX_RANK = 6
 
 
 def monomials(rank: int) -> list[tuple[int, int, int]]:
@@ -65,7 +68,8 @@ def _full_index(rank: int) -> list[int]:
 
 
 class TensorMomentStudent(nn.Module):
-    """A strictly local, energy-conserving student with rank-3 moments (presets ``*-l3``).
+    """A strictly local, energy-conserving student with moments up to rank ``max_rank``
+    (presets ``*-l3``).
 
     Parameters
     ----------
@@ -80,7 +84,8 @@ class TensorMomentStudent(nn.Module):
     n_radial
         Radial channels per tensor rank.
     max_rank
-        Highest rank of the moments (2 or 3): the angular order of the three-body terms.
+        Highest rank of the moments (2 … :data:`MAX_RANK`): the angular order of the
+        three-body terms. The four-body contractions use ranks up to 3.
     n_mix
         Mixed channels entering the four-body contractions.
     radial_hidden
@@ -116,8 +121,8 @@ class TensorMomentStudent(nn.Module):
         n_species = len(atomic_numbers)
         if n_species == 0:
             raise ValueError("a model needs at least one element")
-        if max_rank not in (2, 3):
-            raise ValueError(f"max_rank must be 2 or 3, got {max_rank}")
+        if not 2 <= max_rank <= MAX_RANK:
+            raise ValueError(f"max_rank must be between 2 and {MAX_RANK}, got {max_rank}")
         if n_mix < 1 or n_radial < 1 or radial_hidden < 1:
             raise ValueError("n_radial, n_mix and radial_hidden must be at least 1")
         self.n_species = n_species
@@ -152,10 +157,17 @@ class TensorMomentStudent(nn.Module):
         self.rank_starts = starts
         self.register_buffer("full2", torch.tensor(_full_index(2), dtype=torch.long))
         self.register_buffer("full3", torch.tensor(_full_index(3), dtype=torch.long))
+        # Exponents of every angular component of ranks 0 … max_rank (monomials order), to
+        # gather x^a y^b z^c from the powers of the unit vector's components. Derived from
+        # max_rank, so not stored in checkpoints.
+        self.register_buffer(
+            "powers", torch.tensor(powers, dtype=torch.long).t().contiguous(), persistent=False
+        )
 
         # Channel mixing (the same linear map for every component: rotation-equivariant)
-        # for ranks 1 … max_rank, feeding the four-body contractions.
-        self.mix = nn.Parameter(torch.randn(max_rank, n_radial, n_mix) / n_radial**0.5)
+        # for ranks 1 … min(max_rank, 3), feeding the four-body contractions.
+        self.n_mixed = min(max_rank, 3)
+        self.mix = nn.Parameter(torch.randn(self.n_mixed, n_radial, n_mix) / n_radial**0.5)
         rows, cols = torch.triu_indices(n_radial, n_radial)
         self.register_buffer("pair_rows", rows)
         self.register_buffer("pair_cols", cols)
@@ -223,33 +235,15 @@ class TensorMomentStudent(nn.Module):
 
         # Angular monomials x^a y^b z^c of the unit vector, rank by rank in the order of
         # monomials(rank), each multiplied by that rank's radial channels.
-        x = unit[:, 0]
-        y = unit[:, 1]
-        z = unit[:, 2]
-        xx, xy, xz, yy, yz, zz = x * x, x * y, x * z, y * y, y * z, z * z
+        power_list = [torch.ones_like(unit).unsqueeze(1)]
+        for _ in range(self.max_rank):
+            power_list.append(power_list[-1] * unit.unsqueeze(1))
+        pw = torch.cat(power_list, dim=1)  # [E, max_rank + 1, 3]: u_c^k
+        monomial = pw[:, self.powers[0], 0] * pw[:, self.powers[1], 1] * pw[:, self.powers[2], 2]
         angular = [
-            torch.ones_like(x).unsqueeze(1),
-            unit,
-            torch.stack([xx, xy, xz, yy, yz, zz], dim=1),
+            monomial[:, self.rank_starts[rank] : self.rank_starts[rank + 1]]
+            for rank in range(self.max_rank + 1)
         ]
-        if self.max_rank >= 3:
-            angular.append(
-                torch.stack(
-                    [
-                        xx * x,
-                        xx * y,
-                        xx * z,
-                        xy * y,
-                        xy * z,
-                        xz * z,
-                        yy * y,
-                        yy * z,
-                        yz * z,
-                        zz * z,
-                    ],
-                    dim=1,
-                )
-            )
         per_edge = torch.cat(
             [
                 radial[:, rank, :].unsqueeze(1) * angular[rank].unsqueeze(2)
@@ -271,7 +265,8 @@ class TensorMomentStudent(nn.Module):
             a = moments[:, start:stop, :]  # [N, M_l, R]
             gram = torch.bmm(a.transpose(1, 2), a * weights[start:stop].view(1, -1, 1))
             features.append(gram[:, self.pair_rows, self.pair_cols])
-            mixed.append(torch.matmul(a, self.mix[rank - 1].to(a.dtype)))  # [N, M_l, C]
+            if rank <= self.n_mixed:
+                mixed.append(torch.matmul(a, self.mix[rank - 1].to(a.dtype)))  # [N, M_l, C]
 
         b1 = mixed[0]  # [N, 3, C]
         b2 = mixed[1][:, self.full2, :].view(n_atoms, 3, 3, self.n_mix)  # [N, 3, 3, C]
