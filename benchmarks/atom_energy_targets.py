@@ -6,15 +6,14 @@ Run from the repo root (one heavy job at a time on a small machine)::
     .venv/bin/python benchmarks/atom_energy_targets.py                 # weights 0, 5, 20
     .venv/bin/python benchmarks/atom_energy_targets.py --weights 0 10 --epochs 60
 
-- **Training data**: the built-in organic set (2 conformers each), displaced atoms and 300 /
-  500 K MD driven by the archived ``tiny`` v3 student, labelled by SevenNet-0 with its
-  per-atom energies. No water: the unseen set below has none either.
+- **Training data**: ``_organic_data.py``'s training set (the built-in organic molecules,
+  displaced and in MD driven by the archived ``tiny`` v3, with the teacher's per-atom
+  energies).
 - **Students**: ``tiny``, split by frame, best epoch by validation force MAE, one torch
   thread; the same seed, so runs differ only in the loss.
 - **Held-out frames**: the test split (frames of training molecules).
-- **Never-seen molecules**: the first ``--unseen`` molecules of ``builtin:functional-groups``
-  (none of them in the organic set), displaced and in MD driven by the same student, labelled
-  by the teacher.
+- **Never-seen molecules**: ``_organic_data.py``'s never-seen set, the first ``--unseen``
+  molecules of ``builtin:functional-groups``.
 
 Everything is cached under ``--work`` (labels and trainings resume). Results:
 ``benchmarks/results/atom_energy_targets.{json,md}``.
@@ -29,35 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _organic_data import organic_sets
 
 from mlff_distiller import StudentCalculator, __version__
 from mlff_distiller.benchmarking import frame_errors, write_json
-from mlff_distiller.data import build_structures, label, read_dataset, split_indices
-from mlff_distiller.data.builtin import molecule_set
+from mlff_distiller.data import read_dataset, split_indices
 from mlff_distiller.training import train
 
 RESULTS = Path(__file__).parent / "results"
-DRIVER = Path(__file__).parent.parent / "torchscript_exports" / "drivers" / "sevennet0-tiny-v3.pt"
-
-
-def _recipe(sources: list[str], conformers: int, light: bool) -> dict:
-    md = {"method": "md", "driver": str(DRIVER), "every": 40, "equilibration_steps": 200}
-    return {
-        "sources": sources,
-        "conformers": conformers,
-        "seed": 11,
-        "sampling": [
-            {"method": "perturb", "n_samples": 3, "amplitude": 0.05},
-            {**md, "n_frames": 3 if light else 6, "temperature_K": 300},
-            {**md, "n_frames": 2 if light else 4, "temperature_K": 500},
-        ],
-    }
-
-
-def _labelled(path: Path, recipe: dict) -> Path:
-    if not path.is_file():
-        label(build_structures(recipe), "sevennet-0", path)
-    return path
 
 
 def _atom_energy_mae_meV(calc, frames) -> float:
@@ -99,14 +77,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    args.work.mkdir(parents=True, exist_ok=True)
 
-    data = _labelled(args.work / "train.h5", _recipe(["builtin:organic"], 2, light=False))
-    unseen_smiles = [entry.smiles for entry in molecule_set("functional-groups")[: args.unseen]]
-    unseen_data = _labelled(
-        args.work / f"unseen-{args.unseen}.h5",
-        _recipe(["smiles:" + ",".join(unseen_smiles)], 1, light=True),
-    )
+    data, unseen_data = organic_sets(args.work, args.unseen)
     unseen = read_dataset(unseen_data)
     frames = read_dataset(data)
     options = {
