@@ -21,6 +21,20 @@ from mlff_distiller.data import build_structures, label
 from mlff_distiller.data.builtin import molecule_set
 
 DRIVER = Path(__file__).parent.parent / "torchscript_exports" / "drivers" / "sevennet0-tiny-v3.pt"
+#: Train / validation / test fractions of the training set, split by frame.
+SPLIT = (0.9, 0.05, 0.05)
+
+
+def training_options(epochs: int) -> dict:
+    """The training options every student of these benchmarks shares: split by frame, best
+    epoch by validation force MAE, one torch thread."""
+    return {
+        "epochs": epochs,
+        "split_by": "frame",
+        "split_fractions": list(SPLIT),
+        "select_on": "force_mae",
+        "threads": 1,
+    }
 
 
 def recipe(sources: list[str], conformers: int, light: bool) -> dict:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from _organic_data import organic_sets
+from _organic_data import SPLIT, organic_sets, training_options
 
 from mlff_distiller import StudentCalculator, __version__
 from mlff_distiller.benchmarking import frame_errors, write_json
@@ -48,7 +48,6 @@ DEFAULT_STUDENTS = [
     "tiny-l4=tiny-l3:max_rank=4",
     "tiny-l6=tiny-l3:max_rank=6",
 ]
-SPLIT = (0.9, 0.05, 0.05)
 #: Training frames the fit error is measured on (a seeded sample).
 FIT_FRAMES = 200
 
@@ -114,13 +113,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     fit = [frames[i] for i in rng.choice(split["train"], size=FIT_FRAMES, replace=False)]
     timing_atoms = load_source("smiles:Cn1cnc2c1c(=O)n(C)c(=O)n2C", n_conformers=1)[0]
-    options = {
-        "epochs": args.epochs,
-        "split_by": "frame",
-        "split_fractions": list(SPLIT),
-        "select_on": "force_mae",
-        "threads": 1,
-    }
+    options = training_options(args.epochs)
     runs = []
     for name, preset, overrides in students:
         start = time.perf_counter()

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _organic_data import organic_sets
+from _organic_data import SPLIT, organic_sets, training_options
 
 from mlff_distiller import StudentCalculator, __version__
 from mlff_distiller.benchmarking import frame_errors, write_json
@@ -81,14 +81,8 @@ def main() -> None:
     data, unseen_data = organic_sets(args.work, args.unseen)
     unseen = read_dataset(unseen_data)
     frames = read_dataset(data)
-    options = {
-        "epochs": args.epochs,
-        "split_by": "frame",
-        "split_fractions": [0.9, 0.05, 0.05],
-        "select_on": "force_mae",
-        "threads": 1,
-    }
-    test = [frames[i] for i in split_indices(frames, (0.9, 0.05, 0.05), by="frame")["test"]]
+    options = training_options(args.epochs)
+    test = [frames[i] for i in split_indices(frames, SPLIT, by="frame")["test"]]
     runs = []
     for weight in args.weights:
         start = time.perf_counter()

@@ -35,6 +35,7 @@ import torch
 from ase import Atoms, units
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
+from fidelity import TRAINING_SYSTEMS as SYSTEMS  # the standard suite's kind of systems
 
 from mlff_distiller import StudentCalculator, __version__
 from mlff_distiller.benchmarking import write_json
@@ -43,16 +44,6 @@ from mlff_distiller.teachers import get_teacher
 
 RESULTS = Path(__file__).parent / "results"
 DRIVER = Path(__file__).parent.parent / "torchscript_exports" / "sevennet0-tiny.pt"
-
-#: The ``standard`` suite's kind of systems: molecules of the built-in set and a water box.
-SYSTEMS = {
-    "ethanol": "smiles:CCO",
-    "paracetamol": "smiles:CC(=O)Nc1ccc(O)cc1",
-    "caffeine": "smiles:Cn1cnc2c1c(=O)n(C)c(=O)n2C",
-    "alanine-dipeptide": "smiles:CC(=O)N[C@@H](C)C(=O)NC",
-    "aspirin": "smiles:CC(=O)Oc1ccccc1C(=O)O",
-    "water-32": "builtin:water-32",
-}
 
 
 def md_frames(spec: str, n_frames: int, every: int, seed: int) -> list[Atoms]:
