@@ -15,6 +15,7 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
+from .devices import resolve_device
 from .export import is_exported, load_exported
 from .export.exporter import CHECKED_INPUT_VERSION, FLOAT64_INPUT_VERSION
 from .export.module import script_error_message
@@ -36,6 +37,10 @@ class StudentCalculator(Calculator):
         ``"float32"`` or ``"float64"``; default: the dtype the student was trained in.
     script
         Run the TorchScript-compiled model (the same code the engines run).
+    device
+        Where the student runs: ``"cpu"`` (default), ``"cuda"``, ``"cuda:1"``... Exported
+        files of format version 4 on and checkpoints run anywhere; results come back as
+        NumPy arrays either way.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
@@ -45,18 +50,20 @@ class StudentCalculator(Calculator):
         model: str | os.PathLike,
         dtype: str | None = None,
         script: bool = True,
+        device: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         path = Path(model)
         if dtype not in (None, "float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.device = resolve_device(device)
         self.path = path
-        self._options = {"dtype": dtype, "script": script}
+        self._options = {"dtype": dtype, "script": script, "device": device}
         self._model_digest = _digest(path) if path.is_file() else None
         self.exported = None
         if path.is_file() and is_exported(path):
-            module, metadata = load_exported(path)
+            module, metadata = load_exported(path, self.device)
             if dtype is not None and dtype != metadata["dtype"]:
                 raise ValueError(
                     f"{path} holds a {metadata['dtype']} model; export it again with "
@@ -76,7 +83,7 @@ class StudentCalculator(Calculator):
             return
         data = load_checkpoint(path)
         self.dtype = torch.float64 if (dtype or data.get("dtype")) == "float64" else torch.float32
-        module = model_from_checkpoint(data, self.dtype)
+        module = model_from_checkpoint(data, self.dtype).to(self.device)
         self.model = torch.jit.script(module) if script else module
         self.elements = list(data["elements"])
         self.atomic_numbers = [int(z) for z in module.atomic_numbers.tolist()]
@@ -138,17 +145,18 @@ class StudentCalculator(Calculator):
     def _calculate_checkpoint(self, atoms: Atoms, want_stress: bool) -> None:
         graph = build_graph(atoms, self.cutoff, self.atomic_numbers)
         batch = collate([graph], torch.float64)  # see _calculate_exported
+        batch = {key: value.to(self.device) for key, value in batch.items()}
         with torch.jit.optimized_execution(False):  # see _calculate_exported
             out = evaluate(self.model, batch, compute_stress=want_stress or bool(atoms.pbc.all()))
         energy = float(out["energy"][0].detach())
         self.results = {
             "energy": energy,
             "free_energy": energy,
-            "forces": out["forces"].detach().double().numpy(),
-            "energies": out["atomic_energies"].detach().double().numpy(),
+            "forces": out["forces"].detach().double().cpu().numpy(),
+            "energies": out["atomic_energies"].detach().double().cpu().numpy(),
         }
         if "stress" in out and atoms.pbc.all():
-            s = out["stress"][0].detach().double().numpy()
+            s = out["stress"][0].detach().double().cpu().numpy()
             self.results["stress"] = np.array(
                 [s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]
             )
@@ -172,13 +180,13 @@ class StudentCalculator(Calculator):
             check_distances(np.linalg.norm(vectors, axis=1), i, j)
         # float64 in, whatever the student's dtype: edge vectors are differences of
         # absolute positions and keep their precision (the module casts them afterwards).
-        f64 = self.input_dtype
-        positions = torch.tensor(atoms.positions, dtype=f64, requires_grad=True)
-        cell = torch.tensor(atoms.cell.array, dtype=f64)
-        strain = torch.zeros(3, 3, dtype=f64, requires_grad=with_stress)
-        deformation = torch.eye(3, dtype=f64) + strain
-        numbers = torch.tensor(atoms.numbers, dtype=torch.long)
-        pbc = torch.tensor(atoms.pbc.tolist())
+        f64 = {"dtype": self.input_dtype, "device": self.device}
+        positions = torch.tensor(atoms.positions, **f64, requires_grad=True)
+        cell = torch.tensor(atoms.cell.array, **f64)
+        strain = torch.zeros(3, 3, **f64, requires_grad=with_stress)
+        deformation = torch.eye(3, **f64) + strain
+        numbers = torch.tensor(atoms.numbers, dtype=torch.long, device=self.device)
+        pbc = torch.tensor(atoms.pbc.tolist(), device=self.device)
         # TorchScript's profiling executor re-optimises for every new number of atoms or
         # edges (hundreds of ms each time); MD changes those shapes constantly.
         with torch.jit.optimized_execution(False):
@@ -195,11 +203,11 @@ class StudentCalculator(Calculator):
         self.results = {
             "energy": value,
             "free_energy": value,
-            "forces": (-grads[0]).detach().double().numpy(),
-            "energies": atomic.detach().double().numpy(),
+            "forces": (-grads[0]).detach().double().cpu().numpy(),
+            "energies": atomic.detach().double().cpu().numpy(),
         }
         if with_stress and atoms.pbc.all():
-            s = grads[1].detach().double().numpy() / atoms.get_volume()
+            s = grads[1].detach().double().cpu().numpy() / atoms.get_volume()
             self.results["stress"] = np.array(
                 [s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]
             )

@@ -505,7 +505,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a checkpoint as one TorchScript file for ASE, OpenMM and LAMMPS",
         description="Export a trained student (self-checked, metadata inside the file).",
     )
-    p.add_argument("checkpoint", help="a training checkpoint (best.pt)")
+    p.add_argument(
+        "checkpoint",
+        help="a training checkpoint (best.pt), or an exported file to write again with this "
+        "version (e.g. one older than format version 4, to run it on a GPU)",
+    )
     p.add_argument("--out", required=True, help="the TorchScript file to write (model.pt)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.set_defaults(func=cmd_export)

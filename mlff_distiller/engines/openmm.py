@@ -23,7 +23,7 @@ from ase import Atoms, units
 from openmm import app
 
 from ..export import load_exported
-from ..export.exporter import FLOAT64_INPUT_VERSION
+from ..export.exporter import ANY_DEVICE_VERSION, FLOAT64_INPUT_VERSION
 
 #: Å per nm.
 ANGSTROM_PER_NM = units.nm / units.Angstrom
@@ -73,7 +73,11 @@ def _ensure_torch_plugin() -> None:
 class OpenMMStudent(torch.nn.Module):
     """The TorchForce module: ``forward(positions [N, 3] nm, boxvectors [3, 3] nm or None)``
     takes its inputs in ``input_dtype`` (whatever precision the platform passes),
-    evaluates the atoms in ``indices`` (default: all) and returns kJ/mol in float64."""
+    evaluates the atoms in ``indices`` (default: all) and returns kJ/mol in float64.
+
+    TorchForce moves the module to the Context's device (the CUDA platform's GPU); every
+    tensor here follows ``positions``. A student file exported before format version 4
+    (``any_device`` false) makes CPU tensors of its own and refuses other devices."""
 
     def __init__(
         self,
@@ -82,9 +86,11 @@ class OpenMMStudent(torch.nn.Module):
         periodic: bool,
         input_dtype: torch.dtype = torch.float64,
         indices: list[int] | None = None,
+        any_device: bool = True,
     ) -> None:
         super().__init__()
         self.model = model
+        self.any_device = any_device
         self.register_buffer("numbers", torch.tensor(numbers, dtype=torch.long))
         self.register_buffer("pbc", torch.tensor([periodic] * 3))
         self.register_buffer("like", torch.zeros((), dtype=input_dtype))
@@ -100,6 +106,13 @@ class OpenMMStudent(torch.nn.Module):
         # the absolute positions) to its own dtype (files of format version 1 get their
         # own dtype instead).
         dtype = self.like.dtype
+        if not self.any_device and positions.device.type != "cpu":
+            raise ValueError(
+                "this student file runs on the CPU only (exported before format version 4): "
+                "export it again with `mlff-distill export` to run it on "
+                + str(positions.device)
+                + ", or use OpenMM's CPU or Reference platform"
+            )
         if self.subset:
             positions = positions[self.indices]
         positions = positions.to(dtype) * self.length
@@ -205,7 +218,8 @@ def student_force(
     model_dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
     version = int(metadata.get("format_version", 1))
     input_dtype = torch.float64 if version >= FLOAT64_INPUT_VERSION else model_dtype
-    wrapper = OpenMMStudent(module, numbers, periodic, input_dtype, indices)
+    any_device = version >= ANY_DEVICE_VERSION
+    wrapper = OpenMMStudent(module, numbers, periodic, input_dtype, indices, any_device)
     if scale_parameter is not None:
         wrapper = (_ScaledPeriodic if periodic else _ScaledMolecule)(wrapper)
     force = openmmtorch.TorchForce(torch.jit.script(wrapper.eval()))

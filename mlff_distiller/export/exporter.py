@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..devices import resolve_device
 from ..training.checkpoint import load_checkpoint, model_from_checkpoint
 from .module import ExportedStudent
 
@@ -28,11 +29,15 @@ from .module import ExportedStudent
 #: student's dtype (version 1 files are given positions in their own dtype). 3:
 #: ``atomic_energies`` refuses non-finite positions and cells, atoms closer than
 #: ``models.graph.MIN_DISTANCE`` and non-finite outputs (callers check older files themselves).
-FORMAT_VERSION = 3
+#: 4: every tensor the module makes follows the device of its inputs (older files run on the
+#: CPU only).
+FORMAT_VERSION = 4
 #: The first version whose module takes float64 positions whatever its own dtype.
 FLOAT64_INPUT_VERSION = 2
 #: The first version whose module checks its inputs and outputs itself.
 CHECKED_INPUT_VERSION = 3
+#: The first version that runs on any device (CUDA included), not only the CPU.
+ANY_DEVICE_VERSION = 4
 #: Name of the metadata entry in the TorchScript archive.
 METADATA_FILE = "mlff_metadata.json"
 #: Keys every exported file's metadata has.
@@ -60,6 +65,11 @@ class ExportError(ValueError):
 def export(checkpoint: str | os.PathLike, path: str | os.PathLike, dtype: str = "float32") -> Path:
     """Export a training checkpoint to a TorchScript file at ``path``.
 
+    ``checkpoint`` may also be an exported file (any format version): its weights are
+    exported again with this version's code, e.g. to run a file older than format version
+    4 on a GPU, or a float32 file in float64 (the weights are cast exactly; a student
+    trained in float32 keeps its float32 accuracy).
+
     Examples
     --------
     >>> export("runs/tiny/best.pt", "tiny.pt", dtype="float64")          # doctest: +SKIP
@@ -68,7 +78,12 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, dtype: str = 
     if dtype not in ("float32", "float64"):
         raise ExportError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     torch_dtype = torch.float64 if dtype == "float64" else torch.float32
-    data = load_checkpoint(checkpoint)
+    provenance: dict[str, Any] = {"checkpoint": str(checkpoint)}
+    if is_exported(checkpoint):
+        data, earlier = _checkpoint_of_exported(checkpoint)
+        provenance = {"checkpoint": earlier.get("checkpoint"), "exported_from": str(checkpoint)}
+    else:
+        data = load_checkpoint(checkpoint)
     model = model_from_checkpoint(data, torch_dtype)
     metadata = student_metadata(
         model,
@@ -79,9 +94,35 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, dtype: str = 
         teacher=data.get("teacher"),
         dataset=data.get("dataset"),
         dataset_hash=data.get("dataset_hash"),
-        checkpoint=str(checkpoint),
+        **provenance,
     )
     return export_module(model, path, metadata)
+
+
+def _checkpoint_of_exported(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What :func:`~mlff_distiller.training.checkpoint.model_from_checkpoint` needs, read
+    from an exported file (its student's weights and its metadata's model description)."""
+    module, metadata = load_exported(path)
+    missing = [key for key in ("preset", "model_config") if not metadata.get(key)]
+    if missing:
+        raise ExportError(
+            f"{str(path)!r} does not record its {' and '.join(missing)}, so its student cannot "
+            "be rebuilt; export the training checkpoint (best.pt) instead"
+        )
+    state = {
+        name[len("model.") :]: tensor
+        for name, tensor in module.state_dict().items()
+        if name.startswith("model.")
+    }
+    data = {
+        "preset": metadata["preset"],
+        "elements": metadata["elements"],
+        "model_config": metadata["model_config"],
+        "dtype": metadata["dtype"],
+        "model_state": state,
+        **{key: metadata.get(key) for key in ("teacher", "dataset", "dataset_hash")},
+    }
+    return data, metadata
 
 
 def student_metadata(
@@ -207,14 +248,18 @@ def _self_check(model: torch.nn.Module, scripted: Any, metadata: dict[str, Any])
         raise ExportError(f"self-check failed: forces differ by {force_error:.3g} eV/Å")
 
 
-def load_exported(path: str | os.PathLike) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
-    """Load an exported student and its metadata, with actionable errors."""
+def load_exported(
+    path: str | os.PathLike, device: str | torch.device | None = None
+) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
+    """Load an exported student (onto ``device``, default the CPU) and its metadata, with
+    actionable errors."""
     path = Path(path)
+    target = resolve_device(device)
     if not path.is_file():
         raise ExportError(f"model file {str(path)!r} does not exist")
     extra = {METADATA_FILE: ""}
     try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        module = torch.jit.load(str(path), map_location=target, _extra_files=extra)
     except RuntimeError as exc:
         text = str(exc)
         if "PytorchStreamReader" in text or "zip archive" in text or "constants.pkl" in text:
@@ -239,6 +284,12 @@ def load_exported(path: str | os.PathLike) -> tuple[torch.jit.ScriptModule, dict
     missing = [k for k in REQUIRED_KEYS if k not in metadata]
     if missing:
         raise ExportError(f"{str(path)!r} metadata lacks {', '.join(missing)}; re-export it")
+    version = int(metadata.get("format_version", 1))
+    if target.type != "cpu" and version < ANY_DEVICE_VERSION:
+        raise ExportError(
+            f"{str(path)!r} (format version {version}) runs on the CPU only; export it again "
+            f"with `mlff-distill export` (version {ANY_DEVICE_VERSION} on) to run it on {target}"
+        )
     for parameter in module.parameters():  # files written before export froze them
         parameter.requires_grad_(False)
     return module, metadata

@@ -3,7 +3,9 @@
 Inputs are what every engine has: positions (Å), atomic numbers, the cell (Å, rows are cell
 vectors) and periodic flags. The energy is differentiable with respect to positions and
 cell, so forces (−∂E/∂r) and stress (strain derivative) come from autograd wherever the
-module runs (ASE, OpenMM's TorchForce, LAMMPS).
+module runs (ASE, OpenMM's TorchForce, LAMMPS). Every tensor it makes lives on the device of
+``positions``: move the module there (``torch.jit.load(path, map_location="cuda")``) and it
+runs on that device (files of format version 4 on; earlier ones are CPU-only).
 
 >>> module = torch.jit.load("model.pt")                                    # doctest: +SKIP
 >>> energy = module(positions, numbers, cell, pbc)                         # doctest: +SKIP
@@ -87,6 +89,7 @@ class ExportedStudent(nn.Module):
         Any cell size works (cells shorter than twice the cutoff included).
         """
         dtype = positions.dtype
+        device = positions.device
         pos = positions.detach()
         if bool(pbc.any()):
             cell_d = cell.detach()
@@ -114,9 +117,9 @@ class ExportedStudent(nn.Module):
             r0, r1, r2 = int(reps[0]), int(reps[1]), int(reps[2])
             grid = torch.stack(
                 torch.meshgrid(
-                    torch.arange(-r0, r0 + 1, dtype=dtype),
-                    torch.arange(-r1, r1 + 1, dtype=dtype),
-                    torch.arange(-r2, r2 + 1, dtype=dtype),
+                    torch.arange(-r0, r0 + 1, dtype=dtype, device=device),
+                    torch.arange(-r1, r1 + 1, dtype=dtype, device=device),
+                    torch.arange(-r2, r2 + 1, dtype=dtype, device=device),
                     indexing="ij",
                 ),
                 dim=-1,
@@ -124,10 +127,10 @@ class ExportedStudent(nn.Module):
             margin = torch.where(pbc, self.cutoff / spacing, torch.zeros_like(spacing))
         else:
             wrap = torch.zeros_like(pos)
-            grid = torch.zeros(1, 3, dtype=dtype)
-            cell_d = torch.zeros(3, 3, dtype=dtype)
-            inverse = torch.zeros(3, 3, dtype=dtype)
-            margin = torch.zeros(3, dtype=dtype)
+            grid = torch.zeros(1, 3, dtype=dtype, device=device)
+            cell_d = torch.zeros(3, 3, dtype=dtype, device=device)
+            inverse = torch.zeros(3, 3, dtype=dtype, device=device)
+            margin = torch.zeros(3, dtype=dtype, device=device)
         if pos.shape[0] <= self.brute_force_limit:
             i, j, shifts = self._all_pairs(pos, cell_d, grid)
         else:
@@ -144,7 +147,7 @@ class ExportedStudent(nn.Module):
         centres: list[torch.Tensor] = []
         others: list[torch.Tensor] = []
         images: list[torch.Tensor] = []
-        eye = torch.eye(n, dtype=torch.bool)
+        eye = torch.eye(n, dtype=torch.bool, device=pos.device)
         for k in range(grid.shape[0]):
             shift = grid[k]
             delta = pos.unsqueeze(0) + (shift @ cell) - pos.unsqueeze(1)  # [i, j, 3]
@@ -177,7 +180,7 @@ class ExportedStudent(nn.Module):
         ghost_shift = grid[image]
         ghost_pos = pos[atom] + ghost_shift @ cell
         home = (ghost_shift == 0).all(dim=1)
-        home_ghost = torch.zeros(n, dtype=torch.long)
+        home_ghost = torch.zeros(n, dtype=torch.long, device=pos.device)
         home_ghost[atom[home]] = home.nonzero().squeeze(1)
 
         lower = ghost_pos.min(dim=0).values
@@ -188,18 +191,16 @@ class ExportedStudent(nn.Module):
         counts = torch.bincount(key, minlength=int(dims.prod()))
         starts = torch.cumsum(counts, 0) - counts
 
-        offsets = torch.stack(
-            torch.meshgrid(
-                torch.arange(-1, 2), torch.arange(-1, 2), torch.arange(-1, 2), indexing="ij"
-            ),
-            dim=-1,
-        ).reshape(27, 3)
+        step = torch.arange(-1, 2, device=pos.device)
+        offsets = torch.stack(torch.meshgrid(step, step, step, indexing="ij"), dim=-1).reshape(
+            27, 3
+        )
         around = bins[home_ghost].unsqueeze(1) + offsets.unsqueeze(0)  # [N, 27, 3]
         inside = ((around >= 0) & (around < dims)).all(dim=2)
         around = torch.where(inside.unsqueeze(2), around, torch.zeros_like(around))
         around_key = (around[:, :, 0] * dims[1] + around[:, :, 1]) * dims[2] + around[:, :, 2]
         count = torch.where(inside, counts[around_key], torch.zeros_like(around_key))
-        slot = torch.arange(int(count.max()))
+        slot = torch.arange(int(count.max()), device=pos.device)
         candidate = starts[around_key].unsqueeze(2) + slot  # [N, 27, M]
         valid = slot < count.unsqueeze(2)
         ghost = order[torch.where(valid, candidate, torch.zeros_like(candidate))]
@@ -225,6 +226,18 @@ class ExportedStudent(nn.Module):
         """
         if positions.shape[0] == 0:
             raise ValueError("no atoms")
+        device = positions.device
+        if self.species_lookup.device != device:
+            raise ValueError(
+                "the positions are on "
+                + str(device)
+                + " but the model is on "
+                + str(self.species_lookup.device)
+                + ": load it with torch.jit.load(path, map_location=...) on the positions' device"
+            )
+        numbers = numbers.to(device)
+        cell = cell.to(device)
+        pbc = pbc.to(device)
         species = self.species(numbers)
         self.check_finite(positions, cell, pbc)
         edge_index, shifts = self.neighbours(positions, cell, pbc)

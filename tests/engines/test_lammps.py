@@ -630,6 +630,31 @@ def test_rank_0_prints_the_type_table_and_metadata(models, tmp_path):
         assert expected in run.stdout
 
 
+def test_device_keyword_cpu_is_the_default_and_others_are_checked(models, tmp_path):
+    """``device cpu`` runs exactly as no keyword; a device this node cannot give is a
+    one-line error naming the fix. (CI has no GPU: benchmarks/gpu_check.py runs cuda.)"""
+    atoms = _water()
+    model = models["float64"]
+    plain = _single_point(atoms, model, tmp_path / "plain")
+    cpu = _single_point(atoms, f"{model} device cpu", tmp_path / "cpu")
+    assert cpu["energy"] == plain["energy"]
+    np.testing.assert_array_equal(cpu["forces"], plain["forces"])
+    assert "device cpu on rank 0" in cpu["stdout"]
+    cases = {
+        "tpu": "device 'tpu' is not cpu, cuda or cuda:N",
+        "cuda:x": "the GPU index must be a number",
+    }
+    if not torch.cuda.is_available():
+        # A CUDA build of torch finds no GPU; a CPU build has no libtorch_cuda.so.
+        cases["cuda"] = "finds no CUDA GPU" if torch.version.cuda else "needs a CUDA build"
+    for device, expected in cases.items():
+        deck = _error_deck(str(model), style_keywords=f"device {device}")
+        error = _failing_run(deck, tmp_path / device.replace(":", "_"))
+        assert expected in error, error
+    error = _failing_run(_error_deck(str(model), style_keywords="device"), tmp_path / "bare")
+    assert "device needs a value" in error
+
+
 # ------------------------------------------------------------------------------ errors
 def _failing_run(deck: str, workdir: Path, nprocs: int = 1) -> str:
     """Run a deck that must fail cleanly: LAMMPS' own error exit, not a crash."""

@@ -180,6 +180,35 @@ def test_cli_export_and_info(checkpoint, tmp_path):
     assert json.loads(info.stdout)["cutoff"] == 5.0
 
 
+def test_an_exported_file_exports_again_with_its_weights(exported, tmp_path):
+    """``export(model.pt, ...)``: the same student written by this version (how a file
+    older than format version 4 is brought to the GPU), in its dtype or the other one."""
+    atoms = _structures()["water"]
+    old = exported["float32"]
+    again = export(old, tmp_path / "again.pt", dtype="float32")
+    wider = export(old, tmp_path / "wider.pt", dtype="float64")
+    _, metadata = load_exported(again)
+    assert metadata["exported_from"] == str(old) and metadata["format_version"] >= 4
+    results = {}
+    for name, path in {"old": old, "again": again, "wider": wider}.items():
+        atoms.calc = StudentCalculator(path)
+        results[name] = (atoms.get_potential_energy(), atoms.get_forces())
+    assert results["again"][0] == results["old"][0]
+    np.testing.assert_array_equal(results["again"][1], results["old"][1])
+    # float32 weights cast exactly to float64: only float32's arithmetic rounding remains.
+    assert results["wider"][0] == pytest.approx(results["old"][0], rel=1e-6)
+    np.testing.assert_allclose(results["wider"][1], results["old"][1], atol=1e-4)
+
+    extra = {METADATA_FILE: ""}
+    module = torch.jit.load(str(old), _extra_files=extra)
+    metadata = json.loads(extra[METADATA_FILE])
+    del metadata["model_config"]
+    bare = tmp_path / "bare.pt"
+    torch.jit.save(module, str(bare), _extra_files={METADATA_FILE: json.dumps(metadata)})
+    with pytest.raises(ExportError, match="does not record its model_config"):
+        export(bare, tmp_path / "x.pt")
+
+
 def test_unknown_element_is_named(exported):
     atoms = molecule("CH3Cl")
     atoms.calc = StudentCalculator(exported["float64"])

@@ -1,7 +1,9 @@
 /* pair_style mlff: see pair_mlff.h and engines/lammps/README.md.
 
    Usage:
-     pair_style mlff model.pt [debug] [anymass]
+     pair_style mlff model.pt [device cpu|cuda|cuda:N] [debug] [anymass]
+                                 (device cuda: each MPI rank takes the GPU of its local
+                                  rank, round robin; cuda:N pins GPU N)
      pair_style mlff m1.pt m2.pt m3.pt [out_freq N] [out_file FILE]   (a committee: m1
                                   drives; every N steps (default 100) the force deviation of
                                   the committee is written to FILE (default model_devi.out,
@@ -28,9 +30,11 @@
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/cuda.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/version.h>
 
+#include <dlfcn.h>
 #include <malloc.h>
 
 #include <algorithm>
@@ -47,7 +51,7 @@ namespace {
 // mlff_distiller.export (METADATA_FILE, "format", FORMAT_VERSION).
 const char *const METADATA_FILE = "mlff_metadata.json";
 const char *const FORMAT_NAME = "mlff_distiller.exported";
-const int FORMAT_VERSION = 3;
+const int FORMAT_VERSION = 4;
 
 // Two atoms closer than this (Å) are an error naming both, never an energy (the same
 // minimum as mlff_distiller.models.graph.MIN_DISTANCE).
@@ -66,8 +70,8 @@ const double ATOMIC_MASS[87] = {
     195.084, 196.967, 200.592, 204.380, 207.200, 208.980, 208.982, 209.987, 222.018};
 
 const char *const USAGE =
-    "usage: pair_style mlff <model.pt> [more model files: a committee] [out_freq N] "
-    "[out_file FILE] [debug] [anymass]";
+    "usage: pair_style mlff <model.pt> [more model files: a committee] [device cpu|cuda|cuda:N] "
+    "[out_freq N] [out_file FILE] [debug] [anymass]";
 const char *const COEFF_USAGE =
     "usage: pair_coeff * * <element per atom type, or NULL> (e.g. pair_coeff * * O H)";
 
@@ -124,7 +128,7 @@ void PairMLFF::settings(int narg, char **arg)
   int k = 0;
   const auto keyword = [](const char *a) {
     return strcmp(a, "debug") == 0 || strcmp(a, "anymass") == 0 || strcmp(a, "out_freq") == 0 ||
-        strcmp(a, "out_file") == 0;
+        strcmp(a, "out_file") == 0 || strcmp(a, "device") == 0;
   };
   // After the first, a word is another model only if it names a file or ends in ".pt", so
   // that a misspelt keyword is reported as one.
@@ -136,9 +140,14 @@ void PairMLFF::settings(int narg, char **arg)
     paths.emplace_back(arg[k]);
   if (paths.empty()) error->all(FLERR, "pair_style mlff: no model file; {}", USAGE);
   bool committee_keyword = false;
+  device_name_ = "cpu";
   for (; k < narg; k++) {
     if (strcmp(arg[k], "debug") == 0)
       debug_ = true;
+    else if (strcmp(arg[k], "device") == 0) {
+      if (k + 1 >= narg) error->all(FLERR, "pair_style mlff: device needs a value; {}", USAGE);
+      device_name_ = arg[++k];
+    }
     else if (strcmp(arg[k], "anymass") == 0)
       any_mass_ = true;
     else if (strcmp(arg[k], "out_freq") == 0 || strcmp(arg[k], "out_file") == 0) {
@@ -172,6 +181,7 @@ void PairMLFF::settings(int narg, char **arg)
   length_to_angstrom_ = 1.0 / force->angstrom;
   ev_to_energy_ = force->qe2f;
 
+  device_ = resolve_device(device_name_);
   members_.clear();
   cutoff_ = 0.0;
   for (size_t m = 0; m < paths.size(); m++) {
@@ -200,6 +210,56 @@ void PairMLFF::settings(int narg, char **arg)
   }
 }
 
+torch::Device PairMLFF::resolve_device(const std::string &name)
+{
+  if (name == "cpu") return torch::kCPU;
+  const bool cuda = name == "cuda" || name.rfind("cuda:", 0) == 0;
+  if (!cuda)
+    error->all(FLERR, "pair_style mlff: device '{}' is not cpu, cuda or cuda:N; {}", name, USAGE);
+  int index = -1;
+  if (name.size() > 5) {
+    char *end = nullptr;
+    const long value = std::strtol(name.c_str() + 5, &end, 10);
+    if (*end != '\0' || value < 0)
+      error->all(FLERR, "pair_style mlff: device '{}': the GPU index must be a number >= 0",
+                 name);
+    index = static_cast<int>(value);
+  }
+  // The plugin links libtorch_cpu only, so that CPU runs never load the CUDA libraries.
+  // libtorch_cuda registers torch's CUDA backend when it is loaded: load it now.
+  const std::string library = std::string(MLFF_TORCH_LIB_DIR) + "/libtorch_cuda.so";
+  if (!platform::file_is_readable(library))
+    error->all(FLERR,
+               "pair_style mlff: device {} needs a CUDA build of torch, but the libtorch {} this "
+               "plugin was built against has no {}; install one and run `mlff-distill lammps "
+               "build` again, or use device cpu",
+               name, TORCH_VERSION, library);
+  if (!dlopen(library.c_str(), RTLD_NOW | RTLD_GLOBAL)) {
+    const char *why = dlerror();
+    error->all(FLERR, "pair_style mlff: device {}: cannot load {} ({}); use device cpu", name,
+               library, why ? why : "unknown error");
+  }
+  const int count = static_cast<int>(torch::cuda::device_count());
+  if (count == 0)
+    error->all(FLERR,
+               "pair_style mlff: device {} asked for, but torch finds no CUDA GPU on this node "
+               "(no GPU, no driver, or CUDA_VISIBLE_DEVICES hides them); use device cpu",
+               name);
+  if (index >= count)
+    error->all(FLERR, "pair_style mlff: device {} asked for, but this node has {} GPU(s)", name,
+               count);
+  if (index < 0) {
+    // One GPU per MPI rank: this rank's index among the ranks of its node, round robin.
+    MPI_Comm node;
+    MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, comm->me, MPI_INFO_NULL, &node);
+    int local_rank = 0;
+    MPI_Comm_rank(node, &local_rank);
+    MPI_Comm_free(&node);
+    index = local_rank % count;
+  }
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
 PairMLFF::Member PairMLFF::load_model(const std::string &path, bool first)
 {
   Member member;
@@ -213,7 +273,7 @@ PairMLFF::Member PairMLFF::load_model(const std::string &path, bool first)
 
   torch::jit::ExtraFilesMap extra{{METADATA_FILE, ""}};
   try {
-    model = torch::jit::load(path, torch::kCPU, extra);
+    model = torch::jit::load(path, device_, extra);
   } catch (const std::exception &err) {
     std::string what = err.what();
     what = what.substr(0, what.find('\n'));
@@ -243,8 +303,8 @@ PairMLFF::Member PairMLFF::load_model(const std::string &path, bool first)
   if (meta.value("format", std::string()) != FORMAT_NAME)
     error->all(FLERR, "pair_style mlff: '{}' is not an mlff_distiller export; re-export it", path);
   const int format_version = meta.value("format_version", -1);
-  // Version 2 changed only what the Python engines pass to atomic_energies;
-  // local_energies (what this plugin calls) is the same in versions 1 to 3.
+  // Versions 2 to 4 changed only atomic_energies (what the Python engines call);
+  // local_energies (what this plugin calls) is the same, and device-independent, in all.
   if (format_version < 1 || format_version > FORMAT_VERSION)
     error->all(FLERR,
                "pair_style mlff: '{}' has export format version {}, this plugin reads versions "
@@ -323,10 +383,10 @@ PairMLFF::Member PairMLFF::load_model(const std::string &path, bool first)
                    "  elements:{}\n"
                    "  cutoff {} Å, interaction range {} Å, dtype {}, preset {}, {} parameters\n"
                    "  teacher {}, exported {} with torch {} (plugin libtorch {}), {} torch "
-                   "thread(s) per rank\n",
+                   "thread(s) per rank, device {} on rank 0\n",
                    path, first ? "" : " (committee member: scores only)", elements, cutoff,
                    interaction_range, member.dtype_name, preset, parameters, teacher, exported,
-                   model_torch, plugin_torch, threads);
+                   model_torch, plugin_torch, threads, device_.str());
   }
   return member;
 }
@@ -662,7 +722,11 @@ void PairMLFF::evaluate(Member &member, std::vector<double> &energies,
     centre = centre.index_select(0, index);
     neighbour_species = neighbour_species.index_select(0, index);
   }
-  vectors = vectors.to(member.dtype).requires_grad_(true);
+  // Host buffers to the device (no copy on the CPU); the edge vectors are float64 until here.
+  vectors = vectors.to(device_, member.dtype).requires_grad_(true);
+  centre = centre.to(device_);
+  centre_species = centre_species.to(device_);
+  neighbour_species = neighbour_species.to(device_);
   const int64_t n_used = vectors.size(0);
 
   torch::Tensor out, grad;
@@ -692,7 +756,7 @@ void PairMLFF::evaluate(Member &member, std::vector<double> &energies,
     error->one(FLERR, "pair_style mlff: the model failed on rank {}: {}", comm->me, what);
   }
 
-  const torch::Tensor energies64 = out.detach().to(torch::kFloat64).contiguous();
+  const torch::Tensor energies64 = out.detach().to(torch::kCPU, torch::kFloat64).contiguous();
   const double *e = energies64.data_ptr<double>();
   energies.assign(e, e + n_centres);
   for (int64_t c = 0; c < n_centres; c++)
@@ -703,7 +767,7 @@ void PairMLFF::evaluate(Member &member, std::vector<double> &energies,
                  atom->tag[centre_atom_[c]]);
   gradient.assign(static_cast<size_t>(n_edges) * 3, 0.0);
   if (n_used == 0) return;
-  const torch::Tensor gradient64 = grad.to(torch::kFloat64).contiguous();
+  const torch::Tensor gradient64 = grad.to(torch::kCPU, torch::kFloat64).contiguous();
   const double *g = gradient64.data_ptr<double>();
   if (kept.empty() && n_used == n_edges) {
     std::copy(g, g + 3 * n_edges, gradient.begin());

@@ -51,6 +51,9 @@ class PairMLFF : public Pair {
 
   void allocate();
   Member load_model(const std::string &path, bool first);
+  // The torch device named by the 'device' keyword ("cpu", "cuda", "cuda:N"); "cuda" is
+  // the GPU of this rank's local rank (round robin over the node's GPUs).
+  torch::Device resolve_device(const std::string &name);
   // Per-centre energies (eV) and dE/d(edge vector) (eV/Å, zero for edges beyond the
   // member's cutoff) of one member on this step's edges.
   void evaluate(Member &member, std::vector<double> &energies, std::vector<double> &gradient);
@@ -65,6 +68,8 @@ class PairMLFF : public Pair {
   double ev_to_energy_ = 1.0;            // from LAMMPS' force->qe2f
   bool debug_ = false;
   bool any_mass_ = false;                // 'anymass': skip the type-mass check
+  std::string device_name_ = "cpu";      // 'device': where every member runs
+  torch::Device device_ = torch::kCPU;
   std::vector<int> atomic_numbers_;      // model species order
   bigint debug_calls_ = 0;
 
