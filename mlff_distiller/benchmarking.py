@@ -90,23 +90,31 @@ def _ase_ms(calc, atoms: Atoms, calls: int) -> float:
     return latency_ms(calc, [atoms], repeats=calls)
 
 
-def openmm_step_ms(system, atoms: Atoms, steps: int) -> float:
-    """Median ms of one ``VerletIntegrator`` step of ``system`` (CPU platform) over ``steps``
-    steps after :data:`WARMUP` untimed ones. Only the step is timed: asking the context for
-    the energy costs another force-field evaluation, which an MD run pays only when a
-    reporter asks (and the CPU platform's step returns when it is done)."""
+def openmm_step_ms(
+    system, atoms: Atoms, steps: int, platform: str = "CPU", properties: dict | None = None
+) -> float:
+    """Median ms of one ``VerletIntegrator`` step of ``system`` (on ``platform``, default
+    CPU) over ``steps`` steps after :data:`WARMUP` untimed ones. Only the step is timed:
+    asking the context for the energy costs another force-field evaluation, which an MD run
+    pays only when a reporter asks. The CPU platform's step returns when it is done; a GPU
+    platform's step only queues work, so there each step is followed by a download of the
+    positions (which waits for the queue, evaluating nothing)."""
     import openmm
     from openmm import unit
 
     integrator = openmm.VerletIntegrator(DT_FS * unit.femtoseconds)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"))
+    chosen = openmm.Platform.getPlatformByName(platform)
+    context = openmm.Context(system, integrator, chosen, properties or {})
     context.setPositions(atoms.positions * 0.1)
     context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
     integrator.step(WARMUP)
+    wait = platform not in ("CPU", "Reference")
     times = []
     for _ in range(steps):
         start = time.perf_counter()
         integrator.step(1)
+        if wait:
+            context.getState(getPositions=True)
         times.append(time.perf_counter() - start)
     energy = (
         context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
@@ -141,14 +149,18 @@ def tip3p_system(atoms: Atoms):
     )  # fmt: skip
 
 
-def _lammps_ms(data, model: Path, workdir: Path, steps: int, ranks: int) -> float:
+def lammps_step_ms(
+    data, model: Path, workdir: Path, steps: int, ranks: int, keywords: str = ""
+) -> float:
+    """ms per step of ``pair_style mlff model keywords`` (e.g. ``device cuda``) on ``ranks``
+    MPI ranks, from LAMMPS' ``Loop time`` of ``steps`` NVE steps after :data:`WARMUP`."""
     import re
 
     from .engines.lammps import run_lammps
 
     deck = "\n".join([
         "units metal", f"boundary {data.boundary}", "atom_style atomic",
-        f"read_data {data.path}", f"pair_style mlff {model}", data.pair_coeff,
+        f"read_data {data.path}", f"pair_style mlff {model} {keywords}", data.pair_coeff,
         "velocity all create 300 4928459", f"timestep {DT_FS / 1000}", "fix nve all nve",
         f"thermo {steps}", f"run {WARMUP}", f"run {steps}", "",
     ])  # fmt: skip
@@ -212,7 +224,7 @@ def run_speed(
                 row["ms"][f"{label} OpenMM"] = openmm_step_ms(system, atoms, steps)
                 for ranks in (1, 2):
                     workdir = folder / f"{name}-{label}-{ranks}"
-                    ms = _lammps_ms(data, path, workdir, steps, ranks)
+                    ms = lammps_step_ms(data, path, workdir, steps, ranks)
                     row["ms"][f"{label} LAMMPS {ranks} rank{'s' if ranks > 1 else ''}"] = ms
             teacher_ms = row["ms"].get("teacher (ASE)")
             floor = row["ms"]["TIP3P (OpenMM)"]
