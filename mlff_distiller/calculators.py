@@ -17,10 +17,9 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from .devices import resolve_device
 from .export import is_exported, load_exported
-from .export.exporter import CHECKED_INPUT_VERSION, FLOAT64_INPUT_VERSION
 from .export.module import script_error_message
 from .models import build_graph, collate, evaluate
-from .models.graph import check_cell, check_distances, check_finite
+from .models.graph import check_finite
 from .models.graph import species_indices as species_index
 from .training.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -69,13 +68,8 @@ class StudentCalculator(Calculator):
                     f"{path} holds a {metadata['dtype']} model; export it again with "
                     f"--dtype {dtype} to run it in {dtype}"
                 )
-            self.exported = module
+            self.exported = module  # older format versions come rebuilt as the current one
             self.dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
-            # Files before FLOAT64_INPUT_VERSION want positions in their own dtype.
-            version = int(metadata.get("format_version", 1))
-            self.input_dtype = torch.float64 if version >= FLOAT64_INPUT_VERSION else self.dtype
-            # Older files do not refuse atoms on top of each other; this calculator does.
-            self.check_contacts = version < CHECKED_INPUT_VERSION
             self.elements = list(metadata["elements"])
             self.atomic_numbers = [int(z) for z in metadata["atomic_numbers"]]
             self.cutoff = float(metadata["cutoff"])
@@ -162,52 +156,35 @@ class StudentCalculator(Calculator):
             )
 
     def _calculate_exported(self, atoms: Atoms, with_stress: bool) -> None:
-        """The exported file's own neighbour search and energy; forces and stress by autograd."""
+        """One call of the exported module's ``compute``: its own neighbour search, energy,
+        and forces and virial by autograd inside the module."""
         species_index(atoms, self.atomic_numbers)  # the clear error for unknown elements
-        check_finite(atoms.positions, atoms.cell.array, atoms.pbc)  # files of every version
-        if self.check_contacts:
-            check_cell(atoms.cell.array, atoms.pbc)
-            try:
-                edges, shifts = self.exported.neighbours(
-                    torch.tensor(atoms.positions),
-                    torch.tensor(atoms.cell.array),
-                    torch.tensor(atoms.pbc.tolist()),
-                )
-            except torch.jit.Error as error:
-                raise ValueError(script_error_message(error)) from None
-            i, j = edges.numpy()
-            vectors = atoms.positions[j] - atoms.positions[i] + shifts.numpy() @ atoms.cell.array
-            check_distances(np.linalg.norm(vectors, axis=1), i, j)
+        check_finite(atoms.positions, atoms.cell.array, atoms.pbc)
         # float64 in, whatever the student's dtype: edge vectors are differences of
         # absolute positions and keep their precision (the module casts them afterwards).
-        f64 = {"dtype": self.input_dtype, "device": self.device}
-        positions = torch.tensor(atoms.positions, **f64, requires_grad=True)
-        cell = torch.tensor(atoms.cell.array, **f64)
-        strain = torch.zeros(3, 3, **f64, requires_grad=with_stress)
-        deformation = torch.eye(3, **f64) + strain
-        numbers = torch.tensor(atoms.numbers, dtype=torch.long, device=self.device)
-        pbc = torch.tensor(atoms.pbc.tolist(), device=self.device)
+        f64 = {"dtype": torch.float64, "device": self.device}
         # TorchScript's profiling executor re-optimises for every new number of atoms or
         # edges (hundreds of ms each time); MD changes those shapes constantly.
         with torch.jit.optimized_execution(False):
             try:
-                atomic = self.exported.atomic_energies(
-                    positions @ deformation, numbers, cell @ deformation, pbc
+                out = self.exported.compute(
+                    torch.tensor(atoms.positions, **f64),
+                    torch.tensor(atoms.numbers, dtype=torch.long, device=self.device),
+                    torch.tensor(atoms.cell.array, **f64),
+                    torch.tensor(atoms.pbc.tolist(), device=self.device),
+                    with_stress,
                 )
             except torch.jit.Error as error:  # the module's own message, not its trace
                 raise ValueError(script_error_message(error)) from None
-            energy = atomic.sum()
-            inputs = [positions, strain] if with_stress else [positions]
-            grads = torch.autograd.grad(energy, inputs)
-        value = float(energy.detach())
+        value = float(out["energy"])
         self.results = {
             "energy": value,
             "free_energy": value,
-            "forces": (-grads[0]).detach().double().cpu().numpy(),
-            "energies": atomic.detach().double().cpu().numpy(),
+            "forces": out["forces"].double().cpu().numpy(),
+            "energies": out["energies"].double().cpu().numpy(),
         }
         if with_stress and atoms.pbc.all():
-            s = grads[1].detach().double().cpu().numpy() / atoms.get_volume()
+            s = out["virial"].double().cpu().numpy() / atoms.get_volume()
             self.results["stress"] = np.array(
                 [s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]
             )

@@ -23,7 +23,6 @@ from ase import Atoms, units
 from openmm import app
 
 from ..export import load_exported
-from ..export.exporter import ANY_DEVICE_VERSION, FLOAT64_INPUT_VERSION
 
 #: Å per nm.
 ANGSTROM_PER_NM = units.nm / units.Angstrom
@@ -71,29 +70,25 @@ def _ensure_torch_plugin() -> None:
 
 
 class OpenMMStudent(torch.nn.Module):
-    """The TorchForce module: ``forward(positions [N, 3] nm, boxvectors [3, 3] nm or None)``
-    takes its inputs in ``input_dtype`` (whatever precision the platform passes),
-    evaluates the atoms in ``indices`` (default: all) and returns kJ/mol in float64.
+    """The TorchForce module (``setOutputsForces(True)``): ``forward(positions [N, 3] nm,
+    boxvectors [3, 3] nm or None)`` evaluates the atoms in ``indices`` (default: all) with
+    the student's ``compute`` and returns the energy (kJ/mol) and the forces on all ``N``
+    particles (kJ/mol/nm), in float64 whatever precision the platform passes.
 
     TorchForce moves the module to the Context's device (the CUDA platform's GPU); every
-    tensor here follows ``positions``. A student file exported before format version 4
-    (``any_device`` false) makes CPU tensors of its own and refuses other devices."""
+    tensor here follows ``positions``."""
 
     def __init__(
         self,
         model: torch.jit.ScriptModule,
         numbers: list[int],
         periodic: bool,
-        input_dtype: torch.dtype = torch.float64,
         indices: list[int] | None = None,
-        any_device: bool = True,
     ) -> None:
         super().__init__()
         self.model = model
-        self.any_device = any_device
         self.register_buffer("numbers", torch.tensor(numbers, dtype=torch.long))
         self.register_buffer("pbc", torch.tensor([periodic] * 3))
-        self.register_buffer("like", torch.zeros((), dtype=input_dtype))
         self.subset = indices is not None
         self.register_buffer("indices", torch.tensor(indices or [], dtype=torch.long))
         self.length = float(ANGSTROM_PER_NM)
@@ -101,31 +96,24 @@ class OpenMMStudent(torch.nn.Module):
 
     def forward(
         self, positions: torch.Tensor, boxvectors: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         # float64 whatever the platform passes: the student casts its edge vectors (not
-        # the absolute positions) to its own dtype (files of format version 1 get their
-        # own dtype instead).
-        dtype = self.like.dtype
-        if not self.any_device and positions.device.type != "cpu":
-            raise ValueError(
-                "this student file runs on the CPU only (exported before format version 4): "
-                "export it again with `mlff-distill export` to run it on "
-                + str(positions.device)
-                + ", or use OpenMM's CPU or Reference platform"
-            )
-        if self.subset:
-            positions = positions[self.indices]
-        positions = positions.to(dtype) * self.length
-        cell = torch.zeros(3, 3, dtype=dtype, device=positions.device)
+        # the absolute positions) to its own dtype.
+        everything = positions.to(torch.float64)
+        chosen = everything[self.indices] if self.subset else everything
+        cell = torch.zeros(3, 3, dtype=torch.float64, device=positions.device)
         if boxvectors is not None:
-            cell = boxvectors.to(dtype) * self.length
-        energy = self.model(positions, self.numbers, cell, self.pbc)
-        return energy.to(torch.float64) * self.energy
+            cell = boxvectors.to(torch.float64) * self.length
+        out = self.model.compute(chosen * self.length, self.numbers, cell, self.pbc, False)
+        forces = out["forces"] * (self.energy * self.length)
+        if self.subset:
+            forces = torch.zeros_like(everything).index_copy(0, self.indices, forces)
+        return out["energy"] * self.energy, forces
 
 
 class _ScaledPeriodic(torch.nn.Module):
-    """``forward(positions, boxvectors, scale)``: the student's energy times a global
-    parameter of the TorchForce (openmm-ml's ``lambda_interpolate``)."""
+    """``forward(positions, boxvectors, scale)``: the student's energy and forces times a
+    global parameter of the TorchForce (openmm-ml's ``lambda_interpolate``)."""
 
     def __init__(self, student: OpenMMStudent) -> None:
         super().__init__()
@@ -133,8 +121,10 @@ class _ScaledPeriodic(torch.nn.Module):
 
     def forward(
         self, positions: torch.Tensor, boxvectors: torch.Tensor, scale: torch.Tensor
-    ) -> torch.Tensor:
-        return scale.to(torch.float64) * self.student(positions, boxvectors)
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        energy, forces = self.student(positions, boxvectors)
+        factor = scale.to(torch.float64)
+        return factor * energy, factor * forces
 
 
 class _ScaledMolecule(torch.nn.Module):
@@ -144,8 +134,12 @@ class _ScaledMolecule(torch.nn.Module):
         super().__init__()
         self.student = student
 
-    def forward(self, positions: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        return scale.to(torch.float64) * self.student(positions)
+    def forward(
+        self, positions: torch.Tensor, scale: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        energy, forces = self.student(positions)
+        factor = scale.to(torch.float64)
+        return factor * energy, factor * forces
 
 
 def topology_from_atoms(atoms: Atoms) -> app.Topology:
@@ -212,17 +206,14 @@ def student_force(
                 f"{', '.join(metadata['elements'])}"
             )
         numbers.append(atom.element.atomic_number)
-    # TorchForce takes forces from energy.backward(), which would also differentiate with
-    # respect to (and accumulate gradients on) every weight that required a gradient:
-    # load_exported hands the module over frozen.
-    model_dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
-    version = int(metadata.get("format_version", 1))
-    input_dtype = torch.float64 if version >= FLOAT64_INPUT_VERSION else model_dtype
-    any_device = version >= ANY_DEVICE_VERSION
-    wrapper = OpenMMStudent(module, numbers, periodic, input_dtype, indices, any_device)
+    # The student's compute() returns the forces (autograd inside the module, the weights
+    # frozen), so TorchForce takes them as they are instead of differentiating the energy.
+    # load_exported rebuilds files of older format versions as the current module.
+    wrapper = OpenMMStudent(module, numbers, periodic, indices)
     if scale_parameter is not None:
         wrapper = (_ScaledPeriodic if periodic else _ScaledMolecule)(wrapper)
     force = openmmtorch.TorchForce(torch.jit.script(wrapper.eval()))
+    force.setOutputsForces(True)
     if scale_parameter is not None:
         force.addGlobalParameter(scale_parameter, 1.0)
     force.setName("mlff_distiller student")

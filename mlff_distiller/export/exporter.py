@@ -29,15 +29,14 @@ from .module import ExportedStudent
 #: student's dtype (version 1 files are given positions in their own dtype). 3:
 #: ``atomic_energies`` refuses non-finite positions and cells, atoms closer than
 #: ``models.graph.MIN_DISTANCE`` and non-finite outputs (callers check older files themselves).
-#: 4: every tensor the module makes follows the device of its inputs (older files run on the
-#: CPU only).
+#: 4: every tensor the module makes follows the device of its inputs, and ``compute`` returns
+#: energy, per-atom energies, forces and virial from one call (``local_energies_and_gradient``
+#: for LAMMPS). Loaders rebuild files of older versions as the current module.
 FORMAT_VERSION = 4
 #: The first version whose module takes float64 positions whatever its own dtype.
 FLOAT64_INPUT_VERSION = 2
 #: The first version whose module checks its inputs and outputs itself.
 CHECKED_INPUT_VERSION = 3
-#: The first version that runs on any device (CUDA included), not only the CPU.
-ANY_DEVICE_VERSION = 4
 #: Name of the metadata entry in the TorchScript archive.
 METADATA_FILE = "mlff_metadata.json"
 #: Keys every exported file's metadata has.
@@ -80,7 +79,9 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, dtype: str = 
     torch_dtype = torch.float64 if dtype == "float64" else torch.float32
     provenance: dict[str, Any] = {"checkpoint": str(checkpoint)}
     if is_exported(checkpoint):
-        data, earlier = _checkpoint_of_exported(checkpoint)
+        earlier_module, earlier = _load_file(Path(checkpoint))
+        _rebuilt(earlier_module, earlier, str(checkpoint))  # checked against the file
+        data = _checkpoint_of_exported(earlier_module, earlier, str(checkpoint))
         provenance = {"checkpoint": earlier.get("checkpoint"), "exported_from": str(checkpoint)}
     else:
         data = load_checkpoint(checkpoint)
@@ -99,22 +100,23 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, dtype: str = 
     return export_module(model, path, metadata)
 
 
-def _checkpoint_of_exported(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+def _checkpoint_of_exported(
+    module: torch.jit.ScriptModule, metadata: dict[str, Any], name: str
+) -> dict[str, Any]:
     """What :func:`~mlff_distiller.training.checkpoint.model_from_checkpoint` needs, read
-    from an exported file (its student's weights and its metadata's model description)."""
-    module, metadata = load_exported(path)
+    from a loaded exported file (its student's weights, its metadata's model description)."""
     missing = [key for key in ("preset", "model_config") if not metadata.get(key)]
     if missing:
         raise ExportError(
-            f"{str(path)!r} does not record its {' and '.join(missing)}, so its student cannot "
+            f"{name!r} does not record its {' and '.join(missing)}, so its student cannot "
             "be rebuilt; export the training checkpoint (best.pt) instead"
         )
     state = {
-        name[len("model.") :]: tensor
-        for name, tensor in module.state_dict().items()
-        if name.startswith("model.")
+        key[len("model.") :]: tensor.cpu()
+        for key, tensor in module.state_dict().items()
+        if key.startswith("model.")
     }
-    data = {
+    return {
         "preset": metadata["preset"],
         "elements": metadata["elements"],
         "model_config": metadata["model_config"],
@@ -122,7 +124,52 @@ def _checkpoint_of_exported(path: str | os.PathLike) -> tuple[dict[str, Any], di
         "model_state": state,
         **{key: metadata.get(key) for key in ("teacher", "dataset", "dataset_hash")},
     }
-    return data, metadata
+
+
+def _rebuilt(
+    module: torch.jit.ScriptModule, metadata: dict[str, Any], name: str
+) -> torch.nn.Module:
+    """The eager student of an exported file, in its dtype, rebuilt by this version's code
+    from its weights and checked against the file's own numbers."""
+    data = _checkpoint_of_exported(module, metadata, name)
+    dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
+    try:
+        model = model_from_checkpoint(data, dtype)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise ExportError(
+            f"{name!r} cannot be rebuilt from its metadata by mlff_distiller {__version__} "
+            f"({str(exc).splitlines()[0][:200]}); export its training checkpoint again"
+        ) from None
+    _check_rebuilt(model, module, metadata, name)
+    return model
+
+
+def _check_rebuilt(
+    model: torch.nn.Module, earlier: torch.jit.ScriptModule, metadata: dict[str, Any], name: str
+) -> None:
+    """The student rebuilt from a file's weights by this version's code (``model``, in the
+    file's dtype) must give the file's own energy and forces on a probe structure: model
+    code that changed since the file was written would otherwise change its numbers."""
+    dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
+    probe = _probe(metadata["atomic_numbers"], dtype)
+    version = int(metadata.get("format_version", 1))
+    width = torch.float64 if version >= FLOAT64_INPUT_VERSION else dtype
+    results = []
+    for module in (torch.jit.script(ExportedStudent(model).eval()), earlier):
+        positions = probe["positions"].to(width).requires_grad_(True)
+        energy = module(positions, probe["numbers"], probe["cell"].to(width), probe["pbc"])
+        (grad,) = torch.autograd.grad(energy, [positions])
+        results.append((float(energy.detach()), grad))
+    tol = 1e-9 if dtype == torch.float64 else 1e-5
+    (e_new, g_new), (e_old, g_old) = results
+    force_error = float((g_new - g_old).abs().max())
+    if abs(e_new - e_old) > tol * max(1.0, abs(e_old)) or force_error > 100 * tol:
+        raise ExportError(
+            f"{name!r} cannot be rebuilt faithfully by mlff_distiller {__version__}: its "
+            f"energy {e_old:.10g} eV becomes {e_new:.10g} eV (forces differ by "
+            f"{force_error:.3g} eV/Å); keep using it with the version that wrote it, or "
+            "export its training checkpoint again"
+        )
 
 
 def student_metadata(
@@ -252,14 +299,38 @@ def load_exported(
     path: str | os.PathLike, device: str | torch.device | None = None
 ) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
     """Load an exported student (onto ``device``, default the CPU) and its metadata, with
-    actionable errors."""
+    actionable errors.
+
+    A file of an older format version is rebuilt in memory from its weights by this
+    version's code (checked to give the file's own energy and forces), so every caller gets
+    the current module: :meth:`~mlff_distiller.export.module.ExportedStudent.compute`, any
+    device. ``metadata["format_version"]`` is then the current one and
+    ``metadata["file_format_version"]`` (set only then) the file's. The file is not changed
+    (``mlff-distill export old.pt --out new.pt`` writes the upgraded one).
+    """
     path = Path(path)
     target = resolve_device(device)
+    module, metadata = _load_file(path)
+    version = int(metadata.get("format_version", 1))
+    if version < FORMAT_VERSION:
+        metadata["file_format_version"] = version
+        model = _rebuilt(module, metadata, str(path))
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        module = torch.jit.script(ExportedStudent(model).eval())
+        metadata["format_version"] = FORMAT_VERSION
+    if target.type != "cpu":
+        module = module.to(target)
+    return module, metadata
+
+
+def _load_file(path: Path) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
+    """The TorchScript module and metadata of an exported file, as written (on the CPU)."""
     if not path.is_file():
         raise ExportError(f"model file {str(path)!r} does not exist")
     extra = {METADATA_FILE: ""}
     try:
-        module = torch.jit.load(str(path), map_location=target, _extra_files=extra)
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except RuntimeError as exc:
         text = str(exc)
         if "PytorchStreamReader" in text or "zip archive" in text or "constants.pkl" in text:
@@ -284,12 +355,6 @@ def load_exported(
     missing = [k for k in REQUIRED_KEYS if k not in metadata]
     if missing:
         raise ExportError(f"{str(path)!r} metadata lacks {', '.join(missing)}; re-export it")
-    version = int(metadata.get("format_version", 1))
-    if target.type != "cpu" and version < ANY_DEVICE_VERSION:
-        raise ExportError(
-            f"{str(path)!r} (format version {version}) runs on the CPU only; export it again "
-            f"with `mlff-distill export` (version {ANY_DEVICE_VERSION} on) to run it on {target}"
-        )
     for parameter in module.parameters():  # files written before export froze them
         parameter.requires_grad_(False)
     return module, metadata

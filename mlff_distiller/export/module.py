@@ -298,6 +298,60 @@ class ExportedStudent(nn.Module):
         return self.atomic_energies(positions, numbers, cell, pbc).sum()
 
     @torch.jit.export
+    def compute(
+        self,
+        positions: torch.Tensor,
+        numbers: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+        compute_virial: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """Everything an engine needs from one call: ``energy`` (eV, 0-dim), per-atom
+        ``energies`` ``[N]``, ``forces`` ``[N, 3]`` (−∂E/∂r, eV/Å) and, with
+        ``compute_virial``, ``virial`` ``[3, 3]`` (∂E/∂ε under a homogeneous strain ε of
+        positions and cell, eV; the stress is ``virial / volume``). The derivatives are
+        taken here, with respect to positions and strain only (the weights are frozen), in
+        the precision of ``positions``; nothing is left attached to an autograd graph."""
+        dtype = positions.dtype
+        device = positions.device
+        positions = positions.detach().requires_grad_(True)
+        strain = torch.zeros(3, 3, dtype=dtype, device=device)
+        if compute_virial:
+            strain.requires_grad_(True)
+        deformation = torch.eye(3, dtype=dtype, device=device) + strain
+        cell = cell.to(device=device, dtype=dtype)
+        energies = self.atomic_energies(positions @ deformation, numbers, cell @ deformation, pbc)
+        energy = energies.sum()
+        inputs = [positions, strain] if compute_virial else [positions]
+        grads = torch.autograd.grad([energy], inputs, allow_unused=True)
+        gradient = grads[0]
+        forces = torch.zeros_like(positions) if gradient is None else -gradient
+        out = {"energy": energy.detach(), "energies": energies.detach(), "forces": forces}
+        if compute_virial:
+            virial = grads[1]
+            out["virial"] = torch.zeros_like(strain) if virial is None else virial
+        return out
+
+    @torch.jit.export
+    def local_energies_and_gradient(
+        self,
+        vectors: torch.Tensor,
+        centre: torch.Tensor,
+        centre_species: torch.Tensor,
+        neighbour_species: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`local_energies` and their sum's gradient with respect to every edge vector
+        (``[E, 3]``, eV/Å; LAMMPS turns it into forces on both atoms of each edge and into
+        the per-atom virial)."""
+        vectors = vectors.detach().requires_grad_(True)
+        energies = self.local_energies(vectors, centre, centre_species, neighbour_species)
+        grads = torch.autograd.grad([energies.sum()], [vectors], allow_unused=True)
+        gradient = grads[0]
+        if gradient is None:
+            gradient = torch.zeros_like(vectors)
+        return energies.detach(), gradient
+
+    @torch.jit.export
     def local_energies(
         self,
         vectors: torch.Tensor,

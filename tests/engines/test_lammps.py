@@ -630,6 +630,17 @@ def test_rank_0_prints_the_type_table_and_metadata(models, tmp_path):
         assert expected in run.stdout
 
 
+def test_a_file_of_an_older_format_runs_with_the_plugins_own_derivative(tmp_path):
+    """Format 3 files have no local_energies_and_gradient: the plugin differentiates
+    local_energies itself, and agrees with ASE (which rebuilds the file as format 4)."""
+    old = Path(__file__).resolve().parents[2] / "torchscript_exports/drivers/sevennet0-tiny-v3.pt"
+    atoms = _molecule()
+    lammps = _single_point(atoms, old, tmp_path)
+    atoms.calc = StudentCalculator(old)
+    assert lammps["energy"] == pytest.approx(atoms.get_potential_energy(), rel=1e-6)
+    np.testing.assert_allclose(lammps["forces"], atoms.get_forces(), atol=2e-4)
+
+
 def test_device_keyword_cpu_is_the_default_and_others_are_checked(models, tmp_path):
     """``device cpu`` runs exactly as no keyword; a device this node cannot give is a
     one-line error naming the fix. (CI has no GPU: benchmarks/gpu_check.py runs cuda.)"""

@@ -7,8 +7,6 @@ TorchScript graphs are read for tensors created without a device, and the refusa
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -16,7 +14,7 @@ from ase.build import molecule
 
 from mlff_distiller import StudentCalculator
 from mlff_distiller.devices import resolve_device
-from mlff_distiller.export import METADATA_FILE, ExportError, export, load_exported
+from mlff_distiller.export import export, load_exported
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -132,47 +130,3 @@ def test_calculator_on_the_cpu_device_is_the_default_and_cuda_is_checked(exporte
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device 'cuda' asked for"):
             StudentCalculator(exported, device="cuda")
-
-
-def test_an_old_cpu_only_file_refuses_another_device(exported, tmp_path, monkeypatch):
-    """Files before format version 4 make CPU tensors inside: loading one for another device
-    is refused with the fix (export it again). No GPU here, so the device check is given a
-    CUDA device it cannot use (a stand-in for the GPU this machine lacks)."""
-    extra = {METADATA_FILE: ""}
-    module = torch.jit.load(str(exported), _extra_files=extra)
-    metadata = json.loads(extra[METADATA_FILE])
-    metadata["format_version"] = 3
-    old = tmp_path / "old.pt"
-    torch.jit.save(module, str(old), _extra_files={METADATA_FILE: json.dumps(metadata)})
-    import mlff_distiller.export.exporter as exporter
-
-    monkeypatch.setattr(exporter, "resolve_device", lambda device: torch.device("cuda"))
-    monkeypatch.setattr(torch.jit, "load", _cpu_load(torch.jit.load))
-    with pytest.raises(ExportError, match="runs on the CPU only; export it again"):
-        load_exported(old, "cuda")
-    load_exported(exported, "cuda")  # version 4: accepted
-
-
-def _cpu_load(load):
-    def loader(path, map_location=None, _extra_files=None):
-        return load(path, map_location="cpu", _extra_files=_extra_files)
-
-    return loader
-
-
-def test_openmm_wrapper_of_a_cpu_only_file_refuses_another_device(exported):
-    """TorchForce hands the wrapper positions on the Context's device; a file before format
-    version 4 is refused there, by name, instead of failing inside its neighbour search.
-    (Positions on the "meta" device stand in for the CUDA platform's.)"""
-    from mlff_distiller.engines.openmm import OpenMMStudent
-
-    module, _ = load_exported(exported)
-    positions = torch.zeros(3, 3, dtype=torch.float64, device="meta")
-    old = torch.jit.script(OpenMMStudent(module, [1, 1, 8], False, any_device=False))
-    with pytest.raises(torch.jit.Error, match="runs on the CPU only .* export it again"):
-        old(positions)
-    new = torch.jit.script(OpenMMStudent(module, [1, 1, 8], False, any_device=True))
-    with pytest.raises(torch.jit.Error, match="positions are on meta but the model is on cpu"):
-        new(positions)
-    water = torch.tensor([[0.0, 0.0, 0.0], [0.096, 0.0, 0.0], [-0.024, 0.093, 0.0]])  # nm
-    assert torch.isfinite(old(water.double()))

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from mlff_distiller.data import water_box
 from mlff_distiller.export import METADATA_FILE, ExportError, export, export_module, load_exported
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +210,96 @@ def test_an_exported_file_exports_again_with_its_weights(exported, tmp_path):
     torch.jit.save(module, str(bare), _extra_files={METADATA_FILE: json.dumps(metadata)})
     with pytest.raises(ExportError, match="does not record its model_config"):
         export(bare, tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "torchscript_exports/drivers/sevennet0-standard-v1.pt",
+        "torchscript_exports/drivers/sevennet0-tiny-v3.pt",
+    ],
+)
+def test_a_file_of_an_older_format_loads_rebuilt_with_its_own_numbers(path):
+    """Format 1 and 3 files (real ones, written by earlier versions' code) come back as the
+    current module: its compute() gives what the file's own code gives."""
+    from mlff_distiller.export.exporter import FORMAT_VERSION
+
+    file = REPO / path
+    module, metadata = load_exported(file)
+    assert metadata["file_format_version"] < FORMAT_VERSION == metadata["format_version"]
+    own = torch.jit.load(str(file))
+    atoms = _structures()["water"]
+    width = torch.float64 if metadata["file_format_version"] >= 2 else torch.float32
+    positions = torch.tensor(atoms.positions, dtype=width, requires_grad=True)
+    inputs = (torch.tensor(atoms.numbers), torch.tensor(atoms.cell.array), torch.tensor([True] * 3))
+    energy = own(positions, inputs[0], inputs[1].to(width), inputs[2])
+    (grad,) = torch.autograd.grad(energy, [positions])
+    out = module.compute(positions.detach().double(), *inputs)
+    assert float(out["energy"]) == pytest.approx(float(energy.detach()), rel=1e-6)
+    np.testing.assert_allclose(out["forces"].numpy(), -grad.double().numpy(), atol=2e-4)
+
+
+def test_a_file_whose_student_this_code_builds_differently_is_refused(
+    exported, tmp_path, monkeypatch
+):
+    """The rebuild is checked against the file's own numbers. Model code that changed
+    since the file was written is stood in for by a builder that perturbs one weight;
+    metadata that no longer fits the weights is refused too."""
+    import mlff_distiller.export.exporter as exporter
+
+    extra = {METADATA_FILE: ""}
+    module = torch.jit.load(str(exported["float64"]), _extra_files=extra)
+    metadata = json.loads(extra[METADATA_FILE])
+    metadata["format_version"] = 3
+    old = tmp_path / "old.pt"
+    torch.jit.save(module, str(old), _extra_files={METADATA_FILE: json.dumps(metadata)})
+    assert load_exported(old)[1]["file_format_version"] == 3
+    build = exporter.model_from_checkpoint
+
+    def drifted(data, dtype=None):
+        model = build(data, dtype)
+        with torch.no_grad():
+            model.readout.bias.add_(1e-3)
+        return model
+
+    monkeypatch.setattr(exporter, "model_from_checkpoint", drifted)
+    with pytest.raises(ExportError, match="cannot be rebuilt faithfully"):
+        load_exported(old)
+    monkeypatch.undo()
+    metadata["model_config"]["n_radial"] = 3
+    torch.jit.save(module, str(old), _extra_files={METADATA_FILE: json.dumps(metadata)})
+    with pytest.raises(ExportError, match="cannot be rebuilt from its metadata"):
+        load_exported(old)
+
+
+def test_compute_returns_energy_forces_and_virial_of_the_energy(exported):
+    """One call: forces are −∂E/∂r and the virial ∂E/∂ε, by finite differences."""
+    module, _ = load_exported(exported["float64"])
+    atoms = _structures()["small-triclinic"]
+    numbers, pbc = torch.tensor(atoms.numbers), torch.tensor([True] * 3)
+    positions, cell = torch.tensor(atoms.positions), torch.tensor(atoms.cell.array)
+    out = module.compute(positions, numbers, cell, pbc, True)
+    assert float(out["energies"].sum()) == pytest.approx(float(out["energy"]), rel=1e-12)
+    h = 1e-5
+    for atom, axis in [(0, 0), (3, 2)]:
+        step = torch.zeros_like(positions)
+        step[atom, axis] = h
+        up = float(module.compute(positions + step, numbers, cell, pbc)["energy"])
+        down = float(module.compute(positions - step, numbers, cell, pbc)["energy"])
+        assert -(up - down) / (2 * h) == pytest.approx(float(out["forces"][atom, axis]), abs=1e-6)
+    for a, b in [(0, 0), (0, 1), (2, 1)]:
+        strain = torch.zeros(3, 3, dtype=torch.float64)
+        strain[a, b] = h
+        energies = []
+        for sign in (1, -1):
+            deformation = torch.eye(3, dtype=torch.float64) + sign * strain
+            moved = module.compute(positions @ deformation, numbers, cell @ deformation, pbc)
+            energies.append(float(moved["energy"]))
+        fd = (energies[0] - energies[1]) / (2 * h)
+        assert fd == pytest.approx(float(out["virial"][a, b]), abs=1e-6)
+    assert not out["forces"].requires_grad and "virial" not in module.compute(
+        positions, numbers, cell, pbc
+    )
 
 
 def test_unknown_element_is_named(exported):

@@ -358,6 +358,7 @@ PairMLFF::Member PairMLFF::load_model(const std::string &path, bool first)
   else
     error->all(FLERR, "pair_style mlff: '{}' has dtype '{}'; expected float32 or float64", path,
                member.dtype_name);
+  member.with_gradient = model.find_method("local_energies_and_gradient").has_value();
   if (!model.find_method("local_energies"))
     error->all(FLERR,
                "pair_style mlff: '{}' has no local_energies method; re-export it with this "
@@ -723,7 +724,8 @@ void PairMLFF::evaluate(Member &member, std::vector<double> &energies,
     neighbour_species = neighbour_species.index_select(0, index);
   }
   // Host buffers to the device (no copy on the CPU); the edge vectors are float64 until here.
-  vectors = vectors.to(device_, member.dtype).requires_grad_(true);
+  vectors = vectors.to(device_, member.dtype);
+  if (!member.with_gradient) vectors.requires_grad_(true);
   centre = centre.to(device_);
   centre_species = centre_species.to(device_);
   neighbour_species = neighbour_species.to(device_);
@@ -736,10 +738,20 @@ void PairMLFF::evaluate(Member &member, std::vector<double> &energies,
     // and other TorchScript users in the process (OpenMM's TorchForce when LAMMPS runs
     // inside Python) must not inherit it.
     torch::jit::GraphOptimizerEnabledGuard no_optimization(false);
-    out = member.module
-              .run_method("local_energies", vectors, centre, centre_species, neighbour_species)
-              .toTensor();
-    if (n_used > 0) grad = torch::autograd::grad({out.sum()}, {vectors})[0];
+    if (member.with_gradient) {
+      // Format 4 on: the module takes its own derivative (the one place forces come from).
+      const auto both = member.module
+                            .run_method("local_energies_and_gradient", vectors, centre,
+                                        centre_species, neighbour_species)
+                            .toTuple();
+      out = both->elements()[0].toTensor();
+      grad = both->elements()[1].toTensor();
+    } else {
+      out = member.module
+                .run_method("local_energies", vectors, centre, centre_species, neighbour_species)
+                .toTensor();
+      if (n_used > 0) grad = torch::autograd::grad({out.sum()}, {vectors})[0];
+    }
   } catch (const std::exception &err) {
     std::string what = err.what();
     // A TorchScript `raise` arrives wrapped in the interpreter's trace; its own message is

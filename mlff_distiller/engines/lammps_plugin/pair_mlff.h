@@ -47,6 +47,9 @@ class PairMLFF : public Pair {
     std::string path;
     std::string dtype_name;
     double cutoff = 0.0;    // Å
+    // local_energies_and_gradient (format 4 on): the module returns dE/d(edge vector) itself;
+    // older files are differentiated here.
+    bool with_gradient = false;
   };
 
   void allocate();
