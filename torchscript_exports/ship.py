@@ -2,9 +2,11 @@
 
     .venv/bin/python torchscript_exports/ship.py runs/shipped-tiny sevennet0-tiny
 
-writes ``NAME.pt`` (the exported student), ``NAME.md`` (the run's model card, with file names
-and report links pointing at the copies) and ``reports/NAME/`` (the validation report and its
-plots; the trajectories stay in the run directory).
+writes ``NAME.pt`` (the run's exported student, written again by this version's exporter so
+that it has the current format; same weights, checked against the run's file), ``NAME.md``
+(the run's model card, with file names and report links pointing at the copies) and
+``reports/NAME/`` (the validation report and its plots; the trajectories stay in the run
+directory).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import argparse
 import json
 import shutil
 from pathlib import Path
+
+from mlff_distiller.export import export, load_exported
 
 HERE = Path(__file__).resolve().parent
 
@@ -23,7 +27,9 @@ def main() -> None:
     parser.add_argument("name", help="release name, e.g. sevennet0-tiny")
     args = parser.parse_args()
     summary = json.loads((args.run_dir / "summary.json").read_text())
-    shutil.copyfile(summary["student"], HERE / f"{args.name}.pt")
+    student = Path(summary["student"])
+    _, metadata = load_exported(student)
+    export(student, HERE / f"{args.name}.pt", dtype=metadata["dtype"])
     reports = HERE / "reports" / args.name
     if reports.exists():
         shutil.rmtree(reports)

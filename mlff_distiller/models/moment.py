@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .radial import BesselBasis, PolynomialEnvelope, ZBLRepulsion
+from .segments import centre_slots, mix_by_pair, sum_outer
 
 
 def _pair_index(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,15 +147,15 @@ class MomentStudent(nn.Module):
         if self.core_handover:
             envelope = envelope * self.zbl.handover(r, s_i, s_j)
         basis = self.basis(r) * envelope.unsqueeze(1)  # [E, K]
-        # Each edge mixes its basis with its own element pair's weights only: [E, K] x
-        # [E, K, R], so the cost does not grow with the square of the element count.
+        # Each edge mixes its basis with its own element pair's weights only, so the cost
+        # does not grow with the square of the element count.
         n_radial = self.n_radial
         n_basis = basis.shape[1]
         weights = self.radial_weights.to(vectors.dtype).view(
             n_basis, self.n_species * self.n_species, n_radial
         )
-        per_edge = weights.transpose(0, 1)[s_i * self.n_species + s_j]  # [E, K, R]
-        radial = torch.bmm(basis.unsqueeze(1), per_edge).squeeze(1)  # [E, R]
+        pair = s_i * self.n_species + s_j
+        radial = mix_by_pair(basis, pair, weights.transpose(0, 1).contiguous())  # [E, R]
         radial = radial / self.avg_neighbors.to(vectors.dtype)
 
         # Angular parts of one edge: 1, r̂ (3) and the 6 independent components of r̂⊗r̂.
@@ -165,8 +166,7 @@ class MomentStudent(nn.Module):
             [torch.ones_like(ux), ux, uy, uz, ux * ux, uy * uy, uz * uz, ux * uy, ux * uz, uy * uz],
             dim=1,
         )
-        moments = torch.zeros(n_atoms, n_radial, 10, dtype=vectors.dtype, device=vectors.device)
-        moments = moments.index_add(0, centre, radial.unsqueeze(2) * angular.unsqueeze(1))
+        moments = sum_outer(centre, n_atoms, centre_slots(centre, n_atoms), radial, angular)
         a0 = moments[:, :, 0]
         a1 = moments[:, :, 1:4]
         a2 = moments[:, :, 4:10]

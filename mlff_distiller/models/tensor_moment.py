@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from .radial import BesselBasis, PolynomialEnvelope, ZBLRepulsion
+from .segments import centre_slots, sum_outer
 
 #: The highest moment rank a student may use (angular order of its three-body terms).
 MAX_RANK = 6
@@ -248,17 +249,14 @@ class TensorMomentStudent(nn.Module):
             monomial[:, self.rank_starts[rank] : self.rank_starts[rank + 1]]
             for rank in range(self.max_rank + 1)
         ]
-        per_edge = torch.cat(
+        slots = centre_slots(centre, n_atoms)
+        moments = torch.cat(
             [
-                radial[:, rank, :].unsqueeze(1) * angular[rank].unsqueeze(2)
+                sum_outer(centre, n_atoms, slots, angular[rank], radial[:, rank, :])
                 for rank in range(len(angular))
             ],
             dim=1,
-        )  # [E, M, R]
-        moments = torch.zeros(
-            n_atoms, per_edge.shape[1], self.n_radial, dtype=vectors.dtype, device=vectors.device
-        )
-        moments = moments.index_add(0, centre, per_edge)  # [N, M, R]
+        )  # [N, M, R]
 
         weights = self.weight_of.to(vectors.dtype)
         features: list[torch.Tensor] = [moments[:, 0, :]]

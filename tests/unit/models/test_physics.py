@@ -406,6 +406,9 @@ def test_float32_agrees_with_float64(model, system):
     ref = predict(model, atoms, stress=periodic)
     assert out["energy"] == pytest.approx(ref["energy"], rel=1e-5)
     scale = np.abs(ref["forces"]).max()
-    assert np.abs(out["forces"] - ref["forces"]).max() < 1e-5 * scale
+    # float32 rounding of sums over many neighbours (the small triclinic cell has dozens of
+    # images per atom): 1.1e-5 of the largest force at worst; a float32 cast in the wrong
+    # place gives ~1e-3.
+    assert np.abs(out["forces"] - ref["forces"]).max() < 2e-5 * scale
     if periodic:  # the virial sums terms much larger than the stress: a looser bound
         assert np.abs(out["stress"] - ref["stress"]).max() < 3e-5 * np.abs(ref["stress"]).max()

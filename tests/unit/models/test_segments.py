@@ -1,0 +1,79 @@
+"""The per-atom sums and the per-pair radial mixing equal their obvious forms, values and
+gradients, on every path (grouped or scattered edges, the padded layout or its fallback,
+gathered or sorted mixing), eager and scripted."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mlff_distiller.models.segments import centre_slots, mix_by_pair, sum_outer
+
+
+def _edges(n_atoms: int, n_edges: int, grouped: bool, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    centre = torch.randint(0, n_atoms, (n_edges,), generator=generator)
+    return torch.sort(centre).values if grouped else centre
+
+
+def _obvious_sum(centre, n_atoms, left, right):
+    out = torch.zeros(n_atoms, left.shape[1], right.shape[1], dtype=left.dtype)
+    return out.index_add(0, centre, left.unsqueeze(2) * right.unsqueeze(1))
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+@pytest.mark.parametrize("layout", ["padded", "fallback"])
+@pytest.mark.parametrize("scripted", [False, True])
+def test_sum_outer_equals_index_add_of_outer_products(grouped, layout, scripted):
+    n_atoms, n_edges = 60, 700
+    centre = _edges(n_atoms, n_edges, grouped)
+    if layout == "fallback":  # one atom with most edges: padding would be far too wide
+        centre = torch.where(torch.arange(n_edges) % 3 == 0, centre, torch.zeros_like(centre))
+    generator = torch.Generator().manual_seed(1)
+    left = torch.randn(n_edges, 5, dtype=torch.float64, generator=generator, requires_grad=True)
+    right = torch.randn(n_edges, 4, dtype=torch.float64, generator=generator, requires_grad=True)
+    slots_fn = torch.jit.script(centre_slots) if scripted else centre_slots
+    sum_fn = torch.jit.script(sum_outer) if scripted else sum_outer
+    slots = slots_fn(centre, n_atoms)
+    assert (slots[1] == 0) == (layout == "fallback")
+    if slots[1] > 0:  # every edge its own row: no two edges share one
+        assert torch.unique(slots[0]).numel() == n_edges
+    got = sum_fn(centre, n_atoms, slots, left, right)
+    want = _obvious_sum(centre, n_atoms, left, right)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    weight = torch.randn(want.shape, dtype=torch.float64, generator=generator)
+    got_grads = torch.autograd.grad((got * weight).sum(), [left, right])
+    want_grads = torch.autograd.grad((want * weight).sum(), [left, right])
+    for a, b in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_sum_outer_of_no_edges_is_zero():
+    centre = torch.zeros(0, dtype=torch.long)
+    empty = torch.zeros(0, 3, dtype=torch.float64)
+    out = sum_outer(centre, 4, centre_slots(centre, 4), empty, empty)
+    assert out.shape == (4, 3, 3) and not bool(out.any())
+
+
+@pytest.mark.parametrize("n_edges", [300, 5000])  # gathered, sorted by pair
+@pytest.mark.parametrize("scripted", [False, True])
+def test_mix_by_pair_uses_each_edges_own_pair_weights(n_edges, scripted):
+    generator = torch.Generator().manual_seed(2)
+    n_pairs, k, r = 9, 8, 6
+    pair = torch.randint(0, n_pairs - 1, (n_edges,), generator=generator)  # pair 8 absent
+    basis = torch.randn(n_edges, k, dtype=torch.float64, generator=generator, requires_grad=True)
+    weights = torch.randn(n_pairs, k, r, dtype=torch.float64, generator=generator)
+    weights.requires_grad_(True)
+    mix = torch.jit.script(mix_by_pair) if scripted else mix_by_pair
+    got = mix(basis, pair, weights)
+    want = torch.einsum("ek,ekr->er", basis, weights[pair])
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    weight = torch.randn(want.shape, dtype=torch.float64, generator=generator)
+    got_grads = torch.autograd.grad((got * weight).sum(), [basis, weights], create_graph=True)
+    want_grads = torch.autograd.grad((want * weight).sum(), [basis, weights], create_graph=True)
+    for a, b in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # Training differentiates forces again: the second derivative goes through as well.
+    second = torch.autograd.grad(got_grads[0].square().sum(), [weights])[0]
+    expected = torch.autograd.grad(want_grads[0].square().sum(), [weights])[0]
+    torch.testing.assert_close(second, expected, rtol=1e-12, atol=1e-12)
