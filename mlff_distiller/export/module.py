@@ -58,6 +58,16 @@ class ExportedStudent(nn.Module):
         self.min_distance = float(MIN_DISTANCE)
         #: Thinner periodic cells (Å) are an error (see models.graph.MIN_CELL_SPACING).
         self.min_cell_spacing = float(MIN_CELL_SPACING)
+        #: Verlet skin (Å) of the neighbour cache: pairs within cutoff + skin are kept and
+        #: reused while no atom has moved more than skin / 2 since they were found and the
+        #: cell and periodicity are the same; each call then only filters them by distance.
+        #: 0 searches afresh every call.
+        self.skin = 1.0
+        self._cache_positions = torch.zeros(0, 3, dtype=torch.float64)
+        self._cache_cell = torch.zeros(3, 3, dtype=torch.float64)
+        self._cache_pbc = torch.zeros(3, dtype=torch.bool)
+        self._cache_edges = torch.zeros(2, 0, dtype=torch.long)
+        self._cache_shifts = torch.zeros(0, 3, dtype=torch.float64)
 
     def species(self, numbers: torch.Tensor) -> torch.Tensor:
         """Model species index of every atom; an element the model does not know is an error."""
@@ -86,8 +96,53 @@ class ExportedStudent(nn.Module):
         Returns ``edge_index [2, E]`` and integer ``shifts [E, 3]`` such that the edge vector
         is ``r_j − r_i + shifts @ cell``. Up to ``brute_force_limit`` atoms all pairs are
         tested against each needed image; above it a cell list keeps the cost linear in N.
-        Any cell size works (cells shorter than twice the cutoff included).
+        Any cell size works (cells shorter than twice the cutoff included). A fresh search
+        on every call (:meth:`atomic_energies` goes through the cache of
+        :meth:`cached_neighbours`).
         """
+        return self.search(positions, cell, pbc, self.cutoff)
+
+    @torch.jit.export
+    def cached_neighbours(
+        self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`neighbours`, from the pairs within ``cutoff + skin`` found at an earlier
+        call while they still hold every pair within the cutoff (no atom has moved more than
+        ``skin / 2``, same atom count, cell, periodicity, device and precision); otherwise a
+        fresh search with ``cutoff + skin`` refills the cache."""
+        pos = positions.detach()
+        if self.skin <= 0.0:
+            return self.search(pos, cell, pbc, self.cutoff)
+        if not self._cache_holds(pos, cell.detach(), pbc):
+            edges, shifts = self.search(pos, cell, pbc, self.cutoff + self.skin)
+            self._cache_positions = pos.clone()
+            self._cache_cell = cell.detach().to(pos.dtype).clone()
+            self._cache_pbc = pbc.clone()
+            self._cache_edges = edges
+            self._cache_shifts = shifts
+        edges = self._cache_edges
+        shifts = self._cache_shifts
+        vectors = pos[edges[1]] - pos[edges[0]] + shifts @ cell.detach().to(pos.dtype)
+        keep = ((vectors * vectors).sum(dim=1) < self.cutoff * self.cutoff).nonzero().squeeze(1)
+        return edges.index_select(1, keep), shifts.index_select(0, keep)
+
+    def _cache_holds(self, pos: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> bool:
+        cached = self._cache_positions
+        if cached.shape[0] != pos.shape[0] or cached.device != pos.device:
+            return False
+        if cached.dtype != pos.dtype or self._cache_pbc.device != pbc.device:
+            return False
+        if not bool(torch.equal(self._cache_pbc, pbc)):
+            return False
+        if bool(pbc.any()) and not bool(torch.equal(self._cache_cell, cell.to(pos.dtype))):
+            return False
+        moved = ((pos - cached) * (pos - cached)).sum(dim=1).max()
+        return float(moved) < 0.25 * self.skin * self.skin
+
+    def search(
+        self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, radius: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every pair within ``radius`` (see :meth:`neighbours`)."""
         dtype = positions.dtype
         device = positions.device
         pos = positions.detach()
@@ -113,7 +168,7 @@ class ExportedStudent(nn.Module):
                         + _milli(self.min_cell_spacing)
                         + " Å): check that the cell is in Å"
                     )
-            reps = torch.where(pbc, torch.ceil(self.cutoff / spacing), torch.zeros_like(spacing))
+            reps = torch.where(pbc, torch.ceil(radius / spacing), torch.zeros_like(spacing))
             r0, r1, r2 = int(reps[0]), int(reps[1]), int(reps[2])
             grid = torch.stack(
                 torch.meshgrid(
@@ -124,7 +179,7 @@ class ExportedStudent(nn.Module):
                 ),
                 dim=-1,
             ).reshape(-1, 3)
-            margin = torch.where(pbc, self.cutoff / spacing, torch.zeros_like(spacing))
+            margin = torch.where(pbc, radius / spacing, torch.zeros_like(spacing))
         else:
             wrap = torch.zeros_like(pos)
             grid = torch.zeros(1, 3, dtype=dtype, device=device)
@@ -132,18 +187,18 @@ class ExportedStudent(nn.Module):
             inverse = torch.zeros(3, 3, dtype=dtype, device=device)
             margin = torch.zeros(3, dtype=dtype, device=device)
         if pos.shape[0] <= self.brute_force_limit:
-            i, j, shifts = self._all_pairs(pos, cell_d, grid)
+            i, j, shifts = self._all_pairs(pos, cell_d, grid, radius)
         else:
-            i, j, shifts = self._cell_list(pos, cell_d, inverse, pbc, grid, margin)
+            i, j, shifts = self._cell_list(pos, cell_d, inverse, pbc, grid, margin, radius)
         # Back to the caller's unwrapped positions: r_j − r_i + (S − w_j + w_i) @ cell.
         shifts = shifts - wrap[j] + wrap[i]
         return torch.stack([i, j]), shifts
 
     def _all_pairs(
-        self, pos: torch.Tensor, cell: torch.Tensor, grid: torch.Tensor
+        self, pos: torch.Tensor, cell: torch.Tensor, grid: torch.Tensor, radius: float
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n = pos.shape[0]
-        cutoff2 = self.cutoff * self.cutoff
+        cutoff2 = radius * radius
         centres: list[torch.Tensor] = []
         others: list[torch.Tensor] = []
         images: list[torch.Tensor] = []
@@ -168,6 +223,7 @@ class ExportedStudent(nn.Module):
         pbc: torch.Tensor,
         grid: torch.Tensor,
         margin: torch.Tensor,
+        radius: float,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Linear-cost search: image atoms within the cutoff of the cell, Cartesian bins of
         the cutoff's size, and each atom's candidates from its 27 surrounding bins."""
@@ -184,7 +240,7 @@ class ExportedStudent(nn.Module):
         home_ghost[atom[home]] = home.nonzero().squeeze(1)
 
         lower = ghost_pos.min(dim=0).values
-        bins = torch.floor((ghost_pos - lower) / self.cutoff).long()
+        bins = torch.floor((ghost_pos - lower) / radius).long()
         dims = bins.max(dim=0).values + 1
         key = (bins[:, 0] * dims[1] + bins[:, 1]) * dims[2] + bins[:, 2]
         order = torch.argsort(key)
@@ -205,7 +261,7 @@ class ExportedStudent(nn.Module):
         valid = slot < count.unsqueeze(2)
         ghost = order[torch.where(valid, candidate, torch.zeros_like(candidate))]
         delta = ghost_pos[ghost] - pos.unsqueeze(1).unsqueeze(1)
-        close = valid & ((delta * delta).sum(dim=3) < self.cutoff * self.cutoff)
+        close = valid & ((delta * delta).sum(dim=3) < radius * radius)
         close = close & (ghost != home_ghost.view(-1, 1, 1))
         found = close.nonzero()
         i = found[:, 0]
@@ -240,7 +296,7 @@ class ExportedStudent(nn.Module):
         pbc = pbc.to(device)
         species = self.species(numbers)
         self.check_finite(positions, cell, pbc)
-        edge_index, shifts = self.neighbours(positions, cell, pbc)
+        edge_index, shifts = self.cached_neighbours(positions, cell, pbc)
         cell = cell.to(positions.dtype)
         vectors = positions[edge_index[1]] - positions[edge_index[0]] + shifts.to(cell.dtype) @ cell
         self.check_distances(vectors.detach(), edge_index)

@@ -302,6 +302,38 @@ def test_compute_returns_energy_forces_and_virial_of_the_energy(exported):
     )
 
 
+def _pairs(edges: torch.Tensor, shifts: torch.Tensor) -> set:
+    return {(int(i), int(j), *map(int, s)) for (i, j), s in zip(edges.t(), shifts.round())}
+
+
+@pytest.mark.parametrize("name", ["water", "molecule", "small-triclinic"])
+def test_neighbour_cache_gives_the_fresh_search_along_a_trajectory(exported, name):
+    """The cached pairs (cutoff + skin, reused while every atom stays within skin / 2) are
+    exactly the fresh search's at every step of a drifting trajectory, across rebuilds, a
+    changed cell and a changed atom count."""
+    module, _ = load_exported(exported["float64"])
+    atoms = _structures()[name]
+    rng = np.random.default_rng(5)
+    positions = atoms.positions.copy()
+    cell = torch.tensor(atoms.cell.array)
+    pbc = torch.tensor(atoms.pbc.tolist())
+    rebuilds = 0
+    for step in range(30):
+        positions += rng.normal(scale=0.06, size=positions.shape)  # ~0.1 Å a step
+        if step == 20 and atoms.pbc.all():
+            cell = cell * 1.01
+        pos = torch.tensor(positions)
+        before = module._cache_positions.clone()
+        cached = module.cached_neighbours(pos, cell, pbc)
+        rebuilds += int(not torch.equal(before, module._cache_positions))
+        assert _pairs(*cached) == _pairs(*module.neighbours(pos, cell, pbc)), step
+    assert 2 <= rebuilds < 30  # reused between rebuilds, rebuilt when atoms moved
+    fewer = torch.tensor(positions[:-1])
+    assert _pairs(*module.cached_neighbours(fewer, cell, pbc)) == _pairs(
+        *module.neighbours(fewer, cell, pbc)
+    )
+
+
 def test_unknown_element_is_named(exported):
     atoms = molecule("CH3Cl")
     atoms.calc = StudentCalculator(exported["float64"])
