@@ -12,6 +12,7 @@ directory).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -42,10 +43,16 @@ def main() -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(png, target)
     card = (args.run_dir / "MODEL_CARD.md").read_text()
+    card = card.replace(_digest(student), _digest(HERE / f"{args.name}.pt"))  # the new bytes
     card = card.replace("student.pt", f"{args.name}.pt")
     card = card.replace("`validation/report.md`", f"`reports/{args.name}/report.md`")
     (HERE / f"{args.name}.md").write_text(card)
     print(f"wrote {HERE / args.name}.pt, .md and reports/{args.name}/")
+
+
+def _digest(path: Path) -> str:
+    """The SHA-256 prefix a model card quotes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 if __name__ == "__main__":
