@@ -80,8 +80,7 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, dtype: str = 
     provenance: dict[str, Any] = {"checkpoint": str(checkpoint)}
     if is_exported(checkpoint):
         earlier_module, earlier = _load_file(Path(checkpoint))
-        _rebuilt(earlier_module, earlier, str(checkpoint))  # checked against the file
-        data = _checkpoint_of_exported(earlier_module, earlier, str(checkpoint))
+        _, data = _rebuilt(earlier_module, earlier, str(checkpoint))  # checked against the file
         provenance = {"checkpoint": earlier.get("checkpoint"), "exported_from": str(checkpoint)}
     else:
         data = load_checkpoint(checkpoint)
@@ -128,9 +127,10 @@ def _checkpoint_of_exported(
 
 def _rebuilt(
     module: torch.jit.ScriptModule, metadata: dict[str, Any], name: str
-) -> torch.nn.Module:
-    """The eager student of an exported file, in its dtype, rebuilt by this version's code
-    from its weights and checked against the file's own numbers."""
+) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
+    """The student of an exported file rebuilt by this version's code from its weights (in
+    its dtype, frozen, scripted) and checked against the file's own numbers, with the
+    checkpoint data it was built from."""
     data = _checkpoint_of_exported(module, metadata, name)
     dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
     try:
@@ -140,14 +140,20 @@ def _rebuilt(
             f"{name!r} cannot be rebuilt from its metadata by mlff_distiller {__version__} "
             f"({str(exc).splitlines()[0][:200]}); export its training checkpoint again"
         ) from None
-    _check_rebuilt(model, module, metadata, name)
-    return model
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    scripted = torch.jit.script(ExportedStudent(model).eval())
+    _check_rebuilt(scripted, module, metadata, name)
+    return scripted, data
 
 
 def _check_rebuilt(
-    model: torch.nn.Module, earlier: torch.jit.ScriptModule, metadata: dict[str, Any], name: str
+    rebuilt: torch.jit.ScriptModule,
+    earlier: torch.jit.ScriptModule,
+    metadata: dict[str, Any],
+    name: str,
 ) -> None:
-    """The student rebuilt from a file's weights by this version's code (``model``, in the
+    """The student rebuilt from a file's weights by this version's code (``rebuilt``, in the
     file's dtype) must give the file's own energy and forces on a probe structure: model
     code that changed since the file was written would otherwise change its numbers."""
     dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
@@ -155,7 +161,7 @@ def _check_rebuilt(
     version = int(metadata.get("format_version", 1))
     width = torch.float64 if version >= FLOAT64_INPUT_VERSION else dtype
     results = []
-    for module in (torch.jit.script(ExportedStudent(model).eval()), earlier):
+    for module in (rebuilt, earlier):
         positions = probe["positions"].to(width).requires_grad_(True)
         energy = module(positions, probe["numbers"], probe["cell"].to(width), probe["pbc"])
         (grad,) = torch.autograd.grad(energy, [positions])
@@ -314,10 +320,7 @@ def load_exported(
     version = int(metadata.get("format_version", 1))
     if version < FORMAT_VERSION:
         metadata["file_format_version"] = version
-        model = _rebuilt(module, metadata, str(path))
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        module = torch.jit.script(ExportedStudent(model).eval())
+        module, _ = _rebuilt(module, metadata, str(path))
         metadata["format_version"] = FORMAT_VERSION
     if target.type != "cpu":
         module = module.to(target)
