@@ -20,7 +20,14 @@ from .dataset import (
 )
 from .labeling import fingerprint, label, parse_shard, summary
 from .recipe import build_structures
-from .sampling import md_sampling, normal_mode_sampling, perturb, rattle_strain, torsion_sampling
+from .sampling import (
+    compress_bonds,
+    md_sampling,
+    normal_mode_sampling,
+    perturb,
+    rattle_strain,
+    torsion_sampling,
+)
 from .splits import split_indices
 from .structures import (
     StructureError,
@@ -47,6 +54,7 @@ __all__ = [
     "organic_set",
     "parse_shard",
     "perturb",
+    "compress_bonds",
     "rattle_strain",
     "read_dataset",
     "read_structures",

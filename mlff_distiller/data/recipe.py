@@ -12,8 +12,9 @@
 >>> structures = build_structures(recipe)                     # doctest: +SKIP
 
 Each sampling step applies to the structures it suits (``normal_modes`` and ``torsions`` to
-molecules, ``rattle_strain`` to periodic cells, ``perturb`` and ``md`` to both); the result is the
-original structures (unless ``include_originals: false``) followed by every step's samples.
+molecules, ``rattle_strain`` to periodic cells, ``perturb``, ``md`` and ``compress`` (squeezed
+bonds) to both); the result is the original structures (unless ``include_originals: false``)
+followed by every step's samples.
 A step's ``apply_to: molecules`` or ``apply_to: cells`` narrows it further (teacher MD of
 the molecules at one temperature and of the water boxes at another, say), and its
 ``sources:`` (a list of the recipe's own source specs) to the structures those sources gave
@@ -26,13 +27,23 @@ learning's premise); the teacher still labels every frame it yields.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from .sampling import md_sampling, normal_mode_sampling, perturb, rattle_strain, torsion_sampling
+from .cache import read_structure_cache, write_structure_cache
+from .sampling import (
+    compress_bonds,
+    md_sampling,
+    normal_mode_sampling,
+    perturb,
+    rattle_strain,
+    torsion_sampling,
+)
 from .structures import load_source
 
 RECIPE_KEYS = {"sources", "conformers", "seed", "sampling", "include_originals"}
@@ -42,6 +53,7 @@ _METHODS = {
     "normal_modes": (normal_mode_sampling, "molecule", True),
     "md": (md_sampling, "any", True),
     "torsions": (torsion_sampling, "molecule", False),
+    "compress": (compress_bonds, "any", False),
 }
 #: A step's optional ``apply_to:`` key narrows it to molecules or to periodic cells. (Not
 #: ``on:``, which YAML 1.1 reads as the boolean true.)
@@ -112,9 +124,22 @@ def check_recipe(recipe: dict[str, Any]) -> None:
                 )
 
 
-def build_structures(recipe: dict[str, Any], calculator: Calculator | None = None) -> list[Atoms]:
+def build_structures(
+    recipe: dict[str, Any],
+    calculator: Calculator | None = None,
+    cache_dir: str | Path | None = None,
+    calculator_key: Any = None,
+) -> list[Atoms]:
     """Structures from a recipe (see the module docstring); ``calculator`` drives MD and
-    normal-mode sampling."""
+    normal-mode sampling.
+
+    With ``cache_dir``, each sampling step's samples are kept there in a file named by a
+    hash of everything the step depends on (the recipe's sources, conformers and seed, the
+    step itself, the digest of its driver, and ``calculator_key``, which names the
+    calculator for steps that use it). A rerun reads the steps it already did, so an
+    interrupted build resumes at the step it was in and a recipe with one more step
+    computes only that step. Files of steps the recipe no longer has are removed at the end.
+    """
     check_recipe(recipe)
     seed = int(recipe.get("seed", 0))
     base: list[Atoms] = []
@@ -124,8 +149,9 @@ def build_structures(recipe: dict[str, Any], calculator: Calculator | None = Non
         base.extend(loaded)
         base_spec.extend([spec] * len(loaded))
     out = list(base) if recipe.get("include_originals", True) else []
-    for step_index, step in enumerate(recipe.get("sampling") or []):
-        step = dict(step)
+    kept: set[str] = set()
+    for step_index, written in enumerate(recipe.get("sampling") or []):
+        step = dict(written)
         method = step.pop("method")
         function, suits, needs_calc = _METHODS[method]
         apply_to = step.pop("apply_to", "all")
@@ -140,6 +166,13 @@ def build_structures(recipe: dict[str, Any], calculator: Calculator | None = Non
         if not targets:
             continue
         step.setdefault("seed", seed + step_index + 1)
+        cached = None
+        if cache_dir is not None:
+            cached = Path(cache_dir) / _step_file(recipe, step_index, written, calculator_key)
+            kept.add(cached.name)
+            if cached.is_file():
+                out.extend(read_structure_cache(cached))
+                continue
         driver = step.pop("driver", None)
         if driver is not None:
             from ..calculators import StudentCalculator
@@ -156,8 +189,35 @@ def build_structures(recipe: dict[str, Any], calculator: Calculator | None = Non
         if driver is not None:
             for sample in samples:
                 sample.info["sampling"]["driver"] = Path(str(driver)).name
+        if cached is not None:
+            write_structure_cache(samples, cached)
         out.extend(samples)
+    if cache_dir is not None:
+        for stale in Path(cache_dir).glob("step-*.json"):
+            if stale.name not in kept:
+                stale.unlink()
     return out
+
+
+def _step_file(
+    recipe: dict[str, Any], index: int, step: dict[str, Any], calculator_key: Any
+) -> str:
+    """The cache file name of sampling step ``index`` (as the recipe writes it): its position
+    and method (for people) and a hash of what its samples depend on."""
+    seed = int(recipe.get("seed", 0))
+    method = str(step["method"])
+    inputs: dict[str, Any] = {
+        "sources": [str(spec) for spec in recipe["sources"]],
+        "conformers": int(recipe.get("conformers", 1)),
+        "seed": seed,
+        "step": {"seed": seed + index + 1, **step},
+    }
+    if "driver" in step:
+        inputs["driver_sha256"] = hashlib.sha256(Path(str(step["driver"])).read_bytes()).hexdigest()
+    elif _METHODS[method][2]:
+        inputs["calculator"] = calculator_key
+    text = json.dumps(inputs, sort_keys=True, default=str)
+    return f"step-{index:02d}-{method}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
 
 
 def needs_calculator(recipe: dict[str, Any]) -> bool:

@@ -3,7 +3,7 @@
 Stages, each in the run directory and each skipped when its inputs are unchanged
 (:mod:`mlff_distiller.pipeline.stages`)::
 
-    structures             structures/structures.json   the recipe's structures
+    structures             structures/structures.json   the recipe's structures (steps/: per step)
     label-0                round-0/dataset.h5           teacher labels
     train-0[.k]            round-0/student[-k]/         the student (and committee member k)
     explore-R, label-R     round-R/                     active learning round R = 1..rounds
@@ -124,11 +124,21 @@ class Pipeline:
         needs_teacher = needs_calculator(recipe)
 
         def work(restart: bool) -> dict[str, Any]:
-            built = build_structures(recipe, self.teacher() if needs_teacher else None)
+            # Per-step caches: an interrupted build resumes at its step, and a recipe with
+            # one more step computes only that one.
+            built = build_structures(
+                recipe,
+                self.teacher() if needs_teacher else None,
+                cache_dir=path.parent / "steps",
+                calculator_key=self._teacher_inputs(),
+            )
             write_structure_cache(built, path)
             return {"structures": str(path), "count": len(built)}
 
         inputs = {"recipe": recipe, **(self._teacher_inputs() if needs_teacher else {})}
+        drivers = sorted({str(s["driver"]) for s in recipe.get("sampling") or [] if "driver" in s})
+        if drivers:  # a retrained driver gives other samples
+            inputs["drivers"] = {d: file_digest(d) for d in drivers if Path(d).is_file()}
         return self.stages.run("structures", inputs, work, files=("structures",))["structures"]
 
     def label_round(self, name: str, frames_file: str, previous: str | None, out: Path) -> str:

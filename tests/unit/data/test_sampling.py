@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ase import units
+from ase import Atoms, units
 from ase.build import bulk, molecule
 
 from mlff_distiller.data import (
@@ -251,3 +251,86 @@ def test_torsion_sampling_turns_rotatable_bonds_only():
     assert torsion_sampling([benzene], n_samples=3) == []
     with pytest.raises(ValueError, match="for molecules"):
         torsion_sampling([bulk("Cu", cubic=True)], n_samples=1)
+
+
+def test_compress_bonds_squeezes_one_bond_into_the_window_and_nothing_else():
+    from ase.data import covalent_radii
+
+    from mlff_distiller.data import compress_bonds
+
+    ethanol = molecule("CH3CH2OH")
+    samples = compress_bonds([ethanol], n_samples=30, low=0.7, high=0.9, rattle=0.0, seed=1)
+    assert len(samples) == 30
+    before = ethanol.get_all_distances()
+    pairs = set()
+    for sample in samples:
+        info = sample.info["sampling"]
+        i, j = info["pair"]
+        pairs.add((i, j))
+        rsum = covalent_radii[ethanol.numbers[i]] + covalent_radii[ethanol.numbers[j]]
+        assert 0.7 * rsum <= sample.get_distance(i, j) <= 0.9 * rsum
+        assert sample.get_distance(i, j) == pytest.approx(info["factor"] * rsum, abs=1e-12)
+        # Only the two atoms of the bond moved, along the bond, by the same amount.
+        moved = np.flatnonzero(np.linalg.norm(sample.positions - ethanol.positions, axis=1) > 0)
+        assert sorted(moved.tolist()) == [i, j]
+        assert np.allclose(sample.positions[[i, j]].mean(0), ethanol.positions[[i, j]].mean(0))
+        assert before[i, j] < 1.2 * rsum  # a bond, not any pair
+    assert len(pairs) > 3  # the bond is drawn at random
+    again = compress_bonds([ethanol], n_samples=30, low=0.7, high=0.9, rattle=0.0, seed=1)
+    assert all(np.array_equal(a.positions, b.positions) for a, b in zip(samples, again))
+    assert compress_bonds([Atoms("Ar")], n_samples=2) == []
+    with pytest.raises(ValueError, match="low <= high"):
+        compress_bonds([ethanol], n_samples=1, low=0.9, high=0.7)
+
+
+def test_compress_bonds_finds_bonds_across_a_periodic_boundary():
+    from mlff_distiller.data import compress_bonds
+
+    water = Atoms(
+        "OH2",
+        positions=[[0.1, 5.0, 5.0], [-0.86, 5.0, 5.0], [0.34, 5.93, 5.0]],
+        cell=[10.0, 10.0, 10.0],
+        pbc=True,
+    )
+    water.wrap()  # the first H now sits at x = 9.14, bonded to O across the boundary
+    samples = compress_bonds([water], n_samples=20, low=0.8, high=0.8, rattle=0.0, seed=0)
+    assert {tuple(s.info["sampling"]["pair"]) for s in samples} == {(0, 1), (0, 2)}
+    for sample in samples:
+        i, j = sample.info["sampling"]["pair"]
+        assert sample.get_distance(i, j, mic=True) == pytest.approx(0.8 * (0.66 + 0.31))
+
+
+def test_recipe_steps_are_cached_so_one_more_step_computes_only_that_step(tmp_path):
+    from mlff_distiller.data.cache import read_structure_cache, write_structure_cache
+
+    steps = [
+        {"method": "perturb", "n_samples": 2, "amplitude": 0.05},
+        {"method": "torsions", "n_samples": 2},
+    ]
+    recipe = {"sources": ["smiles:CCO"], "seed": 4, "sampling": steps}
+    cache = tmp_path / "steps"
+    plain = build_structures(recipe)
+    cached = build_structures(recipe, cache_dir=cache)
+    assert [np.array_equal(a.positions, b.positions) for a, b in zip(plain, cached)] == [True] * 5
+    files = sorted(p.name for p in cache.iterdir())
+    assert [f.split("-")[:3] for f in files] == [
+        ["step", "00", "perturb"],
+        ["step", "01", "torsions"],
+    ]
+    # A rerun reads the steps' files (proved by editing one) instead of sampling again ...
+    first = cache / files[0]
+    edited = read_structure_cache(first)
+    edited[0].positions[0] += 1.0
+    write_structure_cache(edited, first)
+    again = build_structures(recipe, cache_dir=cache)
+    assert np.array_equal(again[1].positions, edited[0].positions)
+    # ... a recipe with one more step computes that step alone ...
+    longer = {**recipe, "sampling": [*steps, {"method": "compress", "n_samples": 3}]}
+    grown = build_structures(longer, cache_dir=cache)
+    assert len(grown) == 8 and np.array_equal(grown[1].positions, edited[0].positions)
+    assert grown[-1].info["sampling"]["method"] == "compress"
+    # ... and a changed step is computed anew, its old file removed.
+    changed = {**recipe, "sampling": [{**steps[0], "amplitude": 0.02}, steps[1]]}
+    build_structures(changed, cache_dir=cache)
+    now = sorted(p.name for p in cache.iterdir())
+    assert len(now) == 2 and files[0] not in now and files[1] in now
