@@ -49,6 +49,7 @@ from mlff_distiller import StudentCalculator, __version__
 from mlff_distiller.benchmarking import frame_errors, write_json
 from mlff_distiller.data import label, load_source, md_sampling, read_dataset
 from mlff_distiller.data.sampling import hessian
+from mlff_distiller.files import atomic_path, write_text
 from mlff_distiller.teachers import get_teacher
 
 RESULTS = Path(__file__).parent / "results"
@@ -104,10 +105,8 @@ def _cached_frames(path: Path, make) -> list[Atoms]:
     if path.is_file():
         return ase.io.read(path, index=":")
     frames = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    ase.io.write(tmp, frames, format="extxyz")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        ase.io.write(tmp, frames, format="extxyz")
     return frames
 
 
@@ -475,9 +474,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / f"{args.name}.json", payload)
     text = table(payload)
-    tmp = args.out / f"{args.name}.md.tmp"
-    tmp.write_text(f"# Fidelity against SevenNet-0\n\n`{payload['command']}`\n\n{text}")
-    os.replace(tmp, args.out / f"{args.name}.md")
+    write_text(
+        args.out / f"{args.name}.md",
+        f"# Fidelity against SevenNet-0\n\n`{payload['command']}`\n\n{text}",
+    )
     plot(payload, args.out / f"{args.name}.png")
     print(text)
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mlff_distiller.files import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "torchscript_exports" / "sevennet0-tiny.pt"
 OUT = ROOT / "benchmarks" / "results" / "soak"
@@ -277,9 +279,7 @@ def main() -> None:
                 print(f"{engine}: done before ({path}); --force reruns it")
                 continue
         result = soak(engine, args.model.resolve(), args.steps, args.out)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        os.replace(tmp, path)
+        write_json(path, result, indent=1)
         print(
             f"{engine}: {result['wall_seconds']:.0f} s, RSS {result['rss_mb']['after_start_up']}"
             f" -> {result['rss_mb']['last']} MB, {result['verdict']}"

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -44,6 +43,8 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+
+from . import files
 
 #: The teacher is timed only up to this many atoms (SevenNet-0: ~10 s per call at 768).
 TEACHER_MAX_ATOMS = 800
@@ -250,7 +251,7 @@ def run_speed(
         **_provenance(start),
     }
     write_json(out / "benchmark.json", result)
-    _write(out / "benchmark.md", speed_table(result))
+    files.write_text(out / "benchmark.md", speed_table(result))
     _plot_speed(result, out / "benchmark.png")
     return result
 
@@ -458,14 +459,7 @@ def frame_errors(calc, frames: list[Atoms]) -> dict[str, float]:
 
 def write_json(path: Path, data: Any) -> None:
     """``data`` as indented JSON at ``path``, written atomically (every benchmark's result)."""
-    _write(Path(path), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    files.write_json(path, data)
 
 
 # ------------------------------------------------------------------------------ CLI

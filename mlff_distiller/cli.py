@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .files import to_json, write_text
 
 #: Exit status for bad input (arguments, configs, files).
 EXIT_USAGE = 2
@@ -181,14 +181,13 @@ def cmd_dataset_label(args: argparse.Namespace) -> int:
 def _cached_structures(out: Path, options: dict[str, Any], build: Any) -> list:
     """Build the structures once per job: an interrupted run reuses them (sampling with the
     teacher is expensive), kept in the labeling journal until the dataset is complete."""
-    from .data._hdf5 import to_json
     from .data.cache import read_structure_cache, write_structure_cache
 
     inputs = {k: options[k] for k in ("recipe", "teacher", "teacher_kwargs")}
     # A retrained student under the same name drives other MD: key on its bytes too.
     drivers = [s["driver"] for s in options["recipe"].get("sampling") or [] if "driver" in s]
     inputs["drivers"] = [hashlib.sha256(Path(d).read_bytes()).hexdigest() for d in drivers]
-    key = hashlib.sha256(to_json(inputs).encode()).hexdigest()[:16]
+    key = hashlib.sha256(to_json(inputs, sort_keys=True).encode()).hexdigest()[:16]
     cache = out.with_name(out.name + ".partial") / f"structures-{key}.json"
     if cache.exists():
         return read_structure_cache(cache)
@@ -221,9 +220,7 @@ def cmd_dataset_split(args: argparse.Namespace) -> int:
     payload = {"dataset": str(args.dataset), "by": args.by, "seed": args.seed, **splits}
     text = json.dumps(payload, indent=1)
     if args.out:
-        tmp = Path(args.out).with_name(f".{Path(args.out).name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, args.out)
+        write_text(args.out, text)
         counts = ", ".join(f"{k} {len(v)}" for k, v in splits.items())
         print(f"wrote {args.out}: {counts}")
     else:

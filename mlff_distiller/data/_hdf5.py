@@ -32,6 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import files
+from ..files import atomic_path
+
 FORMAT = "mlff_distiller.dataset"
 FORMAT_VERSION = 1
 UNITS = {"length": "Angstrom", "energy": "eV", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3"}
@@ -122,12 +125,8 @@ class FrameBlock:
         arrays = self._arrays()
         arrays["rejected_reason"] = np.array(self.rejected_reason, dtype=str)
         arrays["info"] = np.array(self.info, dtype=str)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        with atomic_path(path, fsync=True) as tmp:
+            np.savez(tmp, **arrays)
 
     @classmethod
     def load_npz(cls, path: Path) -> FrameBlock:
@@ -183,17 +182,8 @@ def _cat(parts: list[np.ndarray], empty_shape: tuple[int, ...], dtype: type) -> 
 
 
 def to_json(value: Any) -> str:
-    return json.dumps(value, default=_json_default, sort_keys=True)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    return str(value)
+    """Dataset attributes and info as JSON (keys sorted, so equal values give equal text)."""
+    return files.to_json(value, sort_keys=True)
 
 
 def write_hdf5(block: FrameBlock, path: Path, attrs: dict[str, Any]) -> Path:
@@ -201,37 +191,30 @@ def write_hdf5(block: FrameBlock, path: Path, attrs: dict[str, Any]) -> Path:
     import h5py
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     arrays = block.sorted()._arrays()
-    try:
-        with h5py.File(tmp, "w") as h5:
-            for name, value in arrays.items():
-                if name == "rejected_index":
-                    continue
-                checksum = {"fletcher32": True, "chunks": True} if value.size else {}
-                h5.create_dataset(name, data=value, **checksum)
-            h5.create_dataset("has_stress", data=~np.isnan(arrays["stress"]).any(axis=1))
-            h5.create_dataset("info", data=block.sorted().info, dtype=h5py.string_dtype())
-            rejected = h5.create_group("rejected")
-            rejected.create_dataset("source_index", data=arrays["rejected_index"])
-            rejected.create_dataset(
-                "reason", data=block.sorted().rejected_reason, dtype=h5py.string_dtype()
-            )
-            h5.attrs["format"] = FORMAT
-            h5.attrs["format_version"] = FORMAT_VERSION
-            h5.attrs["units"] = to_json(UNITS)
-            h5.attrs["n_frames"] = len(block)
-            h5.attrs["n_rejected"] = len(block.rejected_index)
-            for key, value in attrs.items():
-                plain = isinstance(value, (str, int, float)) and not isinstance(value, bool)
-                h5.attrs[key] = value if plain else to_json(value)
-            # Written last: a file without it was interrupted before it was finished.
-            h5.attrs["complete"] = True
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path, fsync=True) as tmp, h5py.File(tmp, "w") as h5:
+        for name, value in arrays.items():
+            if name == "rejected_index":
+                continue
+            checksum = {"fletcher32": True, "chunks": True} if value.size else {}
+            h5.create_dataset(name, data=value, **checksum)
+        h5.create_dataset("has_stress", data=~np.isnan(arrays["stress"]).any(axis=1))
+        h5.create_dataset("info", data=block.sorted().info, dtype=h5py.string_dtype())
+        rejected = h5.create_group("rejected")
+        rejected.create_dataset("source_index", data=arrays["rejected_index"])
+        rejected.create_dataset(
+            "reason", data=block.sorted().rejected_reason, dtype=h5py.string_dtype()
+        )
+        h5.attrs["format"] = FORMAT
+        h5.attrs["format_version"] = FORMAT_VERSION
+        h5.attrs["units"] = to_json(UNITS)
+        h5.attrs["n_frames"] = len(block)
+        h5.attrs["n_rejected"] = len(block.rejected_index)
+        for key, value in attrs.items():
+            plain = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+            h5.attrs[key] = value if plain else to_json(value)
+        # Written last: a file without it was interrupted before it was finished.
+        h5.attrs["complete"] = True
     return path
 
 

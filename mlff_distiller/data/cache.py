@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
-from ._hdf5 import to_json
+from ..files import to_json, write_text
 
 
 def write_structure_cache(structures: list[Atoms], path: Path) -> None:
@@ -24,10 +23,7 @@ def write_structure_cache(structures: list[Atoms], path: Path) -> None:
         }
         for atoms in structures
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(to_json(records))
-    os.replace(tmp, path)
+    write_text(path, to_json(records, sort_keys=True))
 
 
 def read_structure_cache(path: Path) -> list[Atoms]:

@@ -19,6 +19,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from .. import __version__
+from ..files import atomic_path
 from ._hdf5 import DatasetError, FrameBlock, read_hdf5, to_json, write_hdf5
 from .labeling import teacher_atom_energies, teacher_key
 
@@ -190,12 +191,8 @@ def write_extxyz(dataset: str | os.PathLike, out: str | os.PathLike) -> Path:
         for key, value in list(atoms.info.items()):
             if isinstance(value, (dict, list)):
                 atoms.info[key] = "json:" + json.dumps(value)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(out) as tmp:
         write(tmp, frames, format="extxyz")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

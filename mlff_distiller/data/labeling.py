@@ -26,6 +26,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError
 from .. import __version__
 from .._locking import BusyError, exclusive
 from .._progress import progress_bar, say
+from ..files import write_json
 from ..teachers import get_teacher, teacher_info
 from ._hdf5 import DatasetError, FrameBlock, read_hdf5, to_json, write_hdf5
 
@@ -275,9 +276,7 @@ def _open_journal(journal: Path, manifest: dict[str, Any], overwrite: bool) -> F
         for stale in [manifest_file, *journal.glob("chunk_*.npz*")]:
             stale.unlink()
     journal.mkdir(parents=True, exist_ok=True)
-    tmp = manifest_file.with_name("manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, manifest_file)
+    write_json(manifest_file, manifest, indent=1)
     return FrameBlock()
 
 

@@ -29,8 +29,6 @@ oxygen Lennard-Jones core (σ = 3.15 Å) would no longer be inside the cutoff.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +36,7 @@ import ase.io
 import numpy as np
 from ase import Atoms, units
 
+from ..files import atomic_path
 from .builtin import WATER_BOX_SIZES, water_box_filename
 
 #: Density of liquid water at 300 K and 1 bar, in g/cm³.
@@ -220,15 +219,8 @@ def _wrap_molecules(molecules: np.ndarray, edge: float) -> np.ndarray:
 
 def _write_atomically(atoms: Atoms, path: Path) -> None:
     """Write ``atoms`` as extxyz to a temporary file beside ``path``, then rename it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         ase.io.write(tmp, atoms, format="extxyz")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; shipped data must be world-readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main() -> None:

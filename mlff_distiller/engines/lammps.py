@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..files import atomic_path, write_json, write_text
+
 if TYPE_CHECKING:
     import ase
 
@@ -339,18 +341,15 @@ def build_plugin(force: bool = False, verbose: bool = False) -> Path:
                         f"building the LAMMPS plugin failed (see {log_path}); last lines:\n{tail}"
                     )
         built = Path(scratch) / PLUGIN_FILE
-        partial = directory / (PLUGIN_FILE + ".partial")
-        shutil.copy2(built, partial)
-        os.replace(partial, target)
+        with atomic_path(target) as partial:
+            shutil.copy2(built, partial)
     info = {
         **wanted,
         "built": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "torch_dir": str(torch_dir),
         "lammps_headers": str(lammps_dir / "include/lammps"),
     }
-    partial_info = directory / (BUILD_INFO_FILE + ".partial")
-    partial_info.write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(partial_info, directory / BUILD_INFO_FILE)
+    write_json(directory / BUILD_INFO_FILE, info)
     return target
 
 
@@ -566,11 +565,7 @@ def write_data(
         lines += ["", "Velocities", ""]
         for index, (vx, vy, vz) in enumerate(v):
             lines.append(f"{index + 1} {vx:.17g} {vy:.17g} {vz:.17g}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text("\n".join(lines) + "\n")
-    os.replace(partial, path)
+    path = write_text(path, "\n".join(lines) + "\n")
     return LammpsData(path, elements, rotation, boundary, triclinic, atom_style, bond_types)
 
 

@@ -21,6 +21,7 @@ import torch
 
 from .. import __version__
 from ..devices import resolve_device
+from ..files import atomic_path
 from ..training.checkpoint import load_checkpoint, model_from_checkpoint
 from .module import ExportedStudent
 
@@ -234,15 +235,10 @@ def export_module(
     _self_check(model, scripted, metadata)
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(metadata)})
         reloaded = torch.jit.load(str(tmp), map_location="cpu")
         _self_check(model, reloaded, metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

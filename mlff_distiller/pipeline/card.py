@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from ..files import write_text
 
 
 def held_out_kind(test: dict[str, Any]) -> str:
@@ -206,7 +207,4 @@ def write_model_card(
         "```",
         "",
     ]
-    tmp = path.with_name(f".{path.name}.tmp")  # an interrupted write leaves no partial card
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
-    return path
+    return write_text(path, "\n".join(lines))

@@ -163,8 +163,7 @@ def _check(config: dict[str, Any], where: str) -> None:
         )
     if isinstance(al["nprocs"], bool) or not isinstance(al["nprocs"], int) or al["nprocs"] < 1:
         raise ConfigError(
-            f"active_learning: nprocs: must be a whole number >= 1 in {where}, "
-            f"got {al['nprocs']!r}"
+            f"active_learning: nprocs: must be a whole number >= 1 in {where}, got {al['nprocs']!r}"
         )
     if al["rounds"] and (al["every"] < 1 or al["steps"] < al["every"]):
         raise ConfigError(

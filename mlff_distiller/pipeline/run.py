@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from .._progress import say
+from ..files import write_json
 from ..training.config import DEFAULTS as TRAINING_DEFAULTS
 from . import active, md
 from .card import held_out_kind, write_model_card
 from .config import load_config
-from .stages import Stages, _write_json, file_digest, run_lock
+from .stages import Stages, file_digest, run_lock
 
 
 def _suite_key(suite: str) -> str:
@@ -190,7 +191,7 @@ class Pipeline:
                 pool, committee, settings, al["seed"], round_index, scores=scores
             )
             write_structure_cache(frames, out / "frames.json")
-            _write_json(out / "explore.json", {**summary, "pool": table})
+            write_json(out / "explore.json", {**summary, "pool": table})
             return {"frames": str(out / "frames.json"), **summary}
 
         self.stages.run(name, inputs, work, files=("frames",))
@@ -359,7 +360,7 @@ def run_pipeline(
 
 
 def _run_locked(config, cfg: dict[str, Any], run_dir: Path, progress: bool) -> dict[str, Any]:
-    _write_json(run_dir / "config.json", cfg)
+    write_json(run_dir / "config.json", cfg)
     say(progress, f"pipeline {cfg['name']}: {run_dir}")
     summary = Pipeline(cfg, run_dir, progress).run()
     command = (
@@ -368,7 +369,7 @@ def _run_locked(config, cfg: dict[str, Any], run_dir: Path, progress: bool) -> d
         else f"run_pipeline(<the config in {run_dir / 'config.json'}>, {str(run_dir)!r})"
     )
     summary["model_card"] = str(write_model_card(summary, cfg, run_dir / "MODEL_CARD.md", command))
-    _write_json(run_dir / "summary.json", summary)
+    write_json(run_dir / "summary.json", summary)
     return summary
 
 

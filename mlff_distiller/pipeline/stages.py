@@ -35,6 +35,7 @@ from typing import Any
 
 from .._locking import BusyError, exclusive
 from .._progress import say
+from ..files import write_json
 
 
 class RunBusyError(BusyError):
@@ -68,13 +69,6 @@ def file_digest(path: str | os.PathLike) -> str:
 def _key(inputs: dict[str, Any]) -> str:
     text = json.dumps(inputs, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 class Stages:
@@ -126,7 +120,7 @@ class Stages:
         verb = "redoing (inputs changed)" if restart else "resuming" if previous else "running"
         say(self.progress, f"[{name}] {verb}")
         start = time.time()
-        _write_json(
+        write_json(
             self.record_path(name),
             {"name": name, "key": key, "status": "running", "started": _now()},
         )
@@ -144,7 +138,7 @@ class Stages:
             "digests": {k: file_digest(outputs[k]) for k in files},
             "inputs": inputs,
         }
-        _write_json(self.record_path(name), record)
+        write_json(self.record_path(name), record)
         self.done.append({**record, "outputs": outputs, "skipped": False})
         return outputs
 

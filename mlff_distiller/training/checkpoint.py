@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from ..files import atomic_path
+
 FORMAT = "mlff_distiller.checkpoint"
 FORMAT_VERSION = 1
 
@@ -24,12 +26,8 @@ class CheckpointError(ValueError):
 def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
     """Write atomically: a temporary file, then a rename."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

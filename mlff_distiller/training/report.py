@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..files import atomic_path, write_json
 from .checkpoint import load_checkpoint, model_from_checkpoint
 
 
@@ -43,9 +42,7 @@ def test_report(
         **{k: v for k, v in result.items() if not k.startswith("_")},
         "per_element": per_element,
     }
-    tmp = out_dir / ".test_report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out_dir / "test_report.json")
+    write_json(out_dir / "test_report.json", report)
     _parity_plot(result, out_dir / "parity.png", split)
     return report
 
@@ -84,7 +81,6 @@ def _parity_plot(result: dict[str, Any], path: Path, split: str) -> None:
         ax.set_title(text)
     fig.suptitle(f"student vs teacher, {split} set")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)

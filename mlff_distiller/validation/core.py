@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .._progress import progress_bar, say
+from ..files import write_json
 from . import metrics
 from .runs import (
     Trajectory,
@@ -519,22 +520,6 @@ def validate(
     report["verdict"] = "PASS" if all(s["verdict"] == "PASS" for s in report["systems"]) else "FAIL"
     report["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     report["wall_seconds"] = time.time() - started
-    _write_json(out / "report.json", report)
+    write_json(out / "report.json", report)
     write_markdown(report, out / "report.md")
     return report
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
-    os.replace(partial, path)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -3,20 +3,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..files import atomic_path, write_text
 
 ENGINE_COLOURS = {"teacher": "black", "ase": "tab:blue", "openmm": "tab:orange",
                   "lammps": "tab:green"}  # fmt: skip
 
 
 def _save(fig, path: Path) -> str:
-    partial = path.with_name(path.stem + ".partial.png")
-    fig.savefig(partial, dpi=110)
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        fig.savefig(partial, dpi=110)
     return path.name
 
 
@@ -183,8 +183,4 @@ def write_markdown(report: dict[str, Any], path: Path) -> Path:
                 f"{_fmt(check['threshold'], 4)} | {check['verdict']} |"
             )
         lines += [""] + [f"![{Path(p).stem}]({p})" for p in system.get("plots", [])]
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text("\n".join(lines) + "\n")
-    os.replace(partial, path)
-    return path
+    return write_text(path, "\n".join(lines) + "\n")

@@ -9,7 +9,6 @@ force call the engine makes, with atoms that really moved (no cached results).
 from __future__ import annotations
 
 import ctypes
-import os
 import resource
 import time
 from dataclasses import dataclass, fields
@@ -21,6 +20,8 @@ from ase.calculators.calculator import Calculator
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
+
+from ..files import atomic_path
 
 # NVT in every engine: Langevin with the centre of mass free, so all 3N degrees of freedom
 # are thermalised. The engines' options that hold it fixed (ASE's ``fixcm=True``, LAMMPS'
@@ -71,10 +72,9 @@ class Trajectory:
     def save(self, path: Path) -> Path:
         """Write as ``.npz``, atomically (a killed run never leaves a file that looks done)."""
         path = Path(path)
-        partial = path.with_name(path.name + ".partial.npz")
         arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
-        np.savez_compressed(partial, **arrays)
-        os.replace(partial, path)
+        with atomic_path(path) as partial:
+            np.savez_compressed(partial, **arrays)
         return path
 
     @classmethod

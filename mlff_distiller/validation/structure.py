@@ -13,12 +13,13 @@ with MDAnalysis, with the minimum image for periodic frames.
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
+
+from ..files import atomic_path
 
 #: Number of atoms in each term of a topology kind.
 ARITY = {"bonds": 2, "angles": 3, "dihedrals": 4}
@@ -471,10 +472,8 @@ def plot_structures(comparison: dict, path: str | Path, title: str) -> Path:
         ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     return path
 
 

@@ -1,0 +1,56 @@
+"""The one atomic writer and the one JSON encoding (mlff_distiller.files)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mlff_distiller.files import atomic_path, to_json, write_json, write_text
+
+
+def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "report.json"
+    write_text(target, "old")
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half of the new")
+            assert tmp.parent == tmp_path and tmp.name.startswith(".")  # hidden, beside it
+            raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_the_temporary_keeps_the_suffix_for_writers_that_go_by_it(tmp_path):
+    target = tmp_path / "sub" / "frames.npz"  # np.savez appends .npz to other names
+    with atomic_path(target, fsync=True) as tmp:
+        assert tmp.suffix == ".npz"
+        np.savez(tmp, x=np.arange(3))
+    assert np.load(target)["x"].tolist() == [0, 1, 2]
+    assert [p.name for p in target.parent.iterdir()] == ["frames.npz"]
+
+
+def test_json_encodes_numpy_torch_paths_and_sets_and_keeps_unicode(tmp_path):
+    data = {
+        "scalar": np.float32(0.25),
+        "array": np.arange(3),
+        "tensor": torch.tensor([1.5, 2.0]),
+        "path": Path("runs/x"),
+        "set": {3},
+        "unit": "µs/atom·step",
+    }
+    text = write_json(tmp_path / "r.json", data).read_text()
+    assert "µs" in text and text.endswith("}\n")
+    assert json.loads(text) == {
+        "scalar": 0.25,
+        "array": [0, 1, 2],
+        "tensor": [1.5, 2.0],
+        "path": "runs/x",
+        "set": [3],
+        "unit": "µs/atom·step",
+    }
+    # Keys sorted on request, so equal values give equal text (digests, fingerprints).
+    assert to_json({"b": 1, "a": 2}, sort_keys=True) == '{"a": 2, "b": 1}'
