@@ -12,8 +12,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import MlffDistillerError
 
-class BusyError(RuntimeError):
+
+class BusyError(MlffDistillerError, RuntimeError):
     """Another process holds the lock."""
 
 

@@ -45,6 +45,7 @@ import numpy as np
 from ase import Atoms
 
 from . import files
+from .errors import InputError, RunError
 
 #: The teacher is timed only up to this many atoms (SevenNet-0: ~10 s per call at 768).
 TEACHER_MAX_ATOMS = 800
@@ -170,7 +171,7 @@ def lammps_step_ms(
     loops = re.findall(r"^Loop time of (\S+) on (\d+) procs for (\d+) steps", log, re.M)
     seconds, procs, done = loops[-1]
     if int(procs) != ranks or int(done) != steps:
-        raise RuntimeError(f"{workdir}: the timed run was {done} steps on {procs} ranks")
+        raise RunError(f"{workdir}: the timed run was {done} steps on {procs} ranks")
     return 1e3 * float(seconds) / steps
 
 
@@ -338,7 +339,7 @@ def run_memory(
     from .timing import untrained_student
 
     if calls < 1000:
-        raise ValueError(f"--calls must be at least 1000, got {calls}")
+        raise InputError(f"--calls must be at least 1000, got {calls}")
     start = time.time()
     # The cluster in a periodic box: no atom can be lost and the box never grows, however
     # the (untrained) student moves the molecules over a million steps.
@@ -371,7 +372,7 @@ def run_memory(
                     say(True, f"memory: {samples[-1][0]:.0f} s, RSS {rss:.1f} MB")
             time.sleep(MEMORY_EVERY_S)
         if proc.returncode != 0:
-            raise RuntimeError(f"the memory run failed: {proc.stderr.read().strip()[-300:]}")
+            raise RunError(f"the memory run failed: {proc.stderr.read().strip()[-300:]}")
         log = (folder / "log.lammps").read_text()
     wall = time.perf_counter() - t0
     t = np.array([s[0] for s in samples])
@@ -488,7 +489,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         )
         return 0
     if args.model and not Path(args.model).is_file():
-        raise ValueError(f"--model {args.model} does not exist; give an exported student file")
+        raise InputError(f"--model {args.model} does not exist; give an exported student file")
     result = run_speed(
         out,
         presets=tuple(args.presets),

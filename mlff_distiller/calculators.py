@@ -16,6 +16,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from .devices import resolve_device
+from .errors import InputError
 from .export import is_exported, load_exported
 from .export.module import script_error_message
 from .models import build_graph, collate, evaluate
@@ -55,7 +56,7 @@ class StudentCalculator(Calculator):
         super().__init__(**kwargs)
         path = Path(model)
         if dtype not in (None, "float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+            raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self.device = resolve_device(device)
         self.path = path
         self._options = {"dtype": dtype, "script": script, "device": device}
@@ -64,7 +65,7 @@ class StudentCalculator(Calculator):
         if path.is_file() and is_exported(path):
             module, metadata = load_exported(path, self.device)
             if dtype is not None and dtype != metadata["dtype"]:
-                raise ValueError(
+                raise InputError(
                     f"{path} holds a {metadata['dtype']} model; export it again with "
                     f"--dtype {dtype} to run it in {dtype}"
                 )
@@ -98,7 +99,7 @@ class StudentCalculator(Calculator):
     def __setstate__(self, state: dict[str, Any]) -> None:
         path = Path(state["path"])
         if not path.is_file() or _digest(path) != state["_model_digest"]:
-            raise ValueError(
+            raise InputError(
                 f"cannot unpickle StudentCalculator: {path} is missing or changed since it was "
                 "loaded; give the workers the same model file"
             )
@@ -118,7 +119,7 @@ class StudentCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         if len(atoms) == 0:
-            raise ValueError("StudentCalculator got an Atoms object with no atoms")
+            raise InputError("StudentCalculator got an Atoms object with no atoms")
         want_stress = "stress" in properties
         if want_stress and not atoms.pbc.all():
             raise PropertyNotImplementedError(
@@ -131,7 +132,7 @@ class StudentCalculator(Calculator):
         for name, value in self.results.items():
             if not np.all(np.isfinite(value)):
                 self.results = {}
-                raise ValueError(
+                raise InputError(
                     f"the student returned non-finite {name} for finite inputs; "
                     f"{self.path} is broken: train or export it again"
                 )
@@ -175,7 +176,7 @@ class StudentCalculator(Calculator):
                     with_stress,
                 )
             except torch.jit.Error as error:  # the module's own message, not its trace
-                raise ValueError(script_error_message(error)) from None
+                raise InputError(script_error_message(error)) from None
         value = float(out["energy"])
         self.results = {
             "energy": value,

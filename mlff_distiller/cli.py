@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .errors import InputError, MlffDistillerError
 from .files import to_json, write_text
 
 #: Exit status for bad input (arguments, configs, files).
@@ -21,7 +23,7 @@ EXIT_USAGE = 2
 EXIT_FAIL = 1
 
 
-class UsageError(ValueError):
+class UsageError(InputError):
     """Bad command-line input or config."""
 
 
@@ -597,33 +599,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. The package's own errors (:mod:`mlff_distiller.errors`) and file
+    errors on a path the command line named print as one line (exit 1, 2 for usage);
+    anything else is a bug and keeps its traceback (``--debug`` shows it for all)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from ._locking import BusyError
-    from .data import DatasetError, StructureError
-    from .teachers import TeacherError
-
-    expected = (
-        UsageError,
-        DatasetError,
-        StructureError,
-        TeacherError,
-        BusyError,
-        ValueError,
-        OSError,
-    )
-    # (CheckpointError is a ValueError.)
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("mlff-distill: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    except expected as exc:
-        if args.debug:
+    except (MlffDistillerError, OSError) as exc:
+        if args.debug or not (
+            isinstance(exc, MlffDistillerError) or _names_an_argument(exc, args)
+        ):
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"mlff-distill: error: {message}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, UsageError) else 1
+
+
+def _names_an_argument(exc: OSError, args: argparse.Namespace) -> bool:
+    """Whether ``exc`` is about a path the command line gave, a file inside it or a folder
+    above it: a missing input or an unwritable ``--out`` is the user's to fix; other file
+    errors are not."""
+    if not exc.filename:
+        return False
+    failed = Path(os.fsdecode(exc.filename)).resolve()
+    for value in vars(args).values():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, (str, os.PathLike)) and str(item):
+                given = Path(item).resolve()
+                inside = given != Path.cwd() and given in failed.parents
+                if failed == given or inside or failed in given.parents:
+                    return True
+    return False
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import InputError
+
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``device`` as a :class:`torch.device` (``None`` is the CPU); a device this machine
@@ -17,7 +19,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(
+        raise InputError(
             f"device {device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'"
         ) from None
     if resolved.type == "cuda":
@@ -28,15 +30,15 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
                 if built
                 else "this torch is built without CUDA"
             )
-            raise ValueError(f"device {device!r} asked for, but {why}; use device='cpu'")
+            raise InputError(f"device {device!r} asked for, but {why}; use device='cpu'")
         count = torch.cuda.device_count()
         if resolved.index is not None and resolved.index >= count:
-            raise ValueError(
+            raise InputError(
                 f"device {device!r} asked for, but this machine has {count} CUDA device(s) "
                 f"(cuda:0 to cuda:{count - 1})"
             )
     elif resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r} asked for, but MPS is not available; use 'cpu'")
+        raise InputError(f"device {device!r} asked for, but MPS is not available; use 'cpu'")
     elif resolved.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {device!r} is not supported; use 'cpu', 'cuda' or 'cuda:N'")
+        raise InputError(f"device {device!r} is not supported; use 'cpu', 'cuda' or 'cuda:N'")
     return resolved

@@ -10,6 +10,8 @@ from pathlib import Path
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
+from .errors import InputError
+
 
 def latency_ms(calc: Calculator, structures: list[Atoms], repeats: int) -> float:
     """Median milliseconds per ``get_forces`` call of ``calc`` over ``structures``.
@@ -41,7 +43,7 @@ def untrained_student(
     from .models import build_model
 
     if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     model = build_model(preset, list(elements)).eval()
     if dtype == "float64":
         model = model.double()

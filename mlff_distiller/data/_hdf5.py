@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from .. import files
+from ..errors import InputError
 from ..files import atomic_path
 
 FORMAT = "mlff_distiller.dataset"
@@ -40,7 +41,7 @@ FORMAT_VERSION = 1
 UNITS = {"length": "Angstrom", "energy": "eV", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3"}
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset file is missing, incomplete, corrupt or of another format."""
 
 

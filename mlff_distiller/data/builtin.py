@@ -24,6 +24,8 @@ from importlib.resources import as_file, files
 import ase.io
 from ase import Atoms
 
+from ..errors import InputError
+
 __all__ = [
     "MOLECULE_SETS",
     "ORGANIC_CATEGORIES",
@@ -92,7 +94,7 @@ def organic_set(category: str | None = None) -> list[OrganicEntry]:
     >>> structures = structures_from_smiles([p.smiles for p in peptides])  # doctest: +SKIP
     """
     if category is not None and category not in ORGANIC_CATEGORIES:
-        raise ValueError(
+        raise InputError(
             f"unknown organic category {category!r}; choose from {', '.join(ORGANIC_CATEGORIES)}"
         )
     return [e for e in molecule_set("organic") if category is None or e.category == category]
@@ -107,7 +109,7 @@ def molecule_set(name: str = "organic") -> list[OrganicEntry]:
     ['methane', 'ethane', 'propane']
     """
     if name not in MOLECULE_SETS:
-        raise ValueError(f"unknown molecule set {name!r}; choose from {', '.join(MOLECULE_SETS)}")
+        raise InputError(f"unknown molecule set {name!r}; choose from {', '.join(MOLECULE_SETS)}")
     filename = name.replace("-", "_") + ".csv"
     text = files(_PACKAGE).joinpath(_DIRECTORY, filename).read_text(encoding="utf-8")
     return [
@@ -150,7 +152,7 @@ def water_box(n_molecules: int = 32) -> Atoms:
     """
     if n_molecules not in WATER_BOX_SIZES:
         available = ", ".join(str(n) for n in WATER_BOX_SIZES)
-        raise ValueError(
+        raise InputError(
             f"no built-in water box with {n_molecules} molecules; available sizes: {available}"
         )
     resource = files(_PACKAGE).joinpath(_DIRECTORY, water_box_filename(n_molecules))

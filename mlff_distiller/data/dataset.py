@@ -19,6 +19,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from .. import __version__
+from ..errors import InputError
 from ..files import atomic_path
 from ._hdf5 import DatasetError, FrameBlock, read_hdf5, to_json, write_hdf5
 from .labeling import teacher_atom_energies, teacher_key
@@ -80,7 +81,7 @@ def merge_datasets(
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass overwrite=True (--overwrite)")
     if not paths:
-        raise ValueError("merge needs at least one shard")
+        raise InputError("merge needs at least one shard")
     merged = FrameBlock()
     first: dict[str, Any] | None = None
     seen: dict[int, str] = {}
@@ -147,7 +148,7 @@ def concat_datasets(
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass overwrite=True to replace it")
     if not paths:
-        raise ValueError("concat needs at least one dataset")
+        raise InputError("concat needs at least one dataset")
     joined = FrameBlock()
     teacher: dict[str, Any] | None = None
     fingerprints, offset = [], 0

@@ -26,6 +26,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError
 from .. import __version__
 from .._locking import BusyError, exclusive
 from .._progress import progress_bar, say
+from ..errors import InputError
 from ..files import write_json
 from ..teachers import get_teacher, teacher_info
 from ._hdf5 import DatasetError, FrameBlock, read_hdf5, to_json, write_hdf5
@@ -42,10 +43,10 @@ def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int] | None:
         try:
             i, n = (int(part) for part in str(spec).split("/"))
         except ValueError:
-            raise ValueError(f"shard {spec!r} must look like 'i/N', e.g. '0/4'") from None
+            raise InputError(f"shard {spec!r} must look like 'i/N', e.g. '0/4'") from None
         shard = (i, n)
     if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
-        raise ValueError(f"shard {shard[0]}/{shard[1]} needs 0 <= i < N")
+        raise InputError(f"shard {shard[0]}/{shard[1]} needs 0 <= i < N")
     return shard
 
 
@@ -109,7 +110,7 @@ def label(
     path = Path(path)
     structures = _check_structures(structures)
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        raise InputError(f"chunk_size must be at least 1, got {chunk_size}")
     shard = parse_shard(shard)
     if isinstance(teacher, str):
         calc = get_teacher(teacher, **(teacher_kwargs or {}))
@@ -223,14 +224,14 @@ def _check_structures(structures: list[Atoms]) -> list[Atoms]:
         structures = [structures]
     structures = list(structures)
     if not structures:
-        raise ValueError("nothing to label: the structure list is empty")
+        raise InputError("nothing to label: the structure list is empty")
     for i, atoms in enumerate(structures):
         if not isinstance(atoms, Atoms):
             raise TypeError(f"structure {i} is a {type(atoms).__name__}, not ase.Atoms")
         if len(atoms) == 0:
-            raise ValueError(f"structure {i} has no atoms")
+            raise InputError(f"structure {i} has no atoms")
         if atoms.pbc.any() and atoms.cell.rank < 3:
-            raise ValueError(f"structure {i} is periodic but its cell is not 3-dimensional")
+            raise InputError(f"structure {i} is periodic but its cell is not 3-dimensional")
     return structures
 
 

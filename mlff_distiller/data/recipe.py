@@ -35,6 +35,7 @@ from typing import Any
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
+from ..errors import InputError
 from .cache import read_structure_cache, write_structure_cache
 from .sampling import (
     compress_bonds,
@@ -69,56 +70,56 @@ def check_recipe(recipe: dict[str, Any]) -> None:
     ``apply_to``, or a negative or fractional count, before any work (or teacher) starts."""
     unknown = set(recipe) - RECIPE_KEYS
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"unknown structure option(s) {', '.join(sorted(unknown))}; "
             f"known: {', '.join(sorted(RECIPE_KEYS))}"
         )
     if not recipe.get("sources"):
-        raise ValueError("no structure sources: give sources, e.g. ['builtin:organic']")
+        raise InputError("no structure sources: give sources, e.g. ['builtin:organic']")
     conformers = recipe.get("conformers", 1)
     if isinstance(conformers, bool) or not isinstance(conformers, int) or conformers < 1:
-        raise ValueError(f"conformers must be a whole number >= 1, got {conformers!r}")
+        raise InputError(f"conformers must be a whole number >= 1, got {conformers!r}")
     for step_index, step in enumerate(recipe.get("sampling") or []):
         method = step.get("method")
         if method not in _METHODS:
-            raise ValueError(
+            raise InputError(
                 f"sampling step {step_index} has method {method!r}; "
                 f"use one of {', '.join(_METHODS)}"
             )
         if "driver" in step:
             if not _METHODS[method][2]:
-                raise ValueError(
+                raise InputError(
                     f"sampling step {step_index} ({method}) takes no driver: only md and "
                     "normal_modes run a calculator"
                 )
             if not Path(str(step["driver"])).is_file():
-                raise ValueError(
+                raise InputError(
                     f"sampling step {step_index} ({method}): driver {step['driver']!r} does not "
                     "exist; give an exported student (.pt) or a training checkpoint"
                 )
         apply_to = step.get("apply_to", "all")
         if apply_to not in _APPLY_TO:
-            raise ValueError(
+            raise InputError(
                 f"sampling step {step_index} ({method}) has apply_to: {apply_to!r}; "
                 f"use one of {', '.join(_APPLY_TO)}"
             )
         only = step.get("sources")
         if only is not None:
             if not isinstance(only, list) or not only:
-                raise ValueError(
+                raise InputError(
                     f"sampling step {step_index} ({method}): sources must be a list of the "
                     f"recipe's sources, got {only!r}"
                 )
             strangers = [str(spec) for spec in only if spec not in recipe["sources"]]
             if strangers:
-                raise ValueError(
+                raise InputError(
                     f"sampling step {step_index} ({method}): sources {', '.join(strangers)} "
                     f"are not among the recipe's sources ({', '.join(map(str, recipe['sources']))})"
                 )
         for key in _COUNTS:
             value = step.get(key, 0)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(
+                raise InputError(
                     f"sampling step {step_index} ({method}): {key} must be a whole number "
                     f">= 0, got {value!r}"
                 )
@@ -180,12 +181,12 @@ def build_structures(
             step["calculator"] = StudentCalculator(str(driver))
         elif needs_calc:
             if calculator is None:
-                raise ValueError(f"sampling method {method!r} needs a teacher calculator")
+                raise InputError(f"sampling method {method!r} needs a teacher calculator")
             step["calculator"] = calculator
         try:
             samples = function(targets, **step)
         except TypeError as exc:
-            raise ValueError(f"sampling step {step_index} ({method}): {exc}") from exc
+            raise InputError(f"sampling step {step_index} ({method}): {exc}") from exc
         if driver is not None:
             for sample in samples:
                 sample.info["sampling"]["driver"] = Path(str(driver)).name

@@ -13,6 +13,8 @@ import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator
 
+from ..errors import InputError
+
 
 def _tagged(atoms: Atoms, method: str, seed: int, **params: Any) -> Atoms:
     sample = atoms.copy()
@@ -40,7 +42,7 @@ def perturb(
     4
     """
     if amplitude <= 0:
-        raise ValueError(f"amplitude must be positive (Å), got {amplitude}")
+        raise InputError(f"amplitude must be positive (Å), got {amplitude}")
     samples = []
     for atoms, rng in zip(structures, _rngs(seed, len(structures))):
         for i in range(n_samples):
@@ -62,7 +64,7 @@ def rattle_strain(
     samples = []
     for atoms, rng in zip(structures, _rngs(seed, len(structures))):
         if not atoms.pbc.all():
-            raise ValueError(
+            raise InputError(
                 "rattle_strain needs fully periodic cells; "
                 f"{atoms.info.get('source', 'a structure')} "
                 "is not periodic (use perturb or normal_mode_sampling for molecules)"
@@ -115,14 +117,14 @@ def normal_mode_sampling(
     frequency, so soft torsions do not send atoms far away.
     """
     if temperature_K <= 0:
-        raise ValueError(f"temperature_K must be positive, got {temperature_K}")
+        raise InputError(f"temperature_K must be positive, got {temperature_K}")
     kT = units.kB * temperature_K
     # ω in ASE units (sqrt(eV/Å²/amu)) for a wavenumber in cm⁻¹.
     omega_min = min_frequency_cm * 2 * np.pi * units._c * 100 / units.s
     samples = []
     for atoms, rng in zip(structures, _rngs(seed, len(structures))):
         if atoms.pbc.any():
-            raise ValueError("normal_mode_sampling is for molecules; use rattle_strain for cells")
+            raise InputError("normal_mode_sampling is for molecules; use rattle_strain for cells")
         masses = np.repeat(atoms.get_masses(), 3)
         inv_sqrt_m = 1.0 / np.sqrt(masses)
         mw_hessian = hessian(atoms, calculator) * np.outer(inv_sqrt_m, inv_sqrt_m)
@@ -176,7 +178,7 @@ def md_sampling(
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
     if every < 1 or n_frames < 1:
-        raise ValueError("md_sampling needs n_frames >= 1 and every >= 1")
+        raise InputError("md_sampling needs n_frames >= 1 and every >= 1")
     samples = []
     for atoms, rng in zip(structures, _rngs(seed, len(structures))):
         work = atoms.copy()
@@ -272,11 +274,11 @@ def torsion_sampling(
     from ase.data import covalent_radii
 
     if n_samples < 0 or rattle < 0 or max_tries < 1:
-        raise ValueError("torsion_sampling needs n_samples >= 0, rattle >= 0 and max_tries >= 1")
+        raise InputError("torsion_sampling needs n_samples >= 0, rattle >= 0 and max_tries >= 1")
     samples = []
     for atoms, rng in zip(structures, _rngs(seed, len(structures))):
         if atoms.pbc.any():
-            raise ValueError("torsion_sampling is for molecules; use md or rattle_strain for cells")
+            raise InputError("torsion_sampling is for molecules; use md or rattle_strain for cells")
         bonds = rotatable_bonds(atoms)
         if not bonds:
             continue
@@ -344,7 +346,7 @@ def compress_bonds(
     from ase.data import covalent_radii
 
     if not 0 < low <= high or n_samples < 0 or rattle < 0:
-        raise ValueError(
+        raise InputError(
             f"compress_bonds needs 0 < low <= high, n_samples >= 0 and rattle >= 0; got "
             f"low={low}, high={high}, n_samples={n_samples}, rattle={rattle}"
         )

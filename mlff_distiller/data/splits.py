@@ -6,6 +6,8 @@ import hashlib
 
 from ase import Atoms
 
+from ..errors import InputError
+
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -40,7 +42,7 @@ def split_indices(
     """
     fractions = tuple(float(f) for f in fractions)
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(
+        raise InputError(
             f"fractions must be three non-negative numbers summing to 1, got {fractions}"
         )
     if by == "frame":
@@ -49,12 +51,12 @@ def split_indices(
         keys = []
         for i, atoms in enumerate(frames):
             if "group" not in atoms.info:
-                raise ValueError(
+                raise InputError(
                     f"frame {i} has no info['group']; split by='frame' or set a group per structure"
                 )
             keys.append(str(atoms.info["group"]))
     else:
-        raise ValueError(f"by must be 'group' or 'frame', got {by!r}")
+        raise InputError(f"by must be 'group' or 'frame', got {by!r}")
 
     units = sorted(set(keys), key=lambda k: _hash(k, seed))
     sizes = dict.fromkeys(units, 0)
@@ -62,7 +64,7 @@ def split_indices(
         sizes[k] += 1
     active = [i for i, f in enumerate(fractions) if f > 0]
     if len(units) < len(active):
-        raise ValueError(
+        raise InputError(
             f"cannot split {len(units)} {by}(s) into {len(active)} non-empty parts; "
             "add structures, use by='frame', or set a fraction to 0"
         )

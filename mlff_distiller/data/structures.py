@@ -15,8 +15,10 @@ from pathlib import Path
 
 from ase import Atoms
 
+from ..errors import InputError
 
-class StructureError(ValueError):
+
+class StructureError(InputError):
     """A structure source cannot be read; the message names the source and the fix."""
 
 
@@ -54,9 +56,9 @@ def structures_from_smiles(
     if isinstance(smiles, str):
         raise TypeError("structures_from_smiles takes a list of SMILES; wrap one in [...]")
     if n_conformers < 1:
-        raise ValueError(f"n_conformers must be at least 1, got {n_conformers}")
+        raise InputError(f"n_conformers must be at least 1, got {n_conformers}")
     if names is not None and len(names) != len(smiles):
-        raise ValueError(f"got {len(names)} names for {len(smiles)} SMILES; give one per SMILES")
+        raise InputError(f"got {len(names)} names for {len(smiles)} SMILES; give one per SMILES")
 
     structures: list[Atoms] = []
     for index, smi in enumerate(smiles):

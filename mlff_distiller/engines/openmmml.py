@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 # isort: split
+from ..errors import InputError, MissingFileError
 from .openmm import student_force  # imports torch before openmm (the Torch plugin needs it)
 
 # isort: split
@@ -49,11 +50,11 @@ class StudentPotentialImplFactory(MLPotentialImplFactory):
 
     def createImpl(self, name: str, modelPath: str | os.PathLike | None = None, **args):
         if args:
-            raise ValueError(
+            raise InputError(
                 f"MLPotential({name!r}) takes only modelPath, got {', '.join(sorted(args))}"
             )
         if modelPath is None:
-            raise ValueError(
+            raise InputError(
                 f"MLPotential({name!r}) needs modelPath=, the file written by mlff-distill "
                 "export (e.g. MLPotential('mlff', modelPath='student.pt'))"
             )
@@ -68,9 +69,9 @@ class StudentPotentialImpl(MLPotentialImpl):
 
         path = os.fspath(modelPath)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"modelPath {path!r} does not exist")
+            raise MissingFileError(f"modelPath {path!r} does not exist")
         if not is_exported(path):
-            raise ValueError(
+            raise InputError(
                 f"modelPath {path!r} is not a file written by mlff-distill export "
                 "(a training checkpoint? export it first: mlff-distill export CHECKPOINT)"
             )
@@ -151,7 +152,7 @@ class _StandIn(MLPotentialImpl):
 def _check_args(args: dict[str, Any]) -> None:
     unknown = set(args) - _EMBEDDING_ARGS
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"MLPotential('mlff') does not take {', '.join(sorted(unknown))} "
             "(it takes modelPath only)"
         )

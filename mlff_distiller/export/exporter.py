@@ -21,6 +21,7 @@ import torch
 
 from .. import __version__
 from ..devices import resolve_device
+from ..errors import InputError
 from ..files import atomic_path
 from ..training.checkpoint import load_checkpoint, model_from_checkpoint
 from .module import ExportedStudent
@@ -58,7 +59,7 @@ REQUIRED_KEYS = (
 )
 
 
-class ExportError(ValueError):
+class ExportError(InputError):
     """A model cannot be exported, or an exported file cannot be used; says how to fix it."""
 
 

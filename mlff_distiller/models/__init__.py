@@ -11,6 +11,7 @@ from __future__ import annotations
 from ase.data import atomic_numbers as _Z
 from ase.data import covalent_radii as _RCOV
 
+from ..errors import InputError
 from .graph import build_graph, collate, evaluate, species_indices
 from .moment import MomentStudent
 from .presets import PRESETS, model_config
@@ -36,7 +37,7 @@ def build_model(
     ``overrides`` change the preset's hyperparameters (``cutoff``, ``hidden``, ...)."""
     unknown = [el for el in elements if el not in _Z]
     if unknown or not elements:
-        raise ValueError(f"elements must be chemical symbols, got {elements}")
+        raise InputError(f"elements must be chemical symbols, got {elements}")
     config = model_config(preset, **overrides)
     architecture = config.pop("architecture")
     cls = TensorMomentStudent if architecture == "tensor_moment" else MomentStudent

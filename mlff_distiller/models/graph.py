@@ -14,6 +14,8 @@ import torch
 from ase import Atoms
 from ase.neighborlist import neighbor_list
 
+from ..errors import InputError
+
 #: Two atoms closer than this (Å) are an error naming both (atoms on one site, coordinates
 #: in the wrong units), never an energy: nothing physical sits that close, and at zero
 #: distance a force has no direction. Above it the ZBL core keeps pairs repulsive.
@@ -34,7 +36,7 @@ def species_indices(atoms: Atoms, atomic_numbers: list[int]) -> np.ndarray:
 
         unknown = sorted({int(z) for z in atoms.numbers} - set(lookup))
         known = ", ".join(chemical_symbols[z] for z in atomic_numbers)
-        raise ValueError(
+        raise InputError(
             f"element(s) {', '.join(chemical_symbols[z] for z in unknown)} not in the model "
             f"(it knows {known}); use a model trained on these elements"
         ) from None
@@ -70,12 +72,12 @@ def check_finite(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> No
     entries: a student would otherwise treat the atom as isolated and return finite numbers."""
     bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
     if bad.size:
-        raise ValueError(
+        raise InputError(
             f"atom {bad[0]} has a non-finite position {positions[bad[0]].tolist()} (NaN or inf); "
             "the structure is broken or the simulation blew up"
         )
     if np.any(pbc) and not np.isfinite(cell).all():
-        raise ValueError(f"the cell {cell.tolist()} has non-finite entries (NaN or inf)")
+        raise InputError(f"the cell {cell.tolist()} has non-finite entries (NaN or inf)")
 
 
 def check_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
@@ -87,7 +89,7 @@ def check_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
     thin = [k for k in range(3) if pbc[k] and spacing[k] < MIN_CELL_SPACING]
     if thin:
         k = thin[0]
-        raise ValueError(cell_spacing_message(k, float(spacing[k])))
+        raise InputError(cell_spacing_message(k, float(spacing[k])))
 
 
 def cell_spacing_message(axis: int, spacing: float) -> str:
@@ -104,7 +106,7 @@ def check_distances(distances: np.ndarray, i: np.ndarray, j: np.ndarray) -> None
         return
     k = int(np.argmin(distances))
     if distances[k] < MIN_DISTANCE:
-        raise ValueError(close_contact_message(int(i[k]), int(j[k]), float(distances[k])))
+        raise InputError(close_contact_message(int(i[k]), int(j[k]), float(distances[k])))
 
 
 def close_contact_message(i: int, j: int, distance: float) -> str:
@@ -121,10 +123,10 @@ def build_graph(atoms: Atoms, cutoff: float, atomic_numbers: list[int]) -> dict[
 
     Non-finite positions or cells and atoms closer than :data:`MIN_DISTANCE` are errors."""
     if len(atoms) == 0:
-        raise ValueError("the structure has no atoms")
+        raise InputError("the structure has no atoms")
     check_finite(atoms.positions, atoms.cell.array, atoms.pbc)
     if atoms.pbc.any() and atoms.cell.rank < 3:
-        raise ValueError("a periodic structure needs a 3-dimensional cell")
+        raise InputError("a periodic structure needs a 3-dimensional cell")
     check_cell(atoms.cell.array, atoms.pbc)
     i, j, shifts = neighbours(atoms, float(cutoff))
     vectors = atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array

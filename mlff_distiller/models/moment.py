@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .radial import BesselBasis, PolynomialEnvelope, ZBLRepulsion
 from .segments import centre_slots, mix_by_pair, sum_outer
 
@@ -69,7 +70,7 @@ class MomentStudent(nn.Module):
         hidden = [128, 128] if hidden is None else list(hidden)
         n_species = len(atomic_numbers)
         if n_species == 0:
-            raise ValueError("a model needs at least one element")
+            raise InputError("a model needs at least one element")
         self.n_species = n_species
         self.n_radial = n_radial
         self.register_buffer("atomic_numbers", torch.tensor(atomic_numbers, dtype=torch.long))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import InputError
+
 #: Model hyperparameters per preset (``hidden``: widths of the energy MLP).
 PRESETS: dict[str, dict[str, Any]] = {
     "standard": {
@@ -83,12 +85,12 @@ def model_config(preset: str, **overrides: Any) -> dict[str, Any]:
     """The model hyperparameters of ``preset`` with ``overrides`` applied (``architecture``
     included)."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     architecture = PRESETS[preset]["architecture"]
     known = ARCHITECTURE_KEYS[architecture]
     unknown = set(overrides) - set(known)
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"unknown model option(s) {', '.join(sorted(unknown))} for preset {preset!r}; "
             f"known: {', '.join(known)}"
         )

@@ -39,6 +39,7 @@ import math
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .radial import BesselBasis, PolynomialEnvelope, ZBLRepulsion
 from .segments import centre_slots, sum_outer
 
@@ -125,11 +126,11 @@ class TensorMomentStudent(nn.Module):
         hidden = [128, 128] if hidden is None else list(hidden)
         n_species = len(atomic_numbers)
         if n_species == 0:
-            raise ValueError("a model needs at least one element")
+            raise InputError("a model needs at least one element")
         if not 2 <= max_rank <= MAX_RANK:
-            raise ValueError(f"max_rank must be between 2 and {MAX_RANK}, got {max_rank}")
+            raise InputError(f"max_rank must be between 2 and {MAX_RANK}, got {max_rank}")
         if n_mix < 1 or n_radial < 1 or radial_hidden < 1:
-            raise ValueError("n_radial, n_mix and radial_hidden must be at least 1")
+            raise InputError("n_radial, n_mix and radial_hidden must be at least 1")
         self.n_species = n_species
         self.n_radial = n_radial
         self.max_rank = max_rank

@@ -28,6 +28,7 @@ import numpy as np
 from ase import Atoms, units
 from ase.md.langevin import Langevin
 
+from ..errors import InputError, RunError
 from ..validation.runs import initial_velocities
 
 #: Closest approach (Å) before a student trajectory counts as broken and stops.
@@ -241,7 +242,7 @@ def select_frames(
     disagreement).
     """
     if not pool:
-        raise RuntimeError(
+        raise RunError(
             "active learning found no usable frame: every student trajectory broke at once; "
             "train the first student longer or lower active_learning: temperature_K"
         )
@@ -252,7 +253,7 @@ def select_frames(
     elif scores is None:
         scores = disagreement(committee, frames_in_pool)
     elif len(scores) != len(pool):
-        raise ValueError(f"got {len(scores)} scores for a pool of {len(pool)} frames")
+        raise InputError(f"got {len(scores)} scores for a pool of {len(pool)} frames")
     per_system: dict[int, int] = {}
     selected: list[int] = []
     order = (

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from ..errors import InputError
+
 #: Every key the pipeline reads, with its default.
 DEFAULTS: dict[str, Any] = {
     "name": "student",
@@ -79,7 +81,7 @@ _OPTIONAL = ("md", "validation")
 BUILTIN = {"demo": "demo.yaml", "demo-quick": "demo-quick.yaml"}
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A pipeline config is missing, malformed or has unknown keys."""
 
 

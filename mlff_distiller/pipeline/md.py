@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from ..errors import InputError, RunError
+
 OPENMM_SCRIPT = """\
 # Langevin MD of a distilled student in OpenMM; the student is one line: create_system.
 import torch  # noqa: F401  (before openmm, so OpenMM finds its Torch plugin)
@@ -109,7 +111,7 @@ def run_openmm(model: Path, atoms: Atoms, settings: dict[str, Any], out: Path) -
     """Write and run the OpenMM script in ``out``; its trajectory and table stay there."""
     out.mkdir(parents=True, exist_ok=True)
     if atoms.pbc.any() and not atoms.pbc.all():
-        raise ValueError("md: OpenMM runs need a molecule or a fully periodic box")
+        raise InputError("md: OpenMM runs need a molecule or a fully periodic box")
     _write_pdb(atoms, out / "structure.pdb")
     script = OPENMM_SCRIPT.format(
         model=_relative(model, out),
@@ -128,7 +130,7 @@ def run_openmm(model: Path, atoms: Atoms, settings: dict[str, Any], out: Path) -
     seconds = time.perf_counter() - start
     if run.returncode != 0:
         tail = (run.stderr or run.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"the OpenMM run in {out} failed: {tail[0]}")
+        raise RunError(f"the OpenMM run in {out} failed: {tail[0]}")
     with open(out / "md.csv") as handle:
         rows = list(csv.DictReader(handle))
     temperature = [float(r["Temperature (K)"]) for r in rows]

@@ -18,15 +18,17 @@ from typing import Any
 from ase.calculators.calculator import Calculator
 from ase.data import chemical_symbols
 
+from ..errors import InputError, RunError
+
 #: Attribute under which :func:`get_teacher` stores the :class:`TeacherInfo` on a calculator.
 INFO_ATTRIBUTE = "mlff_teacher_info"
 
 
-class TeacherError(RuntimeError):
+class TeacherError(RunError):
     """A teacher cannot be built or used as asked; the message says how to fix it."""
 
 
-class UnsupportedElementError(ValueError):
+class UnsupportedElementError(InputError):
     """A structure holds an element the teacher was not trained on."""
 
 

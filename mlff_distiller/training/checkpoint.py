@@ -13,13 +13,14 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError
 from ..files import atomic_path
 
 FORMAT = "mlff_distiller.checkpoint"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint is missing, unreadable or of another format."""
 
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 from typing import Any
 
+from ..errors import InputError
 from ..models.presets import MODEL_KEYS, PRESETS
 
 #: Validation metrics ``select_on`` can name (force errors in eV/Å).
@@ -52,16 +53,16 @@ DEFAULTS: dict[str, Any] = {
 def make_config(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Defaults, then the preset's model keys, then ``overrides``; unknown keys are errors."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     known = set(DEFAULTS) | set(MODEL_KEYS)
     unknown = set(overrides) - known
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"unknown training option(s) {', '.join(sorted(unknown))}; "
             f"known: {', '.join(sorted(known))}"
         )
     if overrides.get("preset", preset) != preset:
-        raise ValueError(
+        raise InputError(
             f"the options say preset {overrides['preset']!r} but the run's preset is {preset!r}; "
             "choose the preset once (the preset argument or --preset)"
         )
@@ -69,14 +70,14 @@ def make_config(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
     for key, default in {**DEFAULTS, **PRESETS[preset]}.items():
         config[key] = _like(key, config[key], default)
     if config["dtype"] not in ("float32", "float64"):
-        raise ValueError(f"dtype must be float32 or float64, got {config['dtype']!r}")
+        raise InputError(f"dtype must be float32 or float64, got {config['dtype']!r}")
     if config["select_on"] not in SELECT_ON:
-        raise ValueError(
+        raise InputError(
             f"select_on must be one of {', '.join(SELECT_ON)}, got {config['select_on']!r}"
         )
     for key in ("epochs", "batch_size"):
         if int(config[key]) < 1:
-            raise ValueError(f"{key} must be at least 1, got {config[key]}")
+            raise InputError(f"{key} must be at least 1, got {config[key]}")
     return config
 
 
@@ -103,7 +104,7 @@ def _like(key: str, value: Any, default: Any) -> Any:
     if not ok:
         names = {bool: "true or false", int: "a whole number", float: "a number",
                  list: "a list, e.g. [128, 128]", str: "a string"}  # fmt: skip
-        raise ValueError(
+        raise InputError(
             f"training option {key} must be {names.get(kind, kind.__name__)}, got {value!r}"
         )
     return value
@@ -117,7 +118,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"override {pair!r} must look like key=value, e.g. epochs=50")
+            raise InputError(f"override {pair!r} must look like key=value, e.g. epochs=50")
         out[key.strip()] = yaml.safe_load(value)
     return out
 

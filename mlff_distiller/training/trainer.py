@@ -19,6 +19,7 @@ import torch
 
 from .._progress import progress_bar, say
 from ..data import dataset_metadata, read_dataset, split_indices
+from ..errors import InputError, MissingFileError
 from ..models import build_graph, build_model, collate, evaluate
 from ..models.graph import edge_vectors
 from ..models.presets import MODEL_KEYS
@@ -238,7 +239,7 @@ def train(
     rank, world = _dist()
     dataset = Path(dataset)
     if not dataset.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"dataset {str(dataset)!r} does not exist; make one with `mlff-distill dataset label`"
         )
     dataset_hash = _file_hash(dataset)
@@ -268,7 +269,7 @@ def train(
         frames, tuple(cfg["split_fractions"]), by=cfg["split_by"], seed=cfg["seed"]
     )
     if not splits["train"] or not splits["val"]:
-        raise ValueError(
+        raise InputError(
             "the split left no training or validation frames; add data or change split_fractions"
         )
     items = {

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .._progress import progress_bar, say
+from ..errors import InputError
 from ..files import write_json
 from . import metrics
 from .runs import (
@@ -138,7 +139,7 @@ def _validate_system(
     atoms = spec.load(suite.base)
     missing = sorted(set(atoms.get_chemical_symbols()) - set(metadata["elements"]))
     if missing:
-        raise ValueError(
+        raise InputError(
             f"elements {missing} are not in the student (it knows {metadata['elements']})"
         )
     kind = spec.resolved_kind(atoms)

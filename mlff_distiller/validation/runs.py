@@ -21,6 +21,7 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
+from ..errors import InputError
 from ..files import atomic_path
 
 # NVT in every engine: Langevin with the centre of mass free, so all 3N degrees of freedom
@@ -193,7 +194,7 @@ def run_ase(
             rng=np.random.default_rng(seed),
         )
     else:
-        raise ValueError(f"protocol must be 'nve' or 'nvt', got {protocol!r}")
+        raise InputError(f"protocol must be 'nve' or 'nvt', got {protocol!r}")
 
     def state():
         return (work.positions, work.get_potential_energy(), work.get_kinetic_energy(),
@@ -363,7 +364,7 @@ def run_lammps(
                 f"{seed % 900_000_000 + 1}"
             )
         elif protocol != "nve":
-            raise ValueError(f"protocol must be 'nve' or 'nvt', got {protocol!r}")
+            raise InputError(f"protocol must be 'nve' or 'nvt', got {protocol!r}")
         lmp.command("run 0")
         return _integrate("lammps", protocol, atoms, steps, timestep_fs, record_every,
                           lambda: lmp.command("run 1 pre no post no"), system.state,

@@ -19,6 +19,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
+from ..errors import InputError
 from ..files import atomic_path
 
 #: Number of atoms in each term of a topology kind.
@@ -71,24 +72,24 @@ def radial_distribution(
 
     numbers = _same_atoms(frames, "frames")
     if not all(_periodic(atoms) for atoms in frames):
-        raise ValueError("radial_distribution needs periodic frames (a cell and pbc=True)")
+        raise InputError("radial_distribution needs periodic frames (a cell and pbc=True)")
     largest = _largest_r_max(frames)
     if r_max is None:
         r_max = largest
     elif not 0 < r_max <= largest + 1e-9:
-        raise ValueError(
+        raise InputError(
             f"r_max must be in (0, {largest:.3f}] Å (half the shortest cell height), got {r_max}"
         )
     if bins < 1:
-        raise ValueError(f"bins must be a positive integer, got {bins}")
+        raise InputError(f"bins must be a positive integer, got {bins}")
     masks = []
     for symbol in pair:
         if symbol not in atomic_numbers:
-            raise ValueError(f"unknown element {symbol!r} in pair {pair}")
+            raise InputError(f"unknown element {symbol!r} in pair {pair}")
         masks.append(numbers == atomic_numbers[symbol])
     same = pair[0] == pair[1]
     if masks[0].sum() < (2 if same else 1) or masks[1].sum() < 1:
-        raise ValueError(f"pair {pair} needs more atoms: the frames have too few of these elements")
+        raise InputError(f"pair {pair} needs more atoms: the frames have too few of these elements")
 
     boxes = [_box(atoms) for atoms in frames]
     universe = mda.Universe.empty(len(numbers), trajectory=False)
@@ -250,11 +251,11 @@ def measure(frames: list[Atoms], indices: np.ndarray, kind: str) -> np.ndarray:
     from MDAnalysis.lib.distances import calc_angles, calc_bonds, calc_dihedrals
 
     if kind not in ARITY:
-        raise ValueError(f"kind must be one of {', '.join(ARITY)}, got {kind!r}")
+        raise InputError(f"kind must be one of {', '.join(ARITY)}, got {kind!r}")
     numbers = _same_atoms(frames, "frames")
     indices = np.asarray(indices, dtype=np.int64).reshape(-1, ARITY[kind])
     if indices.size and not (0 <= indices.min() and indices.max() < len(numbers)):
-        raise ValueError(f"indices must be atom indices in [0, {len(numbers)}) for these frames")
+        raise InputError(f"indices must be atom indices in [0, {len(numbers)}) for these frames")
     if not len(indices):
         return np.zeros(0)
     function = {"bonds": calc_bonds, "angles": calc_angles, "dihedrals": calc_dihedrals}[kind]
@@ -332,13 +333,13 @@ def rdf_distance(r: np.ndarray, g_reference: np.ndarray, g_sample: np.ndarray) -
     """
     r, g_reference, g_sample = (np.asarray(a, dtype=float) for a in (r, g_reference, g_sample))
     if not r.ndim == 1 or not r.shape == g_reference.shape == g_sample.shape or r.size < 2:
-        raise ValueError(
+        raise InputError(
             f"r, g_reference and g_sample must be 1-D of one length >= 2, got shapes "
             f"{r.shape}, {g_reference.shape}, {g_sample.shape}"
         )
     norm = np.trapezoid(np.abs(g_reference), r)
     if not norm > 0:
-        raise ValueError("g_reference is zero everywhere; the relative distance is undefined")
+        raise InputError("g_reference is zero everywhere; the relative distance is undefined")
     return float(np.trapezoid(np.abs(g_sample - g_reference), r) / norm)
 
 
@@ -368,11 +369,11 @@ def compare_structures(reference: list[Atoms], sample: list[Atoms]) -> dict:
     ('liquid', ['H-H', 'O-H', 'O-O'], 0.0)
     """
     if not reference or not sample:
-        raise ValueError("compare_structures needs at least one reference and one sample frame")
+        raise InputError("compare_structures needs at least one reference and one sample frame")
     numbers = _same_atoms([*reference, *sample], "reference and sample")
     periodic = {_periodic(atoms) for atoms in [*reference, *sample]}
     if len(periodic) > 1:
-        raise ValueError("reference and sample mix periodic and non-periodic frames")
+        raise InputError("reference and sample mix periodic and non-periodic frames")
     if periodic.pop():
         r_max = _largest_r_max([*reference, *sample])
         elements = sorted(set(numbers.tolist()), reverse=True)
@@ -439,11 +440,11 @@ def plot_structures(comparison: dict, path: str | Path, title: str) -> Path:
     elif comparison.get("kind") == "molecule":
         panels = [(name, comparison[name]) for name in (*ARITY, "phi", "psi") if name in comparison]
     else:
-        raise ValueError(
+        raise InputError(
             f"comparison['kind'] must be 'liquid' or 'molecule', got {comparison.get('kind')!r}"
         )
     if not panels:
-        raise ValueError(f"nothing to plot for {title!r}: the comparison has no distributions")
+        raise InputError(f"nothing to plot for {title!r}: the comparison has no distributions")
 
     columns = min(3, len(panels))
     rows = -(-len(panels) // columns)
@@ -480,19 +481,19 @@ def plot_structures(comparison: dict, path: str | Path, title: str) -> Path:
 def _periodic(atoms: Atoms) -> bool:
     if atoms.pbc.all():
         if abs(np.linalg.det(atoms.cell.array)) < 1e-9:
-            raise ValueError("a periodic frame has a degenerate cell; set atoms.cell")
+            raise InputError("a periodic frame has a degenerate cell; set atoms.cell")
         return True
     if atoms.pbc.any():
-        raise ValueError(f"partly periodic frames are not supported (pbc={atoms.pbc.tolist()})")
+        raise InputError(f"partly periodic frames are not supported (pbc={atoms.pbc.tolist()})")
     return False
 
 
 def _same_atoms(frames: list[Atoms], what: str) -> np.ndarray:
     if not frames:
-        raise ValueError(f"{what}: no frames given")
+        raise InputError(f"{what}: no frames given")
     numbers = frames[0].numbers
     if any(not np.array_equal(atoms.numbers, numbers) for atoms in frames[1:]):
-        raise ValueError(f"{what}: every frame must have the same atoms in the same order")
+        raise InputError(f"{what}: every frame must have the same atoms in the same order")
     return numbers
 
 
@@ -502,7 +503,7 @@ def _box(atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
     from ase.geometry import cellpar_to_cell
 
     if np.linalg.det(atoms.cell.array) < 0:
-        raise ValueError("left-handed cells are not supported; swap two cell vectors")
+        raise InputError("left-handed cells are not supported; swap two cell vectors")
     dimensions = atoms.cell.cellpar()
     positions = atoms.cell.scaled_positions(atoms.positions) @ cellpar_to_cell(dimensions)
     return positions, dimensions
@@ -527,12 +528,12 @@ def _histograms(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Checked samples (dihedrals wrapped), shared bin edges and the fraction in each bin."""
     if kind not in ARITY:
-        raise ValueError(f"kind must be one of {', '.join(ARITY)}, got {kind!r}")
+        raise InputError(f"kind must be one of {', '.join(ARITY)}, got {kind!r}")
     arrays = []
     for name, values in (("reference", reference), ("sample", sample)):
         values = np.asarray(values, dtype=float).ravel()
         if not values.size or not np.isfinite(values).all():
-            raise ValueError(f"{name} must be a non-empty array of finite values")
+            raise InputError(f"{name} must be a non-empty array of finite values")
         arrays.append(_wrap_degrees(values) if kind == "dihedrals" else values)
     reference, sample = arrays
     if kind == "dihedrals":

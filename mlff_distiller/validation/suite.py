@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 from ase import Atoms
 
+from ..errors import InputError
 from .runs import THERMOSTAT
 
 #: How each system is run unless the suite says otherwise.
@@ -82,7 +83,7 @@ KINDS = ("auto", "molecule", "liquid")
 ENGINES = ("ase", "openmm", "lammps")
 
 
-class SuiteError(ValueError):
+class SuiteError(InputError):
     """A suite file that cannot be used; the message names the entry and the fix."""
 
 

@@ -248,3 +248,55 @@ def test_train_into_a_file_or_on_a_broken_dataset_leaves_nothing_behind(tmp_path
                   "--out", str(tmp_path / "run"))  # fmt: skip
     assert broken.returncode == 1 and "broken.h5" in broken.stderr
     assert not (tmp_path / "run").exists()
+
+
+def _failing(monkeypatch, exc: BaseException) -> None:
+    """Make `mlff-distill info` raise ``exc`` (the command's code, not its parsing)."""
+    import mlff_distiller.cli as cli
+
+    def boom(args):
+        raise exc
+
+    monkeypatch.setattr(cli, "cmd_info", boom)
+
+
+def test_the_packages_own_errors_print_one_line(monkeypatch, capsys):
+    from mlff_distiller.errors import InputError, RunError
+
+    for exc in (InputError("temperature must be positive\nmore"), RunError("LAMMPS failed")):
+        _failing(monkeypatch, exc)
+        assert main(["info"]) == 1
+        assert capsys.readouterr().err == f"mlff-distill: error: {str(exc).splitlines()[0]}\n"
+
+
+def test_a_bug_keeps_its_traceback_even_as_a_value_error(monkeypatch):
+    _failing(monkeypatch, ValueError("an internal shape mismatch"))
+    with pytest.raises(ValueError, match="internal shape mismatch"):
+        main(["info"])
+    _failing(monkeypatch, FileNotFoundError(2, "No such file", "/nowhere/internal.json"))
+    with pytest.raises(FileNotFoundError):
+        main(["info"])
+
+
+def test_a_file_error_on_a_path_the_command_line_gave_prints_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    import mlff_distiller.cli as cli
+
+    out = tmp_path / "runs" / "x.xyz"
+    for failed in (tmp_path / "d.h5", out, out.parent, tmp_path / "d.h5" / "inside"):
+
+        def boom(args, failed=failed):
+            raise PermissionError(13, "Permission denied", str(failed))
+
+        monkeypatch.setattr(cli, "cmd_dataset_export", boom)
+        assert main(["dataset", "export-extxyz", str(tmp_path / "d.h5"), str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err == f"mlff-distill: error: [Errno 13] Permission denied: '{failed}'\n"
+    # The same error on a file the command line did not name is a bug: traceback.
+    monkeypatch.setattr(
+        cli, "cmd_dataset_export",
+        lambda args: (_ for _ in ()).throw(PermissionError(13, "denied", "/etc/other")),
+    )  # fmt: skip
+    with pytest.raises(PermissionError):
+        main(["dataset", "export-extxyz", str(tmp_path / "d.h5"), str(out)])
