@@ -46,6 +46,7 @@ from ase import Atoms
 
 from . import files
 from .errors import InputError, RunError
+from .plots import figure, save_figure
 
 #: The teacher is timed only up to this many atoms (SevenNet-0: ~10 s per call at 768).
 TEACHER_MAX_ATOMS = 800
@@ -291,12 +292,7 @@ def speed_table(result: dict[str, Any]) -> str:
 
 
 def _plot_speed(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = figure((7, 5))
     for key in result["rows"][0]["ms"]:
         points = [(r["atoms"], r["ms"][key]) for r in result["rows"] if key in r["ms"]]
         style = "k--" if "TIP3P" in key else "r-o" if "teacher" in key else "-o"
@@ -305,8 +301,7 @@ def _plot_speed(result: dict[str, Any], path: Path) -> None:
     ax.set_title("Per-step time on 2 CPU cores (water)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------ memory
@@ -410,19 +405,13 @@ def run_memory(
 
 
 def _plot_memory(calls: np.ndarray, rss: np.ndarray, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure((7, 4))
     ax.plot(calls / 1e6, rss)
     ax.set(xlabel="student calls (millions)", ylabel="RSS of lmp and its child (MB)")
     ax.set_ylim(0, rss.max() * 1.2)
     ax.set_title("Memory of a LAMMPS run with pair_style mlff")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- shared

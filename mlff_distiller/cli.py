@@ -610,9 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         print("mlff-distill: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     except (MlffDistillerError, OSError) as exc:
-        if args.debug or not (
-            isinstance(exc, MlffDistillerError) or _names_an_argument(exc, args)
-        ):
+        if args.debug or not (isinstance(exc, MlffDistillerError) or _names_an_argument(exc, args)):
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"mlff-distill: error: {message}", file=sys.stderr)

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..files import atomic_path, write_json
+from ..files import write_json
+from ..plots import figure, save_figure
 from .checkpoint import load_checkpoint, model_from_checkpoint
 
 
@@ -48,14 +49,9 @@ def test_report(
 
 
 def _parity_plot(result: dict[str, Any], path: Path, split: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     e_pred, e_ref = result["_energy_per_atom"]
     f_pred, f_ref = result["_forces"]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    fig, axes = figure((9, 4.2), 1, 2)
     panels = [
         (
             axes[0],
@@ -81,6 +77,4 @@ def _parity_plot(result: dict[str, Any], path: Path, split: str) -> None:
         ax.set_title(text)
     fig.suptitle(f"student vs teacher, {split} set")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

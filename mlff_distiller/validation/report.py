@@ -8,30 +8,24 @@ from typing import Any
 
 import numpy as np
 
-from ..files import atomic_path, write_text
+from ..files import write_text
+from ..plots import figure, save_figure
 
 ENGINE_COLOURS = {"teacher": "black", "ase": "tab:blue", "openmm": "tab:orange",
                   "lammps": "tab:green"}  # fmt: skip
 
 
 def _save(fig, path: Path) -> str:
-    with atomic_path(path) as partial:
-        fig.savefig(partial, dpi=110)
-    return path.name
+    return save_figure(fig, path, dpi=110).name
 
 
 def plot_system(result, runs, teacher_nve, folder: Path, structure, plot_structures) -> list[str]:
     """Energy vs time per engine, force parity, structure overlays and latency bars for one
     system; returns the PNG paths relative to the report directory."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     name, n = result["name"], result["atoms"]
     written = []
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = figure((6.4, 4.0))
     for engine, traj in {"teacher": teacher_nve, **runs}.items():
         e = 1000.0 * (traj.total_energy - traj.total_energy[0]) / n
         ax.plot(traj.times_ps, e, label=engine, color=ENGINE_COLOURS[engine], lw=1.2)
@@ -41,11 +35,10 @@ def plot_system(result, runs, teacher_nve, folder: Path, structure, plot_structu
     ax.legend()
     fig.tight_layout()
     written.append(_save(fig, folder / "energy.png"))
-    plt.close(fig)
 
     with np.load(folder / "trajectories" / "relabelled.npz") as data:
         teacher_f, student_f = data["teacher_forces"].ravel(), data["student_forces"].ravel()
-    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    fig, ax = figure((4.6, 4.4))
     ax.scatter(teacher_f, student_f, s=3, alpha=0.5)
     lim = float(np.abs(np.concatenate([teacher_f, student_f])).max()) * 1.05
     ax.plot([-lim, lim], [-lim, lim], color="grey", lw=0.8)
@@ -57,7 +50,6 @@ def plot_system(result, runs, teacher_nve, folder: Path, structure, plot_structu
     ax.set_ylabel("student force component (eV/Å)")
     fig.tight_layout()
     written.append(_save(fig, folder / "forces.png"))
-    plt.close(fig)
 
     written.append(Path(plot_structures(structure, folder / "structure.png", name)).name)
 
@@ -65,14 +57,13 @@ def plot_system(result, runs, teacher_nve, folder: Path, structure, plot_structu
     values = [result["teacher"]["latency_ms_median"]] + [
         result["engines"][e]["latency_ms_median"] for e in result["engines"]
     ]
-    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    fig, ax = figure((5.0, 3.4))
     ax.bar(labels, values, color=[ENGINE_COLOURS[label] for label in labels])
     ax.set_yscale("log")
     ax.set_ylabel("median ms per MD step")
     ax.set_title(f"{name}: per-step latency ({n} atoms)")
     fig.tight_layout()
     written.append(_save(fig, folder / "latency.png"))
-    plt.close(fig)
     return [f"systems/{name}/{png}" for png in written]
 
 

@@ -20,7 +20,7 @@ from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
 from ..errors import InputError
-from ..files import atomic_path
+from ..plots import figure, save_figure
 
 #: Number of atoms in each term of a topology kind.
 ARITY = {"bonds": 2, "angles": 3, "dihedrals": 4}
@@ -431,9 +431,6 @@ def plot_structures(comparison: dict, path: str | Path, title: str) -> Path:
     pathlib.Path
         ``path``.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     path = Path(path)
     if comparison.get("kind") == "liquid":
         panels = list(comparison["rdf"].items())
@@ -448,9 +445,8 @@ def plot_structures(comparison: dict, path: str | Path, title: str) -> Path:
 
     columns = min(3, len(panels))
     rows = -(-len(panels) // columns)
-    fig = Figure(figsize=(4.2 * columns, 3.4 * rows))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    fig, axes = figure((4.2 * columns, 3.4 * rows), rows, columns, squeeze=False)
+    axes = axes.ravel()
     for ax, (name, result) in zip(axes, panels):
         if comparison["kind"] == "liquid":
             ax.plot(result["r"], result["g_reference"], label="teacher")
@@ -473,9 +469,7 @@ def plot_structures(comparison: dict, path: str | Path, title: str) -> Path:
         ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    return path
+    return save_figure(fig, path)
 
 
 def _periodic(atoms: Atoms) -> bool:

@@ -54,3 +54,27 @@ def test_json_encodes_numpy_torch_paths_and_sets_and_keeps_unicode(tmp_path):
     }
     # Keys sorted on request, so equal values give equal text (digests, fingerprints).
     assert to_json({"b": 1, "a": 2}, sort_keys=True) == '{"a": 2, "b": 1}'
+
+
+def test_plotting_leaves_matplotlib_as_the_user_set_it(tmp_path):
+    """No backend switch and no pyplot: a notebook user's backend and figures survive the
+    package's plots (training, validation, benchmarks all go through plots.figure)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys, numpy as np, matplotlib
+matplotlib.use("svg")
+from mlff_distiller.benchmarking import _plot_memory
+from mlff_distiller.validation.structure import plot_structures
+_plot_memory(np.arange(1, 4) * 1e6, np.array([10.0, 11.0, 11.5]), {str(tmp_path)!r} + "/m.png")
+r = np.linspace(0.5, 6, 20)
+rdf = {{"O-O": {{"r": r, "g_reference": np.ones(20), "g_sample": np.ones(20), "distance": 0.0}}}}
+plot_structures({{"kind": "liquid", "rdf": rdf}}, {str(tmp_path)!r} + "/s.png", "water")
+assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+assert "matplotlib.pyplot" not in sys.modules
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
