@@ -15,14 +15,14 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from .devices import resolve_device
+from .devices import resolve_device, torch_dtype
 from .errors import InputError
 from .export import is_exported, load_exported
 from .export.module import script_error_message
 from .models import build_graph, collate, evaluate
+from .models.checkpoint import load_checkpoint, model_from_checkpoint
 from .models.graph import check_finite
 from .models.graph import species_indices as species_index
-from .training.checkpoint import load_checkpoint, model_from_checkpoint
 
 
 class StudentCalculator(Calculator):
@@ -55,8 +55,8 @@ class StudentCalculator(Calculator):
     ) -> None:
         super().__init__(**kwargs)
         path = Path(model)
-        if dtype not in (None, "float32", "float64"):
-            raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        if dtype is not None:
+            torch_dtype(dtype)  # refuses anything but float32 and float64
         self.device = resolve_device(device)
         self.path = path
         self._options = {"dtype": dtype, "script": script, "device": device}
@@ -70,14 +70,14 @@ class StudentCalculator(Calculator):
                     f"--dtype {dtype} to run it in {dtype}"
                 )
             self.exported = module  # older format versions come rebuilt as the current one
-            self.dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
+            self.dtype = torch_dtype(metadata["dtype"])
             self.elements = list(metadata["elements"])
             self.atomic_numbers = [int(z) for z in metadata["atomic_numbers"]]
             self.cutoff = float(metadata["cutoff"])
             self.metadata = metadata
             return
         data = load_checkpoint(path)
-        self.dtype = torch.float64 if (dtype or data.get("dtype")) == "float64" else torch.float32
+        self.dtype = torch_dtype(dtype or data.get("dtype", "float32"))
         module = model_from_checkpoint(data, self.dtype).to(self.device)
         self.model = torch.jit.script(module) if script else module
         self.elements = list(data["elements"])

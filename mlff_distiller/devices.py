@@ -1,7 +1,10 @@
-"""Which torch device a student runs on: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``...
+"""Which torch device a student runs on (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``...)
+and in which precision (``"float32"`` or ``"float64"``, as configs and metadata write it).
 
 >>> resolve_device("cpu")
 device(type='cpu')
+>>> torch_dtype("float64")
+torch.float64
 """
 
 from __future__ import annotations
@@ -9,6 +12,19 @@ from __future__ import annotations
 import torch
 
 from .errors import InputError
+
+#: The precisions a student is trained, exported and run in, by the names files use.
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def torch_dtype(name: str | torch.dtype) -> torch.dtype:
+    """The torch dtype of ``"float32"`` or ``"float64"`` (a torch dtype passes through);
+    anything else is an error, never a silent float32."""
+    if isinstance(name, torch.dtype) and name in DTYPES.values():
+        return name
+    if name not in DTYPES:
+        raise InputError(f"dtype must be 'float32' or 'float64', got {name!r}")
+    return DTYPES[name]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -1,12 +1,38 @@
 """Shared test set-up.
 
+Markers (``pytest -m "not slow"`` is the fast lane; see README):
+
+- ``teacher``: loads a real teacher (uses the ``sevennet`` fixture, or is marked by hand);
+- ``engine``: drives a real engine process (everything under ``tests/engines/``);
+- ``mpi``: runs ``mpirun`` with more than one rank (marked by hand);
+- ``slow``: all of the above, everything under ``tests/integration/``, and tests marked by
+  hand because they train, label or run MD for tens of seconds.
+
 ``import torch`` must come before anything imports ``openmm``: OpenMM loads its plugins at
 import time, and the TorchForce plugin links against CUDA runtime libraries that only
 torch's import puts in reach. Importing torch here keeps any test module order safe.
 """
 
+from pathlib import Path
+
 import pytest  # noqa: E402
 import torch  # noqa: F401  (import order matters, see above)
+
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test by what it runs (see the module docstring): the markers follow from
+    where a test lives and which fixtures it takes, so a new test is marked by itself."""
+    for item in items:
+        where = Path(str(item.fspath)).resolve().relative_to(TESTS).parts[0]
+        if "sevennet" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.teacher)
+        if where == "engines":
+            item.add_marker(pytest.mark.engine)
+        heavy = ("teacher", "engine", "mpi")
+        if where == "integration" or any(item.get_closest_marker(m) for m in heavy):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -21,8 +47,8 @@ def write_student_checkpoint(path, elements=("H", "C", "N", "O"), preset="tiny",
     """A float64 ``best.pt`` of a seeded random student with noisy weights, written with the
     keys :func:`mlff_distiller.training.train` writes (no training needed)."""
     from mlff_distiller.models import build_model
+    from mlff_distiller.models.checkpoint import save_checkpoint
     from mlff_distiller.models.presets import MODEL_KEYS
-    from mlff_distiller.training.checkpoint import save_checkpoint
     from mlff_distiller.training.config import config_hash, make_config
 
     cfg = make_config(preset, {"dtype": "float64"})

@@ -21,8 +21,9 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from .. import __version__
 from ..errors import InputError
 from ..files import atomic_path
+from ..teachers import teacher_key
 from ._hdf5 import DatasetError, FrameBlock, read_hdf5, to_json, write_hdf5
-from .labeling import teacher_atom_energies, teacher_key
+from .labeling import teacher_atom_energies
 
 
 def read_dataset(path: str | os.PathLike) -> list[Atoms]:

@@ -28,7 +28,7 @@ from .._locking import BusyError, exclusive
 from .._progress import progress_bar, say
 from ..errors import InputError
 from ..files import write_json
-from ..teachers import get_teacher, teacher_info
+from ..teachers import get_teacher, teacher_info, teacher_key
 from ._hdf5 import DatasetError, FrameBlock, read_hdf5, to_json, write_hdf5
 
 #: Frames with any force component above this (eV/Å) are rejected as unphysical.
@@ -243,11 +243,6 @@ def _same_finished_run(path: Path, manifest: dict[str, Any]) -> bool:
     keys = ("inputs_fingerprint", "shard", "max_force")
     same_teacher = teacher_key(attrs.get("teacher")) == teacher_key(manifest["teacher"])
     return same_teacher and all(attrs.get(k) == manifest[k] for k in keys)
-
-
-def teacher_key(info: dict[str, Any] | None) -> str:
-    info = info or {}
-    return to_json({k: info.get(k) for k in ("name", "package", "version", "kwargs")})
 
 
 def _manifest_key(manifest: dict[str, Any]) -> str:

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..devices import resolve_device
+from ..devices import DTYPES, resolve_device, torch_dtype
 from ..errors import InputError
 from ..files import atomic_path
-from ..training.checkpoint import load_checkpoint, model_from_checkpoint
+from ..models.checkpoint import load_checkpoint, model_from_checkpoint
 from .module import ExportedStudent
 
 #: Version of the exported-file layout; loaders refuse newer ones. 2: ``atomic_energies``
@@ -76,9 +76,9 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, dtype: str = 
     >>> export("runs/tiny/best.pt", "tiny.pt", dtype="float64")          # doctest: +SKIP
     PosixPath('tiny.pt')
     """
-    if dtype not in ("float32", "float64"):
+    if dtype not in DTYPES:
         raise ExportError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    torch_dtype = torch.float64 if dtype == "float64" else torch.float32
+    as_torch = torch_dtype(dtype)
     provenance: dict[str, Any] = {"checkpoint": str(checkpoint)}
     if is_exported(checkpoint):
         earlier_module, earlier = _load_file(Path(checkpoint))
@@ -86,7 +86,7 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, dtype: str = 
         provenance = {"checkpoint": earlier.get("checkpoint"), "exported_from": str(checkpoint)}
     else:
         data = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(data, torch_dtype)
+    model = model_from_checkpoint(data, as_torch)
     metadata = student_metadata(
         model,
         list(data["elements"]),
@@ -104,7 +104,7 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, dtype: str = 
 def _checkpoint_of_exported(
     module: torch.jit.ScriptModule, metadata: dict[str, Any], name: str
 ) -> dict[str, Any]:
-    """What :func:`~mlff_distiller.training.checkpoint.model_from_checkpoint` needs, read
+    """What :func:`~mlff_distiller.models.checkpoint.model_from_checkpoint` needs, read
     from a loaded exported file (its student's weights, its metadata's model description)."""
     missing = [key for key in ("preset", "model_config") if not metadata.get(key)]
     if missing:
@@ -134,7 +134,7 @@ def _rebuilt(
     its dtype, frozen, scripted) and checked against the file's own numbers, with the
     checkpoint data it was built from."""
     data = _checkpoint_of_exported(module, metadata, name)
-    dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
+    dtype = torch_dtype(metadata["dtype"])
     try:
         model = model_from_checkpoint(data, dtype)
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:
@@ -158,7 +158,7 @@ def _check_rebuilt(
     """The student rebuilt from a file's weights by this version's code (``rebuilt``, in the
     file's dtype) must give the file's own energy and forces on a probe structure: model
     code that changed since the file was written would otherwise change its numbers."""
-    dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
+    dtype = torch_dtype(metadata["dtype"])
     probe = _probe(metadata["atomic_numbers"], dtype)
     version = int(metadata.get("format_version", 1))
     width = torch.float64 if version >= FLOAT64_INPUT_VERSION else dtype

@@ -118,7 +118,7 @@ def explore_lammps(
     """
     from ..engines import lammps
     from ..export import export, is_exported, load_exported
-    from ..training.checkpoint import load_checkpoint
+    from ..models.checkpoint import load_checkpoint
     from .md import LAMMPS_DECK, _relative
 
     files = []

@@ -19,6 +19,7 @@ from .base import (
     TeacherError,
     TeacherInfo,
     UnsupportedElementError,
+    teacher_key,
 )
 from .fennol import FennolAdapter
 from .generic import build_from_import_path, info_for_calculator
@@ -26,6 +27,7 @@ from .orb import OrbAdapter
 from .sevennet import SevenNetAdapter
 
 __all__ = [
+    "teacher_key",
     "DEFAULT_TEACHER",
     "TeacherError",
     "TeacherInfo",

@@ -19,6 +19,7 @@ from ase.calculators.calculator import Calculator
 from ase.data import chemical_symbols
 
 from ..errors import InputError, RunError
+from ..files import to_json
 
 #: Attribute under which :func:`get_teacher` stores the :class:`TeacherInfo` on a calculator.
 INFO_ATTRIBUTE = "mlff_teacher_info"
@@ -62,6 +63,12 @@ class TeacherInfo:
     conservative: bool | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def key(self) -> str:
+        """What makes two teachers the same labeller (name, package, version, kwargs; the
+        cutoff and elements follow from them), as text: equal keys, interchangeable labels."""
+        return teacher_key(self.to_dict())
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["elements"] = list(self.elements) if self.elements is not None else None
@@ -92,6 +99,17 @@ class TeacherInfo:
                 f"{self.name!r} (it knows {len(self.elements)} elements: "
                 f"{_short_list(self.elements)}); remove those structures or choose another teacher"
             )
+
+
+def teacher_key(info: TeacherInfo | dict[str, Any] | None) -> str:
+    """:attr:`TeacherInfo.key` of a teacher or of its ``to_dict()`` as a dataset stores it
+    (``None``, an unknown teacher, has a key too)."""
+    if isinstance(info, TeacherInfo):
+        info = info.to_dict()
+    info = info or {}
+    return to_json(
+        {k: info.get(k) for k in ("name", "package", "version", "kwargs")}, sort_keys=True
+    )
 
 
 def _short_list(symbols: tuple[str, ...], limit: int = 20) -> str:

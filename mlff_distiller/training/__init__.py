@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from ..models.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from .config import DEFAULTS, make_config, parse_overrides
 from .trainer import train
 

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from ..files import write_json
+from ..models.checkpoint import load_checkpoint, model_from_checkpoint
 from ..plots import figure, save_figure
-from .checkpoint import load_checkpoint, model_from_checkpoint
 
 
 def test_report(

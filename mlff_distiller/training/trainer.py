@@ -19,11 +19,12 @@ import torch
 
 from .._progress import progress_bar, say
 from ..data import dataset_metadata, read_dataset, split_indices
+from ..devices import torch_dtype
 from ..errors import InputError, MissingFileError
 from ..models import build_graph, build_model, collate, evaluate
+from ..models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..models.graph import edge_vectors
 from ..models.presets import MODEL_KEYS
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import config_hash, make_config
 from .metrics import write_metrics
 from .report import test_report
@@ -259,7 +260,7 @@ def train(
     torch.manual_seed(cfg["seed"])
     if cfg["deterministic"]:
         torch.use_deterministic_algorithms(True)
-    dtype = torch.float64 if cfg["dtype"] == "float64" else torch.float32
+    dtype = torch_dtype(cfg["dtype"])
 
     frames = read_dataset(dataset)
     teacher = dataset_metadata(dataset).get("teacher", {})

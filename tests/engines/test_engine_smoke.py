@@ -209,6 +209,7 @@ def _thermo(log: str) -> dict[int, dict[str, float]]:
     return rows
 
 
+@pytest.mark.mpi
 def test_lammps_lj_melt_same_on_one_and_two_mpi_ranks(tmp_path: Path) -> None:
     logs = {}
     for nprocs in (1, 2):

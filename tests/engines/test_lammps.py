@@ -147,6 +147,7 @@ def _full(v: np.ndarray) -> np.ndarray:
     return np.array([[v[0], v[3], v[4]], [v[3], v[1], v[5]], [v[4], v[5], v[2]]])
 
 
+@pytest.mark.mpi
 @pytest.mark.parametrize("dtype", list(TOLERANCE))
 @pytest.mark.parametrize("system", list(SYSTEMS))
 @pytest.mark.parametrize("nprocs", [1, 2])
@@ -263,6 +264,7 @@ run 0
     assert abs(energy - atoms.get_potential_energy()) <= 1e-8 * abs(energy)
 
 
+@pytest.mark.mpi
 def test_full_style_data_file_from_the_cli_runs_as_printed(models, reference, tmp_path, capsys):
     """`mlff-distill lammps data --atom-style full`: molecule ids and O–H bonds a classical
     user recognises (found across the periodic faces too), and the deck lines it prints run
@@ -298,6 +300,7 @@ def test_full_style_data_file_from_the_cli_runs_as_printed(models, reference, tm
         assert abs(energy - atoms.get_potential_energy()) <= 1e-8 * abs(energy)
 
 
+@pytest.mark.mpi
 @pytest.mark.parametrize("system", ["molecule", "water", "triclinic"])
 def test_four_ranks_float64(system, models, reference, tmp_path):
     atoms = SYSTEMS[system]()
@@ -307,6 +310,7 @@ def test_four_ranks_float64(system, models, reference, tmp_path):
     np.testing.assert_allclose(got["forces"], atoms.get_forces(), rtol=0, atol=1e-6)
 
 
+@pytest.mark.mpi
 def test_ranks_without_atoms_work(models, reference, tmp_path):
     # A molecule in the middle of an open box cut into 4 slabs along x: the outer two
     # subdomains hold no atom at all.
@@ -348,6 +352,7 @@ run 200
 """
 
 
+@pytest.mark.mpi
 def test_nve_trajectory_is_the_same_on_1_2_and_4_ranks(models, tmp_path):
     data = write_data(_water(), tmp_path / "water.data", elements=ELEMENTS)
     deck = NVE_DECK.format(data=data.path, model=models["float64"], pair_coeff=data.pair_coeff)
@@ -384,6 +389,7 @@ def committee(models, tmp_path_factory, make_student_checkpoint) -> list[Path]:
     return [models["float64"], *others]
 
 
+@pytest.mark.mpi
 def test_committee_writes_the_force_deviation_python_computes(committee, tmp_path):
     """``pair_style mlff m1 m2 m3 out_freq 5 out_file devi.out``: the first model drives (the
     trajectory is the single-model one), and every 5 steps the max, min and mean over atoms
@@ -431,6 +437,7 @@ def test_committee_writes_the_force_deviation_python_computes(committee, tmp_pat
     assert rows[:, 1].min() > 1e-3  # the members really differ
 
 
+@pytest.mark.mpi
 def test_active_learning_explores_in_lammps_with_the_committee(
     committee, tmp_path, make_student_checkpoint
 ):
@@ -488,6 +495,7 @@ def test_committee_keywords_and_members_are_checked(committee, models, tmp_path,
     assert "must know the same elements in the same order" in error, error
 
 
+@pytest.mark.mpi
 def test_delete_atoms_then_run(models, reference, tmp_path):
     """Atom tags get gaps; the pair style must index by local index, never by tag."""
     atoms = _water()
@@ -622,6 +630,7 @@ def test_plugin_load_and_in_process_runs(models, reference, tmp_path):
         )
 
 
+@pytest.mark.mpi
 def test_rank_0_prints_the_type_table_and_metadata(models, tmp_path):
     data = write_data(_water(), tmp_path / "water.data", elements=ELEMENTS)
     run = run_lammps(_deck(data, models["float32"]), tmp_path, nprocs=2)
@@ -837,6 +846,7 @@ def test_an_error_raised_inside_the_model_reaches_the_user_as_its_own_line(model
     assert "Traceback" not in message and "builtins" not in message
 
 
+@pytest.mark.mpi
 def test_error_on_two_ranks_is_clean(models, tmp_path):
     message = _failing_run(
         _error_deck(str(models["float64"]), "pair_coeff * * O Xe"), tmp_path, nprocs=2
@@ -871,6 +881,7 @@ def test_stock_launcher_finds_the_plugin_and_reports_a_missing_one(plugin, tmp_p
 EXAMPLES = Path(__file__).resolve().parents[2] / "engines" / "lammps" / "examples"
 
 
+@pytest.mark.mpi
 @pytest.mark.parametrize("deck", ["water_nvt_nve.in", "molecule_nve.in", "water_npt.in"])
 def test_example_decks_run(deck, models, tmp_path):
     """Each shipped example runs as written, with a few steps and the test student."""

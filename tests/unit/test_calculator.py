@@ -22,8 +22,8 @@ from ase.md.verlet import VelocityVerlet
 
 from mlff_distiller.calculators import StudentCalculator
 from mlff_distiller.models import build_model
+from mlff_distiller.models.checkpoint import CheckpointError, save_checkpoint
 from mlff_distiller.models.presets import MODEL_KEYS
-from mlff_distiller.training.checkpoint import CheckpointError, save_checkpoint
 from mlff_distiller.training.config import config_hash, make_config
 
 PRESET = "tiny"

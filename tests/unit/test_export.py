@@ -52,7 +52,7 @@ def test_exported_weights_are_frozen_in_the_file(checkpoint, exported, tmp_path)
     by plain torch.jit.load, as LAMMPS and other tools do) holds weights that need no
     gradient, and exporting leaves the training checkpoint's model as it was."""
     from mlff_distiller.export.exporter import student_metadata
-    from mlff_distiller.training.checkpoint import load_checkpoint, model_from_checkpoint
+    from mlff_distiller.models.checkpoint import load_checkpoint, model_from_checkpoint
 
     for path in exported.values():
         parameters = list(torch.jit.load(str(path), map_location="cpu").parameters())
@@ -342,7 +342,7 @@ def test_unknown_element_is_named(exported):
 
 
 def test_exporter_refusals(checkpoint, tmp_path):
-    from mlff_distiller.training.checkpoint import load_checkpoint, model_from_checkpoint
+    from mlff_distiller.models.checkpoint import load_checkpoint, model_from_checkpoint
 
     model = model_from_checkpoint(load_checkpoint(checkpoint))
     model.train()

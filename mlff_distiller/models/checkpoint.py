@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ..devices import torch_dtype
 from ..errors import InputError
 from ..files import atomic_path
 
@@ -56,10 +57,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def model_from_checkpoint(data: dict[str, Any], dtype: torch.dtype | None = None):
     """The student described by a loaded checkpoint, with its (EMA) weights, in eval mode."""
-    from ..models import build_model
+    from . import build_model
 
     if dtype is None:
-        dtype = torch.float64 if data.get("dtype") == "float64" else torch.float32
+        dtype = torch_dtype(data.get("dtype", "float32"))
     # Cast before loading: loading into a float32 model would round float64 weights.
     # Checkpoints from before the core handover existed were trained without it.
     config = {"core_handover": False, **data["model_config"]}
