@@ -614,10 +614,11 @@ def _preload_mpi() -> None:
 @contextmanager
 def lammps_session(workdir: str | Path, log: bool = True) -> Iterator[object]:
     """A single-rank LAMMPS instance (the ``lammps`` Python module) with ``pair_style mlff``
-    loaded, running in ``workdir``; closed on exit.
+    loaded, its log in ``workdir``; closed on exit.
 
-    The process's working directory is ``workdir`` while the session is open (LAMMPS reads
-    and writes files relative to it), so give paths made before entering as absolute paths.
+    The process's working directory stays as it is: a relative path in a command is taken
+    from it, as everywhere else in Python (give ``read_data`` or ``dump`` paths under
+    ``workdir`` explicitly).
 
     >>> with lammps_session("run") as lmp:  # doctest: +SKIP
     ...     lmp.commands_string(deck)
@@ -629,20 +630,15 @@ def lammps_session(workdir: str | Path, log: bool = True) -> Iterator[object]:
 
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    previous = Path.cwd()
-    os.chdir(workdir)
+    args = ["-nocite", "-screen", "none", "-log", str(workdir / "log.lammps") if log else "none"]
+    lmp = lammps(cmdargs=args)
     try:
-        args = ["-nocite", "-screen", "none", "-log", "log.lammps" if log else "none"]
-        lmp = lammps(cmdargs=args)
-        try:
-            # `import lammps` may have put the plugin on LAMMPS_PLUGIN_PATH already.
-            if not lmp.has_style("pair", "mlff"):
-                lmp.command(f"plugin load {plugin}")
-            yield lmp
-        finally:
-            lmp.close()
+        # `import lammps` may have put the plugin on LAMMPS_PLUGIN_PATH already.
+        if not lmp.has_style("pair", "mlff"):
+            lmp.command(f"plugin load {plugin}")
+        yield lmp
     finally:
-        os.chdir(previous)
+        lmp.close()
 
 
 def run_deck(deck: str, workdir: str | Path) -> dict[str, float]:

