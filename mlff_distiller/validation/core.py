@@ -28,6 +28,7 @@ import shlex
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +66,53 @@ TEACHER_LATENCY_STEPS = 10
 WARMUP_STEPS = 3
 
 
-def _check(name: str, value: float, threshold: float, passed: bool, unit: str = "") -> dict:
-    return {
-        "name": name,
-        "value": float(value),
-        "threshold": float(threshold),
-        "unit": unit,
-        "verdict": "PASS" if passed else "FAIL",
-    }
+@dataclass(frozen=True)
+class Check:
+    """One kind of check: its name in the report, the suite threshold it is judged by (a
+    key of :data:`~mlff_distiller.validation.suite.THRESHOLD_DEFAULTS`; ``None`` when the
+    threshold is fixed), which side passes, and the unit of its value."""
+
+    name: str
+    threshold: str | None
+    at_most: bool
+    unit: str = ""
+    #: How a labelled instance (one engine, one pair, one distribution) is named.
+    labelled: str = "{name}[{label}]"
+
+    def judge(self, value: float, threshold: float, label: str = "") -> dict[str, Any]:
+        """The report's entry for ``value`` against ``threshold`` (NaN never passes), for
+        the instance ``label`` if the check has several."""
+        value, threshold = float(value), float(threshold)
+        passed = value <= threshold if self.at_most else value >= threshold
+        return {
+            "name": self.labelled.format(name=self.name, label=label) if label else self.name,
+            "value": value,
+            "threshold": threshold,
+            "unit": self.unit,
+            "verdict": "PASS" if passed else "FAIL",
+        }
+
+
+#: Every check the suite makes, declared once; ``_validate_system`` measures, then judges
+#: each measurement by its entry here.
+CHECKS = {
+    check.name: check
+    for check in (
+        Check("energy_drift", "energy_drift_meV_per_atom_ps", True,
+              "meV/atom/ps (threshold: the suite's + 3 standard errors of the slope)"),
+        Check("energy_excursion", "energy_excursion_fraction", True,
+              "fraction of kinetic energy per atom"),
+        Check("cross_engine_forces", "cross_engine", True, "eV/Å"),
+        Check("cross_engine_energy", "cross_engine", True, "relative"),
+        Check("force_rmse_student_frames", "force_rmse_eV_per_A", True, "eV/Å"),
+        Check("rdf", "rdf_distance", True),
+        Check("distribution", "distribution_total_variation", True,
+              labelled="{label}_distribution"),
+        Check("stability_finite", None, False),
+        Check("stability_min_distance", "min_distance_A", False, "Å"),
+        Check("stability_temperature", "temperature_fraction", True, "fraction of target"),
+    )
+}  # fmt: skip
 
 
 #: LAMMPS errors that mean the atoms flew apart (a student failing, not a bug of the suite).
@@ -276,43 +316,27 @@ def _validate_system(
         drift = metrics.energy_drift(traj.times_ps, traj.total_energy, n)
         ke = 1000 * traj.kinetic_energy.mean() / n
         lat = metrics.latency(traj.step_seconds[WARMUP_STEPS:])
-        engine_checks = [
-            _check(
-                f"energy_drift[{engine}]",
+        # (value, threshold) per check; the drift's threshold widens by its slope's error.
+        measured = {
+            "energy_drift": (
                 abs(drift["energy_drift_meV_per_atom_ps"]),
                 _drift_allowed(drift, th["energy_drift_meV_per_atom_ps"]),
-                abs(drift["energy_drift_meV_per_atom_ps"])
-                <= _drift_allowed(drift, th["energy_drift_meV_per_atom_ps"]),
-                "meV/atom/ps (threshold: the suite's + 3 standard errors of the slope)",
             ),
-            _check(
-                f"energy_excursion[{engine}]",
+            "energy_excursion": (
                 drift["max_excursion_meV_per_atom"] / ke,
                 th["energy_excursion_fraction"],
-                drift["max_excursion_meV_per_atom"] <= th["energy_excursion_fraction"] * ke,
-                "fraction of kinetic energy per atom",
             ),
-        ]
+        }
         if engine != "ase":
             agree = cross["engines"][engine]
-            engine_checks.append(
-                _check(
-                    f"cross_engine_forces[{engine}]",
-                    agree["force_max_abs_eV_per_A"],
-                    tolerance["force_eV_per_A"],
-                    agree["force_max_abs_eV_per_A"] <= tolerance["force_eV_per_A"],
-                    "eV/Å",
-                )
+            measured["cross_engine_forces"] = (
+                agree["force_max_abs_eV_per_A"],
+                tolerance["force_eV_per_A"],
             )
-            engine_checks.append(
-                _check(
-                    f"cross_engine_energy[{engine}]",
-                    agree["energy_max_rel"],
-                    tolerance["energy_rel"],
-                    agree["energy_max_rel"] <= tolerance["energy_rel"],
-                    "relative",
-                )
-            )
+            measured["cross_engine_energy"] = (agree["energy_max_rel"], tolerance["energy_rel"])
+        engine_checks = [
+            CHECKS[name].judge(value, limit, engine) for name, (value, limit) in measured.items()
+        ]
         on_frames = metrics.force_errors(atoms.numbers, teacher_nvt.forces[picks],
                                          engine_forces[engine])  # fmt: skip
         engines[engine] = {
@@ -328,15 +352,7 @@ def _validate_system(
     result["engines"] = engines
 
     rmse = result["force_error"]["student_frames"]["force_rmse_eV_per_A"]
-    checks.append(
-        _check(
-            "force_rmse_student_frames",
-            rmse,
-            th["force_rmse_eV_per_A"],
-            rmse <= th["force_rmse_eV_per_A"],
-            "eV/Å",
-        )  # fmt: skip
-    )
+    checks.append(CHECKS["force_rmse_student_frames"].judge(rmse, th["force_rmse_eV_per_A"]))
 
     # 5c. Structure against the teacher.
     from .structure import compare_structures, plot_structures
@@ -348,18 +364,10 @@ def _validate_system(
             continue
         if label == "rdf":
             for pair, rdf in block.items():
-                checks.append(
-                    _check(
-                        f"rdf[{pair}]",
-                        rdf["distance"],
-                        th["rdf_distance"],
-                        rdf["distance"] <= th["rdf_distance"],
-                    )  # fmt: skip
-                )
+                checks.append(CHECKS["rdf"].judge(rdf["distance"], th["rdf_distance"], pair))
         else:
-            tv = block["total_variation"]
-            limit = th["distribution_total_variation"]
-            checks.append(_check(f"{label}_distribution", tv, limit, tv <= limit))
+            tv, limit = block["total_variation"], th["distribution_total_variation"]
+            checks.append(CHECKS["distribution"].judge(tv, limit, label))
 
     # 5d. Stability: a longer student NVT in the fastest engine available.
     stable_engine = "lammps" if "lammps" in p["engines"] else "ase"
@@ -389,7 +397,7 @@ def _validate_system(
     stability: dict[str, Any] = {"engine": stable_engine, "steps": p["stability_steps"]}
     if long is None:
         stability.update({"finite": False, "error": crashed})
-        checks.append(_check("stability_finite", 0, 1, False))
+        checks.append(CHECKS["stability_finite"].judge(0, 1))
     else:
         long.save(folder / "trajectories" / f"stability_nvt_{stable_engine}.npz")
         cell = long.cell if np.abs(long.cell).sum() > 0 else None
@@ -401,26 +409,12 @@ def _validate_system(
             {"finite": finite, "min_distance_A": closest, "mean_temperature_K": mean_t,
              "duration_ps": float(long.times_ps[-1])}
         )  # fmt: skip
-        checks.append(_check("stability_finite", float(finite), 1, finite))
-        checks.append(
-            _check(
-                "stability_min_distance",
-                closest,
-                th["min_distance_A"],
-                closest >= th["min_distance_A"],
-                "Å",
-            )  # fmt: skip
-        )
         off = abs(mean_t - T) / T
-        checks.append(
-            _check(
-                "stability_temperature",
-                off,
-                th["temperature_fraction"],
-                off <= th["temperature_fraction"],
-                "fraction of target",
-            )  # fmt: skip
-        )
+        checks += [
+            CHECKS["stability_finite"].judge(float(finite), 1),
+            CHECKS["stability_min_distance"].judge(closest, th["min_distance_A"]),
+            CHECKS["stability_temperature"].judge(off, th["temperature_fraction"]),
+        ]
     result["stability"] = stability
     result["checks"] = checks
     result["verdict"] = "PASS" if all(c["verdict"] == "PASS" for c in checks) else "FAIL"

@@ -203,3 +203,24 @@ def test_the_documented_suite_example_loads(tmp_path):
     assert [s.name for s in suite.systems] == ["ligand", "electrolyte"]
     assert suite.systems[1].protocol["temperature_K"] == 350
     assert suite.systems[0].protocol["nve_steps_by_engine"] == {"lammps": 20000}
+
+
+def test_each_check_is_declared_once_with_a_threshold_the_suites_know():
+    from mlff_distiller.validation import THRESHOLD_DEFAULTS
+    from mlff_distiller.validation.core import CHECKS
+
+    for check in CHECKS.values():
+        assert check.threshold is None or check.threshold in THRESHOLD_DEFAULTS, check
+    drift = CHECKS["energy_drift"]
+    assert drift.judge(0.04, 0.05, "lammps")["verdict"] == "PASS"
+    assert drift.judge(0.06, 0.05, "lammps") == {
+        "name": "energy_drift[lammps]", "value": 0.06, "threshold": 0.05,
+        "unit": drift.unit, "verdict": "FAIL",
+    }  # fmt: skip
+    assert drift.judge(float("nan"), 0.05)["verdict"] == "FAIL"  # a run that blew up
+    closest = CHECKS["stability_min_distance"]  # judged from below
+    assert closest.judge(0.7, 0.6)["verdict"] == "PASS"
+    assert closest.judge(0.5, 0.6)["verdict"] == "FAIL"
+    assert closest.judge(float("nan"), 0.6)["verdict"] == "FAIL"
+    assert CHECKS["distribution"].judge(0.1, 0.35, "angle")["name"] == "angle_distribution"
+    assert CHECKS["rdf"].judge(0.1, 0.25, "O-H")["name"] == "rdf[O-H]"
