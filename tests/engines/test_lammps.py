@@ -679,6 +679,22 @@ def test_device_keyword_cpu_is_the_default_and_others_are_checked(models, tmp_pa
     assert "device needs a value" in error
 
 
+
+def test_malloc_keyword_keeps_the_numbers_and_is_checked(models, tmp_path):
+    """``malloc system`` (glibc's own thresholds) and ``malloc keep`` (the default: freed
+    memory stays in the process) change only speed and memory, never a number."""
+    atoms = _water()
+    model = models["float64"]
+    plain = _single_point(atoms, model, tmp_path / "plain")
+    for choice in ("keep", "system"):
+        got = _single_point(atoms, f"{model} malloc {choice}", tmp_path / choice)
+        assert got["energy"] == plain["energy"]
+        np.testing.assert_array_equal(got["forces"], plain["forces"])
+    for words in ("malloc", "malloc lots"):
+        error = _failing_run(_error_deck(str(model), style_keywords=words), tmp_path / "bad")
+        assert "malloc takes keep or system" in error, error
+
+
 # ------------------------------------------------------------------------------ errors
 def _failing_run(deck: str, workdir: Path, nprocs: int = 1) -> str:
     """Run a deck that must fail cleanly: LAMMPS' own error exit, not a crash."""

@@ -71,7 +71,7 @@ const double ATOMIC_MASS[87] = {
 
 const char *const USAGE =
     "usage: pair_style mlff <model.pt> [more model files: a committee] [device cpu|cuda|cuda:N] "
-    "[out_freq N] [out_file FILE] [debug] [anymass]";
+    "[out_freq N] [out_file FILE] [malloc keep|system] [debug] [anymass]";
 const char *const COEFF_USAGE =
     "usage: pair_coeff * * <element per atom type, or NULL> (e.g. pair_coeff * * O H)";
 
@@ -93,13 +93,6 @@ PairMLFF::PairMLFF(LAMMPS *lmp) : Pair(lmp)
   manybody_flag = 1;
   // The virial is tallied edge by edge in compute(), per atom as well as globally.
   no_virial_fdotr_compute = 1;
-  // Every step allocates and frees the same large tensors. With glibc's defaults, blocks
-  // above the mmap threshold are mapped and unmapped each time and the heap top is trimmed,
-  // so each step pays for fresh page faults (measured: 45 % of a 768-atom step). Keeping
-  // freed memory in the process (32 MiB threshold, glibc's maximum; no trimming) makes
-  // steps up to ~1.8x faster at the cost of holding on to the peak allocation.
-  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-  mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
 }
 
 PairMLFF::~PairMLFF()
@@ -128,7 +121,7 @@ void PairMLFF::settings(int narg, char **arg)
   int k = 0;
   const auto keyword = [](const char *a) {
     return strcmp(a, "debug") == 0 || strcmp(a, "anymass") == 0 || strcmp(a, "out_freq") == 0 ||
-        strcmp(a, "out_file") == 0 || strcmp(a, "device") == 0;
+        strcmp(a, "out_file") == 0 || strcmp(a, "device") == 0 || strcmp(a, "malloc") == 0;
   };
   // After the first, a word is another model only if it names a file or ends in ".pt", so
   // that a misspelt keyword is reported as one.
@@ -140,10 +133,16 @@ void PairMLFF::settings(int narg, char **arg)
     paths.emplace_back(arg[k]);
   if (paths.empty()) error->all(FLERR, "pair_style mlff: no model file; {}", USAGE);
   bool committee_keyword = false;
+  bool keep_freed_memory = true;
   device_name_ = "cpu";
   for (; k < narg; k++) {
     if (strcmp(arg[k], "debug") == 0)
       debug_ = true;
+    else if (strcmp(arg[k], "malloc") == 0) {
+      if (k + 1 >= narg || (strcmp(arg[k + 1], "keep") != 0 && strcmp(arg[k + 1], "system") != 0))
+        error->all(FLERR, "pair_style mlff: malloc takes keep or system; {}", USAGE);
+      keep_freed_memory = strcmp(arg[++k], "keep") == 0;
+    }
     else if (strcmp(arg[k], "device") == 0) {
       if (k + 1 >= narg) error->all(FLERR, "pair_style mlff: device needs a value; {}", USAGE);
       device_name_ = arg[++k];
@@ -169,6 +168,22 @@ void PairMLFF::settings(int narg, char **arg)
     error->all(FLERR,
                "pair_style mlff: out_freq and out_file write a committee's force deviation; "
                "give two or more model files (the first drives the dynamics)");
+
+  // The allocator is process-wide (glibc's mallopt), so this is a choice for the whole
+  // process, which is why it is a keyword: 'malloc keep' (the default) or 'malloc system'.
+  // Every step allocates and frees the same large tensors. With glibc's defaults, blocks
+  // above the mmap threshold are mapped and unmapped each time and the heap top is trimmed,
+  // so each step pays for fresh page faults (measured: 45 % of a 768-atom step). Keeping
+  // freed memory in the process (32 MiB threshold, glibc's maximum; no trimming) makes
+  // steps up to ~1.8x faster at the cost of holding on to the peak allocation. 'system'
+  // puts glibc's default thresholds (128 KiB) back, for processes that must give memory back.
+  if (keep_freed_memory) {
+    mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
+  } else {
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+  }
 
   const std::string units = update->unit_style;
   if (units != "metal" && units != "real")
