@@ -43,28 +43,9 @@ NKTV2P_METAL = 1.6021765e6
 #: LAMMPS' eV → kcal/mol factor in units real (force->qe2f).
 QE2F_REAL = 23.060549
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def plugin() -> Path:
     return build_plugin()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, make_student_checkpoint):
-    return make_student_checkpoint(tmp_path_factory.mktemp("run") / "best.pt", ELEMENTS)
-
-
-@pytest.fixture(scope="module")
-def models(checkpoint, tmp_path_factory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("exported")
-    return {d: export(checkpoint, out / f"student_{d}.pt", dtype=d) for d in TOLERANCE}
-
-
-@pytest.fixture(scope="module")
-def reference(checkpoint) -> StudentCalculator:
-    return StudentCalculator(checkpoint)
 
 
 def _water() -> Atoms:

@@ -9,7 +9,6 @@ noisy weights (``write_student_checkpoint`` in conftest.py), so no training is n
 from __future__ import annotations
 
 # torch first: `import openmm` loads its plugins and skips the Torch plugin without it.
-import torch
 
 # isort: split
 from pathlib import Path
@@ -32,37 +31,11 @@ from mlff_distiller.engines.openmm import (
     create_system,
     topology_from_atoms,
 )
-from mlff_distiller.export import export
 
 ELEMENTS = ("H", "C", "N", "O")
 #: (relative energy error, force error in eV/Å) each exported dtype must reach.
 TOLERANCE = {"float64": (1e-8, 1e-6), "float32": (1e-5, 1e-3)}
 KJ_MOL = unit.kilojoule_per_mole
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """A hundred atoms per call: one thread beats two on this shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, make_student_checkpoint):
-    return make_student_checkpoint(tmp_path_factory.mktemp("run") / "best.pt", ELEMENTS)
-
-
-@pytest.fixture(scope="module")
-def models(checkpoint, tmp_path_factory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("exported")
-    return {d: export(checkpoint, out / f"student_{d}.pt", dtype=d) for d in TOLERANCE}
-
-
-@pytest.fixture(scope="module")
-def reference(checkpoint) -> StudentCalculator:
-    return StudentCalculator(checkpoint)
 
 
 @pytest.fixture(params=["Reference", "CPU"])
