@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from mlff_distiller.benchmarking import _ase_ms, systems, write_json
+from mlff_distiller.benchmarking import ase_call_ms, systems, write_json
 from mlff_distiller.calculators import StudentCalculator
 from mlff_distiller.timing import untrained_student
 
@@ -42,7 +42,7 @@ def main() -> None:
         for preset in ("tiny", "standard"):
             for n in range(2, len(ELEMENTS) + 1):
                 path = untrained_student(preset, ELEMENTS[:n], Path(tmp) / f"{preset}-{n}.pt")
-                ms = _ase_ms(StudentCalculator(path), atoms.copy(), args.calls)
+                ms = ase_call_ms(StudentCalculator(path), atoms.copy(), args.calls)
                 rows.append({"preset": preset, "elements": n, "ms_per_call": ms})
                 base = next(r["ms_per_call"] for r in rows if r["preset"] == preset)
                 print(f"{preset:<9} {n} elements {ms:8.1f} ms  x{ms / base:.2f}", flush=True)

@@ -90,12 +90,14 @@ run             {nve_steps}
 
 def distill_student(work: Path, preset: str, epochs: int) -> Path:
     """Distil a float64 student with the recipe of ``openmm_nve.py`` (its ``distill``)."""
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    from openmm_nve import distill  # the sibling benchmark; imports OpenMM
+    import importlib.util
 
-    return distill(work, preset, epochs)
+    # The sibling benchmark, loaded from its file (no change to sys.path); it imports OpenMM.
+    path = Path(__file__).resolve().with_name("openmm_nve.py")
+    spec = importlib.util.spec_from_file_location("openmm_nve", path)
+    sibling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sibling)
+    return sibling.distill(work, preset, epochs)
 
 
 def last_run(log: str) -> tuple[np.ndarray, list[str], float, int]:

@@ -86,7 +86,7 @@ def _ns_per_day(ms: float) -> float:
 
 
 # ----------------------------------------------------------------------------- engines
-def _ase_ms(calc, atoms: Atoms, calls: int) -> float:
+def ase_call_ms(calc, atoms: Atoms, calls: int) -> float:
     from .timing import latency_ms
 
     latency_ms(calc, [atoms], repeats=WARMUP)  # TorchScript compiles on its first calls
@@ -214,7 +214,7 @@ def run_speed(
             say(progress, f"benchmark: {name} ({n} atoms, {steps} steps per measurement)")
             if n <= TEACHER_MAX_ATOMS:
                 calls = 3 if quick else max(3, min(10, 3000 // n))
-                row["ms"]["teacher (ASE)"] = _ase_ms(teacher_calc, atoms, calls)
+                row["ms"]["teacher (ASE)"] = ase_call_ms(teacher_calc, atoms, calls)
             else:
                 row["teacher_not_measured"] = (
                     f"above {TEACHER_MAX_ATOMS} atoms one teacher call takes minutes here"
@@ -222,7 +222,7 @@ def run_speed(
             row["ms"]["TIP3P (OpenMM)"] = openmm_step_ms(tip3p_system(atoms), atoms, steps)
             data = write_data(atoms, folder / f"{name}.data", elements=("H", "O"))
             for label, path in students.items():
-                row["ms"][f"{label} ASE"] = _ase_ms(StudentCalculator(path), atoms, steps)
+                row["ms"][f"{label} ASE"] = ase_call_ms(StudentCalculator(path), atoms, steps)
                 system = create_system(atoms, path)
                 row["ms"][f"{label} OpenMM"] = openmm_step_ms(system, atoms, steps)
                 for ranks in (1, 2):

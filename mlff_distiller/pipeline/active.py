@@ -119,7 +119,7 @@ def explore_lammps(
     from ..engines import lammps
     from ..export import export, is_exported, load_exported
     from ..models.checkpoint import load_checkpoint
-    from .md import LAMMPS_DECK, _relative
+    from .md import LAMMPS_DECK, relative_path
 
     files = []
     for k, member in enumerate(committee):
@@ -135,7 +135,7 @@ def explore_lammps(
         out = Path(workdir) / f"system-{system}"
         out.mkdir(parents=True, exist_ok=True)
         data = lammps.write_data(start, out / "data.lammps", elements=elements)
-        models = " ".join(_relative(m, out) for m in files)
+        models = " ".join(relative_path(m, out) for m in files)
         if len(committee) > 1:
             models += f" out_freq {settings['every']} out_file devi.out"
         deck = LAMMPS_DECK.format(

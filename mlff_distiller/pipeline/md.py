@@ -81,7 +81,7 @@ run             {steps}
 """
 
 
-def _relative(path: Path, folder: Path) -> str:
+def relative_path(path: Path, folder: Path) -> str:
     """``path`` as seen from ``folder`` (where the script or deck runs), so the run directory
     stays whole when it is moved."""
     return os.path.relpath(path.resolve(), folder.resolve())
@@ -114,7 +114,7 @@ def run_openmm(model: Path, atoms: Atoms, settings: dict[str, Any], out: Path) -
         raise InputError("md: OpenMM runs need a molecule or a fully periodic box")
     _write_pdb(atoms, out / "structure.pdb")
     script = OPENMM_SCRIPT.format(
-        model=_relative(model, out),
+        model=relative_path(model, out),
         temperature=settings["temperature_K"],
         friction=settings["friction_per_ps"],
         timestep=settings["timestep_fs"],
@@ -153,7 +153,7 @@ def run_lammps(model: Path, atoms: Atoms, settings: dict[str, Any], out: Path) -
     data = lammps.write_data(atoms, out / "data.lammps")
     deck = LAMMPS_DECK.format(
         boundary=data.boundary,
-        model=_relative(model, out),
+        model=relative_path(model, out),
         pair_coeff=data.pair_coeff,
         temperature=settings["temperature_K"],
         seed=4928459,
