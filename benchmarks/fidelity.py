@@ -182,7 +182,7 @@ def student_md_frames(
     return frames, status
 
 
-def _by_system(calc, frames: list[Atoms]) -> dict[str, dict[str, float]]:
+def errors_by_system(calc, frames: list[Atoms]) -> dict[str, dict[str, float]]:
     names = sorted({f.info.get("system", "?") for f in frames})
     return {
         n: frame_errors(calc, [f for f in frames if f.info.get("system", "?") == n]) for n in names
@@ -278,7 +278,7 @@ def evaluate_student(name: str, path: Path, teacher, sets: dict, refs: dict, arg
     result: dict = {"name": name, "path": str(path)}
     for key in ("heldout_300K", "heldout_500K", "unseen_300K"):
         frames = sets[key]
-        result[key] = {"all": frame_errors(calc, frames), "systems": _by_system(calc, frames)}
+        result[key] = {"all": frame_errors(calc, frames), "systems": errors_by_system(calc, frames)}
         print(f"{name} {key}: {result[key]['all']}", flush=True)
 
     own_frames: list[Atoms] = []
@@ -299,7 +299,7 @@ def evaluate_student(name: str, path: Path, teacher, sets: dict, refs: dict, arg
     labelled = read_dataset(label(own_frames, teacher, own_path, overwrite=True, progress=False))
     result["own_md_300K"] = {
         "all": frame_errors(calc, labelled),
-        "systems": _by_system(calc, labelled),
+        "systems": errors_by_system(calc, labelled),
         "runs": own_status,
     }
     print(f"{name} own MD: {result['own_md_300K']['all']}", flush=True)

@@ -15,7 +15,13 @@ import time
 from pathlib import Path
 
 import torch
-from fidelity import RESULTS, UNSEEN_SYSTEMS, _by_system, set_specs, teacher_md_set  # same dir
+from fidelity import (  # same dir
+    RESULTS,
+    UNSEEN_SYSTEMS,
+    errors_by_system,
+    set_specs,
+    teacher_md_set,
+)
 
 from mlff_distiller import StudentCalculator
 from mlff_distiller.benchmarking import frame_errors, write_json
@@ -42,7 +48,7 @@ def main() -> None:
         results[name] = {
             "model": model,
             "all": frame_errors(calc, frames),
-            "by_system": _by_system(calc, frames),
+            "by_system": errors_by_system(calc, frames),
         }
         e = results[name]["all"]
         lines.append(
