@@ -139,6 +139,7 @@ def _nve_energy_error(calc, timestep_fs: float, duration_fs: float = 50.0):
     return np.ptp(total), np.ptp(kinetic)
 
 
+@pytest.mark.slow
 def test_nve_velocity_verlet_conserves_energy(calc):
     """Conservative, smooth forces: the energy error is tiny and shrinks as dt² (non-conservative
     forces, e.g. 1 % off, leave an error ~1e-2 of the kinetic spread that does not shrink)."""
@@ -289,6 +290,7 @@ def _energy_in_worker(atoms: Atoms) -> tuple[float, np.ndarray]:
     return atoms.get_potential_energy(), atoms.get_forces()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["checkpoint", "exported"])
 def test_atoms_with_the_calculator_pickle_and_run_in_a_process_pool(kind, checkpoint, tmp_path):
     import pickle

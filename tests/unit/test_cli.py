@@ -67,6 +67,8 @@ def test_info_reports_versions_and_teachers():
     assert "lammps" in text and "sevennet-0" in text
 
 
+@pytest.mark.teacher
+@pytest.mark.slow
 def test_label_split_export_end_to_end(tmp_path):
     out = tmp_path / "d.h5"
     result = _run(
@@ -102,6 +104,8 @@ def test_label_split_export_end_to_end(tmp_path):
     assert json.loads(info.stdout)["teacher"] == "sevennet-0"
 
 
+@pytest.mark.teacher
+@pytest.mark.slow
 def test_label_from_yaml_config_with_shards_and_merge(tmp_path):
     config = tmp_path / "label.yaml"
     config.write_text(
@@ -195,6 +199,7 @@ def test_label_from_yaml_config_with_shards_and_merge(tmp_path):
         ),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_exits_nonzero_with_one_line(tmp_path, argv, message):
     result = subprocess.run(
         [*CLI, *argv], capture_output=True, text=True, cwd=tmp_path, timeout=300
@@ -206,6 +211,7 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path, argv, message):
     assert not (tmp_path / "x.h5").exists()
 
 
+@pytest.mark.teacher
 def test_unsupported_element_fails_before_labeling(tmp_path):
     from ase import Atoms
     from ase.io import write
@@ -225,6 +231,7 @@ def test_parser_defaults():
     assert args.chunk_size == 8 and not args.overwrite
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--perturb", "--conformers", "--chunk-size"])
 def test_negative_counts_are_refused_by_the_parser(flag, tmp_path):
     result = subprocess.run(
@@ -236,6 +243,7 @@ def test_negative_counts_are_refused_by_the_parser(flag, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_train_into_a_file_or_on_a_broken_dataset_leaves_nothing_behind(tmp_path):
     (tmp_path / "afile").write_text("mine")
     (tmp_path / "broken.h5").write_bytes(b"not hdf5 at all")

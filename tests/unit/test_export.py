@@ -172,6 +172,7 @@ def test_loads_with_torch_jit_load_alone_and_carries_metadata(exported):
     assert metadata == load_exported(exported["float64"])[1]
 
 
+@pytest.mark.slow
 def test_cli_export_and_info(checkpoint, tmp_path):
     out = tmp_path / "cli.pt"
     cli = [sys.executable, "-m", "mlff_distiller.cli"]
@@ -306,6 +307,7 @@ def _pairs(edges: torch.Tensor, shifts: torch.Tensor) -> set:
     return {(int(i), int(j), *map(int, s)) for (i, j), s in zip(edges.t(), shifts.round())}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["water", "molecule", "small-triclinic"])
 def test_neighbour_cache_gives_the_fresh_search_along_a_trajectory(exported, name):
     """The cached pairs (cutoff + skin, reused while every atom stays within skin / 2) are

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SHIPPED = Path(__file__).resolve().parents[2] / "torchscript_exports" / "sevennet0-tiny.pt"
 
 
+@pytest.mark.slow
 def test_running_and_exporting_a_student_imports_no_training_code(tmp_path):
     script = f"""
 import sys

@@ -311,6 +311,7 @@ class _InterruptingTeacher(Calculator):
         self.results = {"energy": work.get_potential_energy(), "forces": work.get_forces()}
 
 
+@pytest.mark.teacher
 def test_killed_labeling_process_resumes_from_its_journal(tmp_path):
     """Interrupt for real: SIGKILL the CLI mid-run, then rerun the same command."""
     smiles = ",".join(["O", "N", "C", "CO", "CC", "OO", "CN", "NN", "CCO", "CCC"])

@@ -41,6 +41,7 @@ def holder(tmp_path):
         proc.wait()
 
 
+@pytest.mark.slow
 def test_a_second_run_on_a_busy_directory_is_refused_with_the_holders_pid(holder, capsys):
     run_dir, proc = holder
     with pytest.raises(RunBusyError, match=rf"pid {proc.pid}\b.*another --out"):
@@ -53,6 +54,7 @@ def test_a_second_run_on_a_busy_directory_is_refused_with_the_holders_pid(holder
     assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
 
 
+@pytest.mark.slow
 def test_the_lock_dies_with_a_killed_holder(holder):
     run_dir, proc = holder
     proc.kill()

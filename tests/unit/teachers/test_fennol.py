@@ -19,6 +19,7 @@ from mlff_distiller.teachers import (
 )
 
 pytest.importorskip("fennol")  # an optional extra ("pip install .[fennol]"); CI installs it
+pytestmark = pytest.mark.teacher  # a FeNNol model built and jitted per module
 
 #: An unusual value, so the test sees the model's cutoff and not some default.
 CUTOFF = 4.25

@@ -29,6 +29,7 @@ from orb_models.forcefield.calculator import ORBCalculator
 from mlff_distiller.teachers import TeacherError, get_teacher, teacher_info
 
 pytestmark = [
+    pytest.mark.teacher,  # random-weight orb models, seconds each to build
     pytest.mark.filterwarnings("ignore:Setting global torch default dtype:UserWarning"),
     pytest.mark.filterwarnings("ignore:Consider passing 'precision=float32-high':UserWarning"),
     # orb-models' featurization hands a torch tensor to ase.geometry for periodic cells
