@@ -5,8 +5,8 @@
 
 Users run on shared nodes: two MD jobs on the same cores. Each job here is a real MD run of
 the student (ASE Langevin MD through ``StudentCalculator`` on 32 waters, or one LAMMPS rank
-on 768 waters), timed by itself (solo) and then with a second, identical job started beside
-it (shared). Each is run under two thread policies:
+on 256 waters, 768 atoms), timed by itself (solo) and then with a second, identical job
+started beside it (shared). Each is run under two thread policies:
 
 - ``torch default``: ``OMP_NUM_THREADS`` unset, so torch takes every core for each job;
 - ``OMP_NUM_THREADS=1``: one thread per job (the plugin's own default per MPI rank).
@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 POLICIES = {"torch default": None, "OMP_NUM_THREADS=1": "1"}
-JOBS = {"ase": "ASE MD, 32 waters", "lammps": "LAMMPS 1 rank, 768 waters"}
+JOBS = {"ase": "ASE MD, 96 atoms (32 waters)", "lammps": "LAMMPS 1 rank, 768 atoms (256 waters)"}
 
 
 def _worker(kind: str, model: Path, steps: int) -> dict:

@@ -58,6 +58,9 @@ DT_FS = 0.5
 #: Untimed calls or steps before every timed series (TorchScript optimises on first calls).
 WARMUP = 5
 PRESETS = ("tiny", "standard")
+#: The elements of the shipped students: what a step costs grows with the element count
+#: (``benchmarks/element_count.py``), so the untrained students know as many.
+STUDENT_ELEMENTS = ("H", "C", "N", "O", "F", "S", "Cl")
 
 
 def systems(quick: bool = False) -> dict[str, Atoms]:
@@ -204,7 +207,9 @@ def run_speed(
         students = (
             {model.stem: Path(model)}
             if model
-            else {p: untrained_student(p, ["H", "O"], folder / f"{p}.pt") for p in presets}
+            else {
+                p: untrained_student(p, list(STUDENT_ELEMENTS), folder / f"{p}.pt") for p in presets
+            }
         )
         for name, atoms in systems(quick).items():
             n = len(atoms)
@@ -232,6 +237,7 @@ def run_speed(
             teacher_ms = row["ms"].get("teacher (ASE)")
             floor = row["ms"]["TIP3P (OpenMM)"]
             row["ns_per_day"] = {k: _ns_per_day(v) for k, v in row["ms"].items()}
+            row["us_per_atom_step"] = {k: 1000.0 * v / n for k, v in row["ms"].items()}
             row["speedup_vs_teacher"] = {
                 k: teacher_ms / v for k, v in row["ms"].items() if teacher_ms and "teacher" not in k
             }
@@ -240,7 +246,9 @@ def run_speed(
     result = {
         "benchmark": "speed",
         "rows": rows,
-        "students": "untrained presets for H and O" if model is None else str(model),
+        "students": (
+            f"untrained presets for {', '.join(STUDENT_ELEMENTS)}" if model is None else str(model)
+        ),
         "dt_fs": DT_FS,
         "teacher": teacher,
         "notes": [
@@ -281,6 +289,13 @@ def speed_table(result: dict[str, Any]) -> str:
                 extra.append(f"{row['times_classical_floor'][key]:.0f}× TIP3P")
             cells.append(f"{ms:.3g}" + (f" ({', '.join(extra)})" if extra else ""))
         lines.append(f"| {row['atoms']:,} | " + " | ".join(cells) + " |")
+    if all("us_per_atom_step" in row for row in result["rows"]):
+        lines += ["", "µs per atom-step (the cost per atom; flat when it does not grow with size):"]
+        lines += ["", *header]
+        for row in result["rows"]:
+            cells = [f"{row['us_per_atom_step'][key]:.3g}" if key in row["ms"] else "not measured"
+                     for key in keys]  # fmt: skip
+            lines.append(f"| {row['atoms']:,} | " + " | ".join(cells) + " |")
     lines += ["", f"ns/day at a {result['dt_fs']:g} fs step:", "", *header]
     for row in result["rows"]:
         cells = [

@@ -33,6 +33,7 @@ def test_speed_rows_cover_every_engine_and_are_consistent(speed):
         for key, ms in row["ms"].items():
             assert math.isfinite(ms) and ms > 0, key
             assert row["ns_per_day"][key] == pytest.approx(DT_FS * 86.4 / ms)  # fs·(steps/day)
+            assert row["us_per_atom_step"][key] == pytest.approx(1000.0 * ms / row["atoms"])
             assert row["times_classical_floor"][key] == pytest.approx(
                 ms / row["ms"]["TIP3P (OpenMM)"]
             )
@@ -51,6 +52,12 @@ def test_speed_rows_cover_every_engine_and_are_consistent(speed):
         line = next(x for x in ns_part.splitlines() if x.startswith(f"| {row['atoms']:,} |"))
         cells = [float(c) for c in line.strip("| ").split(" | ")[1:]]
         assert cells == pytest.approx([DT_FS * 86.4 / row["ms"][k] for k in keys], rel=5e-3)
+    per_atom = ms_part.split("µs per atom-step")[1]
+    for row in result["rows"]:
+        line = next(x for x in per_atom.splitlines() if x.startswith(f"| {row['atoms']:,} |"))
+        cells = [float(c) for c in line.strip("| ").split(" | ")[1:]]
+        assert cells == pytest.approx([row["us_per_atom_step"][k] for k in keys], rel=5e-3)
+    assert "untrained presets for H, C, N, O, F, S, Cl" == result["students"]
     assert (out / "benchmark.png").stat().st_size > 0
 
 
