@@ -10,8 +10,6 @@ from pathlib import Path
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from .errors import InputError
-
 
 def latency_ms(calc: Calculator, structures: list[Atoms], repeats: int) -> float:
     """Median milliseconds per ``get_forces`` call of ``calc`` over ``structures``.
@@ -39,14 +37,12 @@ def untrained_student(
     What a step costs depends on the architecture, the elements and the neighbour count, not
     on the weights, so benchmarks need no training. The metadata says it is untrained.
     """
+    from .devices import torch_dtype
     from .export.exporter import export_module, student_metadata
     from .models import build_model
 
-    if dtype not in ("float32", "float64"):
-        raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    model = build_model(preset, list(elements)).eval()
-    if dtype == "float64":
-        model = model.double()
+    as_torch = torch_dtype(dtype)  # refuses anything but float32 and float64
+    model = build_model(preset, list(elements)).to(as_torch).eval()
     metadata = student_metadata(
         model,
         list(elements),

@@ -28,7 +28,6 @@ learning's premise); the teacher still labels every frame it yields.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 
 from ..errors import InputError
+from ..files import to_json
 from .cache import read_structure_cache, write_structure_cache
 from .sampling import (
     compress_bonds,
@@ -217,7 +217,7 @@ def _step_file(
         inputs["driver_sha256"] = hashlib.sha256(Path(str(step["driver"])).read_bytes()).hexdigest()
     elif _METHODS[method][2]:
         inputs["calculator"] = calculator_key
-    text = json.dumps(inputs, sort_keys=True, default=str)
+    text = to_json(inputs, sort_keys=True)
     return f"step-{index:02d}-{method}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
 
 
