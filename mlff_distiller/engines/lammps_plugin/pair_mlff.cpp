@@ -176,7 +176,8 @@ void PairMLFF::settings(int narg, char **arg)
   // so each step pays for fresh page faults (measured: 45 % of a 768-atom step). Keeping
   // freed memory in the process (32 MiB threshold, glibc's maximum; no trimming) makes
   // steps up to ~1.8x faster at the cost of holding on to the peak allocation. 'system'
-  // puts glibc's default thresholds (128 KiB) back, for processes that must give memory back.
+  // sets glibc's starting thresholds (128 KiB) again, for processes that must give memory
+  // back; glibc's own upward adjustment of the mmap threshold stays off once it is set.
   if (keep_freed_memory) {
     mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
