@@ -6,10 +6,13 @@
 Users run on shared nodes: two MD jobs on the same cores. Each job here is a real MD run of
 the student (ASE Langevin MD through ``StudentCalculator`` on 32 waters, or one LAMMPS rank
 on 256 waters, 768 atoms), timed by itself (solo) and then with a second, identical job
-started beside it (shared). Each is run under two thread policies:
+started beside it (shared). Each is run under these thread policies:
 
-- ``torch default``: ``OMP_NUM_THREADS`` unset, so torch takes every core for each job;
-- ``OMP_NUM_THREADS=1``: one thread per job (the plugin's own default per MPI rank).
+- ``default``: ``OMP_NUM_THREADS`` unset and nothing asked: ``StudentCalculator``'s own
+  policy (one thread below ``SERIAL_BELOW_ATOMS`` atoms), the plugin's one thread per rank;
+- ``every core`` (ASE only): ``StudentCalculator(threads=<cores>)``, what torch would take
+  by itself (and what the calculator did before it had a policy);
+- ``OMP_NUM_THREADS=1``: one thread per job, asked for by the environment.
 
 The figure of merit is ``shared / solo`` speed per job (the issue asks for >= 0.4 on this
 2-core machine). Time it on an otherwise idle machine; the report records the load average
@@ -30,11 +33,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-POLICIES = {"torch default": None, "OMP_NUM_THREADS=1": "1"}
+# policy -> (OMP_NUM_THREADS, StudentCalculator's threads); "cores" is os.cpu_count()
+POLICIES = {
+    "default": (None, None),
+    "every core": (None, "cores"),
+    "OMP_NUM_THREADS=1": ("1", None),
+}
+ASE_ONLY = {"every core"}
 JOBS = {"ase": "ASE MD, 96 atoms (32 waters)", "lammps": "LAMMPS 1 rank, 768 atoms (256 waters)"}
 
 
-def _worker(kind: str, model: Path, steps: int) -> dict:
+def _worker(kind: str, model: Path, steps: int, threads: int | None) -> dict:
     """One job: ``steps`` MD steps after a warm-up; ms per step (wall clock)."""
     if kind == "ase":
         from ase import units
@@ -44,7 +53,7 @@ def _worker(kind: str, model: Path, steps: int) -> dict:
         from mlff_distiller.data import water_box
 
         atoms = water_box(32)
-        atoms.calc = StudentCalculator(str(model))
+        atoms.calc = StudentCalculator(str(model), threads=threads)
         dyn = Langevin(atoms, 0.5 * units.fs, temperature_K=300, friction=0.01 / units.fs)
         dyn.run(20)
         start = time.perf_counter()
@@ -69,13 +78,16 @@ def _elements(model: Path) -> list[str]:
     return list(load_exported(model)[1]["elements"])
 
 
-def _start(kind: str, model: Path, steps: int, threads: str | None) -> subprocess.Popen:
+def _start(kind: str, model: Path, steps: int, policy: str) -> subprocess.Popen:
+    omp, threads = POLICIES[policy]
     env = dict(os.environ)
     env.pop("OMP_NUM_THREADS", None)
-    if threads is not None:
-        env["OMP_NUM_THREADS"] = threads
+    if omp is not None:
+        env["OMP_NUM_THREADS"] = omp
     command = [sys.executable, __file__, "--worker", kind, "--model", str(model),
                "--steps", str(steps)]  # fmt: skip
+    if threads == "cores":
+        command += ["--threads", str(os.cpu_count() or 1)]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
 
 
@@ -86,9 +98,9 @@ def _result(proc: subprocess.Popen) -> float:
     return json.loads(out.strip().splitlines()[-1])["ms_per_step"]
 
 
-def measure(kind: str, model: Path, steps: int, threads: str | None) -> dict:
-    solo = _result(_start(kind, model, steps, threads))
-    pair = [_start(kind, model, steps, threads) for _ in range(2)]
+def measure(kind: str, model: Path, steps: int, policy: str) -> dict:
+    solo = _result(_start(kind, model, steps, policy))
+    pair = [_start(kind, model, steps, policy) for _ in range(2)]
     shared = [_result(p) for p in pair]
     return {
         "solo_ms_per_step": solo,
@@ -119,9 +131,10 @@ def main() -> None:
     parser.add_argument("--jobs", nargs="+", default=["ase", "lammps"], choices=["ase", "lammps"])
     parser.add_argument("--out", type=Path, default=RESULTS / "sharing.json")
     parser.add_argument("--worker", choices=["ase", "lammps"], help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(_worker(args.worker, args.model.resolve(), args.steps)))
+        print(json.dumps(_worker(args.worker, args.model.resolve(), args.steps, args.threads)))
         return
     from mlff_distiller.benchmarking import write_json
     from mlff_distiller.files import write_text
@@ -129,11 +142,13 @@ def main() -> None:
     load = os.getloadavg()[0]
     rows = []
     for kind in args.jobs:
-        for policy, threads in POLICIES.items():
+        for policy in POLICIES:
+            if policy in ASE_ONLY and kind != "ase":
+                continue
             row = {
                 "job": JOBS[kind],
                 "threads": policy,
-                **measure(kind, args.model.resolve(), args.steps, threads),
+                **measure(kind, args.model.resolve(), args.steps, policy),
             }
             print(table({"rows": [row]}).splitlines()[-1], flush=True)
             rows.append(row)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,11 @@ from .models import build_graph, collate, evaluate
 from .models.checkpoint import load_checkpoint, model_from_checkpoint
 from .models.graph import check_finite
 from .models.graph import species_indices as species_index
+
+# Below this many atoms a call runs on one torch thread unless told otherwise: threads do not
+# pay for themselves on small systems here, and two jobs that each take every core slow each
+# other about tenfold (``benchmarks/threads.py`` and ``benchmarks/sharing.py`` measure both).
+SERIAL_BELOW_ATOMS = 1000
 
 
 class StudentCalculator(Calculator):
@@ -41,6 +47,11 @@ class StudentCalculator(Calculator):
         Where the student runs: ``"cpu"`` (default), ``"cuda"``, ``"cuda:1"``... Exported
         files of format version 4 on and checkpoints run anywhere; results come back as
         NumPy arrays either way.
+    threads
+        Torch intra-op threads for each call (restored afterwards, so the rest of the
+        process keeps its own setting). Default: torch's own count (every core, or
+        ``OMP_NUM_THREADS``) when ``OMP_NUM_THREADS`` is set or the system has at least
+        ``SERIAL_BELOW_ATOMS`` atoms, otherwise one thread.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
@@ -51,15 +62,20 @@ class StudentCalculator(Calculator):
         dtype: str | None = None,
         script: bool = True,
         device: str | None = None,
+        threads: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         path = Path(model)
         if dtype is not None:
             torch_dtype(dtype)  # refuses anything but float32 and float64
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or threads < 1):  # fmt: skip
+            raise InputError(f"threads must be a whole number of at least 1, got {threads!r}")
+        self.threads = threads
         self.device = resolve_device(device)
         self.path = path
-        self._options = {"dtype": dtype, "script": script, "device": device}
+        self._options = {"dtype": dtype, "script": script, "device": device, "threads": threads}
         self._model_digest = _digest(path) if path.is_file() else None
         self.exported = None
         if path.is_file() and is_exported(path):
@@ -125,10 +141,11 @@ class StudentCalculator(Calculator):
             raise PropertyNotImplementedError(
                 "stress needs a cell periodic in all three directions"
             )
-        if self.exported is not None:
-            self._calculate_exported(atoms, want_stress or bool(atoms.pbc.all()))
-        else:
-            self._calculate_checkpoint(atoms, want_stress)
+        with _torch_threads(self.call_threads(len(atoms))):
+            if self.exported is not None:
+                self._calculate_exported(atoms, want_stress or bool(atoms.pbc.all()))
+            else:
+                self._calculate_checkpoint(atoms, want_stress)
         for name, value in self.results.items():
             if not np.all(np.isfinite(value)):
                 self.results = {}
@@ -136,6 +153,14 @@ class StudentCalculator(Calculator):
                     f"the student returned non-finite {name} for finite inputs; "
                     f"{self.path} is broken: train or export it again"
                 )
+
+    def call_threads(self, n_atoms: int) -> int:
+        """The torch threads a call on ``n_atoms`` atoms runs with (see ``threads``)."""
+        if self.threads is not None:
+            return self.threads
+        if os.environ.get("OMP_NUM_THREADS") or n_atoms >= SERIAL_BELOW_ATOMS:
+            return torch.get_num_threads()
+        return 1
 
     def _calculate_checkpoint(self, atoms: Atoms, want_stress: bool) -> None:
         graph = build_graph(atoms, self.cutoff, self.atomic_numbers)
@@ -189,6 +214,21 @@ class StudentCalculator(Calculator):
             self.results["stress"] = np.array(
                 [s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]
             )
+
+
+@contextmanager
+def _torch_threads(count: int):
+    """Run the block on ``count`` torch intra-op threads, then restore the process's count
+    (under a microsecond each way)."""
+    before = torch.get_num_threads()
+    if count == before:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _digest(path: Path) -> str:

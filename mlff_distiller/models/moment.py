@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .radial import BesselBasis, PolynomialEnvelope, ZBLRepulsion
+from .radial import BesselBasis, PolynomialEnvelope, ZBLRepulsion, check_core_window
 from .segments import centre_slots, mix_by_pair, sum_outer
 
 
@@ -52,6 +52,9 @@ class MomentStudent(nn.Module):
         range (the learned part's edge weight rises from 0 to 1 where ZBL's falls from 1 to
         0), so that below it the learned part does not see the pair at all and cannot
         extrapolate into an attraction there. Off reproduces students trained before it.
+    core_window
+        ``[inner, outer]``: the switching range, as fractions of each pair's covalent radii
+        sum (the core is whole below ``inner``, gone above ``outer``). Default ``[0.4, 0.7]``.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class MomentStudent(nn.Module):
         avg_neighbors: float = 10.0,
         envelope_p: int = 6,
         core_handover: bool = False,
+        core_window: list[float] | None = None,
     ) -> None:
         super().__init__()
         hidden = [128, 128] if hidden is None else list(hidden)
@@ -107,7 +111,7 @@ class MomentStudent(nn.Module):
             layers.append(nn.SiLU())
         self.hidden_layers = nn.ModuleList(layers)
         self.readout = nn.Linear(widths[-1], 1)
-        self.zbl = ZBLRepulsion(atomic_numbers, covalent_radii)
+        self.zbl = ZBLRepulsion(atomic_numbers, covalent_radii, *check_core_window(core_window))
         self.core_handover = bool(core_handover)
 
     def forward(

@@ -64,7 +64,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 #: The keys each architecture takes (``architecture`` itself is fixed by the preset).
 ARCHITECTURE_KEYS: dict[str, tuple[str, ...]] = {
-    "moment": ("cutoff", "n_basis", "n_radial", "hidden", "envelope_p", "core_handover"),
+    "moment": (
+        "cutoff",
+        "n_basis",
+        "n_radial",
+        "hidden",
+        "envelope_p",
+        "core_handover",
+        "core_window",
+    ),
     "tensor_moment": (
         "cutoff",
         "n_basis",
@@ -75,6 +83,7 @@ ARCHITECTURE_KEYS: dict[str, tuple[str, ...]] = {
         "hidden",
         "envelope_p",
         "core_handover",
+        "core_window",
     ),
 }
 #: Every model key of any architecture (training configs may carry them).

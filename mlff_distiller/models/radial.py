@@ -7,9 +7,12 @@ vanish at the cutoff, so energies and forces are continuous as atoms cross it.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
+
+from ..errors import InputError
 
 
 class PolynomialEnvelope(nn.Module):
@@ -57,6 +60,25 @@ _ZBL_C = (0.18175, 0.50986, 0.28022, 0.02817)
 _ZBL_D = (3.19980, 0.94229, 0.40290, 0.20162)
 #: e²/(4πε₀) in eV·Å.
 COULOMB_EV_A = 14.399645
+#: The core's default switching range, in fractions of a pair's covalent radii sum.
+CORE_WINDOW = (0.4, 0.7)
+
+
+def check_core_window(value: Any) -> tuple[float, float]:
+    """``[inner, outer]`` of the core's switching range checked (``None``: the default)."""
+    if value is None:
+        return CORE_WINDOW
+    numbers = (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    )
+    if not numbers or not 0.0 < value[0] < value[1] <= 1.0:
+        raise InputError(
+            "core_window must be [inner, outer] with 0 < inner < outer <= 1 (fractions of "
+            f"the covalent radii sum, e.g. [0.4, 0.7]), got {value!r}"
+        )
+    return float(value[0]), float(value[1])
 
 
 class ZBLRepulsion(nn.Module):
@@ -69,17 +91,18 @@ class ZBLRepulsion(nn.Module):
         self,
         atomic_numbers: list[int],
         covalent_radii: list[float],
-        inner: float = 0.4,
-        outer: float = 0.7,
+        inner: float = CORE_WINDOW[0],
+        outer: float = CORE_WINDOW[1],
     ) -> None:
         super().__init__()
+        inner, outer = check_core_window([inner, outer])
         z = torch.tensor(atomic_numbers, dtype=torch.float32)
         self.register_buffer("z", z)
         self.register_buffer("rcov", torch.tensor(covalent_radii, dtype=torch.float32))
         self.register_buffer("zbl_c", torch.tensor(_ZBL_C))
         self.register_buffer("zbl_d", torch.tensor(_ZBL_D))
-        self.inner = inner
-        self.outer = outer
+        self.inner = float(inner)
+        self.outer = float(outer)
         self.coulomb = COULOMB_EV_A
 
     def forward(self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .radial import BesselBasis, PolynomialEnvelope, ZBLRepulsion
+from .radial import BesselBasis, PolynomialEnvelope, ZBLRepulsion, check_core_window
 from .segments import centre_slots, sum_outer
 
 #: The highest moment rank a student may use (angular order of its three-body terms).
@@ -105,6 +105,8 @@ class TensorMomentStudent(nn.Module):
     core_handover
         Hand each pair from the learned part to the ZBL core across the core's switching
         range (as in :class:`~.moment.MomentStudent`). Off reproduces older students.
+    core_window
+        ``[inner, outer]``: the switching range (as in :class:`~.moment.MomentStudent`).
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class TensorMomentStudent(nn.Module):
         avg_neighbors: float = 10.0,
         envelope_p: int = 6,
         core_handover: bool = False,
+        core_window: list[float] | None = None,
     ) -> None:
         super().__init__()
         hidden = [128, 128] if hidden is None else list(hidden)
@@ -192,7 +195,7 @@ class TensorMomentStudent(nn.Module):
             layers.append(nn.SiLU())
         self.hidden_layers = nn.ModuleList(layers)
         self.readout = nn.Linear(widths[-1], 1)
-        self.zbl = ZBLRepulsion(atomic_numbers, covalent_radii)
+        self.zbl = ZBLRepulsion(atomic_numbers, covalent_radii, *check_core_window(core_window))
         self.core_handover = bool(core_handover)
 
     def forward(

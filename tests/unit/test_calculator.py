@@ -20,7 +20,7 @@ from ase.md.nose_hoover_chain import IsotropicMTKNPT
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
-from mlff_distiller.calculators import StudentCalculator
+from mlff_distiller.calculators import SERIAL_BELOW_ATOMS, StudentCalculator
 from mlff_distiller.models import build_model
 from mlff_distiller.models.checkpoint import CheckpointError, save_checkpoint
 from mlff_distiller.models.presets import MODEL_KEYS
@@ -229,6 +229,53 @@ def test_missing_or_damaged_checkpoint_is_a_clear_error(tmp_path):
 def test_bad_dtype_is_a_clear_error(checkpoint):
     with pytest.raises(ValueError, match="float32"):
         StudentCalculator(checkpoint, dtype="float16")
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, "2", True])
+def test_bad_thread_count_is_a_clear_error(checkpoint, threads):
+    with pytest.raises(ValueError, match="threads must be a whole number"):
+        StudentCalculator(checkpoint, threads=threads)
+
+
+# --- threads --------------------------------------------------------------------------------
+
+
+def _threads_seen(calc: StudentCalculator, atoms: Atoms, monkeypatch) -> list[int]:
+    """Torch's thread count inside each evaluation the calculator makes for ``atoms``."""
+    seen = []
+    evaluate = calc._calculate_checkpoint
+
+    def recording(*args):
+        seen.append(torch.get_num_threads())
+        return evaluate(*args)
+
+    monkeypatch.setattr(calc, "_calculate_checkpoint", recording)
+    atoms.calc = calc
+    atoms.get_forces()
+    return seen
+
+
+def test_small_systems_run_on_one_thread_and_the_process_count_is_restored(
+    checkpoint, monkeypatch
+):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(2)  # the one_thread fixture restores its own count afterwards
+    calc = StudentCalculator(checkpoint)
+    assert _threads_seen(calc, methanol(), monkeypatch) == [1]
+    assert torch.get_num_threads() == 2
+    assert calc.call_threads(SERIAL_BELOW_ATOMS - 1) == 1
+    assert calc.call_threads(SERIAL_BELOW_ATOMS) == 2
+
+
+def test_asked_thread_counts_are_used(checkpoint, monkeypatch):
+    torch.set_num_threads(2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user chose: torch's count, any size
+    assert StudentCalculator(checkpoint).call_threads(5) == 2
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    calc = StudentCalculator(checkpoint, threads=3)
+    assert _threads_seen(calc, methanol(), monkeypatch) == [3]
+    assert torch.get_num_threads() == 2
+    assert calc.call_threads(10 * SERIAL_BELOW_ATOMS) == 3
 
 
 # --- caching and precision ------------------------------------------------------------------

@@ -35,10 +35,12 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-#: Every preset, and the tensor-moment student at the angular orders no preset uses yet.
+#: Every preset, the tensor-moment student at the angular orders no preset uses yet, and a
+#: core switching range moved outwards.
 VARIANTS = {name: (name, {}) for name in PRESETS} | {
     "tiny-l3/max_rank=4": ("tiny-l3", {"max_rank": 4}),
     "tiny-l3/max_rank=6": ("tiny-l3", {"max_rank": 6}),
+    "tiny/core_window=[0.6,0.8]": ("tiny", {"core_window": [0.6, 0.8]}),
 }
 
 
@@ -375,6 +377,28 @@ def test_core_handover_hides_close_pairs_from_the_learned_part(model):
     )
     assert energy(model, close) == pytest.approx(isolated + core, rel=1e-12)
     assert abs(energy(blind, close) - (isolated + core)) > 1e-6  # the learned part sees it
+
+
+@pytest.mark.parametrize("window", [[0.7, 0.6], [0.0, 0.5], [0.5, 1.2], [0.5], 0.6, ["a", 1]])
+def test_bad_core_window_is_a_clear_error(window):
+    with pytest.raises(ValueError, match=r"core_window must be \[inner, outer\]"):
+        build_model("tiny", ELEMENTS, core_window=window)
+
+
+def test_core_window_moves_the_switching_range():
+    """At 0.55 x the covalent radii sum the default window (0.4-0.7) lets the learned part
+    see a C-O pair; a window of 0.6-0.8 leaves it to the core alone."""
+    moved = random_student("tiny", core_window=[0.6, 0.8])
+    default = random_student("tiny")
+    assert (moved.zbl.inner, moved.zbl.outer) == (0.6, 0.8)
+    assert (default.zbl.inner, default.zbl.outer) == (0.4, 0.7)
+    for model, blind in ((moved, True), (default, False)):
+        r = 0.55 * float(model.zbl.rcov[1] + model.zbl.rcov[2])
+        pair = Atoms("CO", positions=[[0, 0, 0], [r, 0, 0]])
+        isolated = energy(model, Atoms("C")) + energy(model, Atoms("O"))
+        distance = torch.tensor([r], dtype=torch.float64)
+        core = float(model.zbl(distance, torch.tensor([1]), torch.tensor([2]))[0])
+        assert (energy(model, pair) == pytest.approx(isolated + core, rel=1e-12)) is blind
 
 
 # --- TorchScript and precision --------------------------------------------------------------
