@@ -224,11 +224,20 @@ def test_unsupported_element_fails_before_labeling(tmp_path):
     assert "Am" in result.stderr and "not supported by teacher 'sevennet-0'" in result.stderr
 
 
-def test_parser_defaults():
+def test_label_command_defaults_are_the_librarys():
+    """``dataset label`` without options labels exactly as ``data.label`` and the pipeline's
+    labeling stage do by default (one place to change a default, not three that drift)."""
+    import inspect
+
+    from mlff_distiller.data.labeling import label
+    from mlff_distiller.pipeline.config import DEFAULTS
+
     args = build_parser().parse_args(
         ["dataset", "label", "--source", "builtin:organic", "--out", "d.h5"]
     )
-    assert args.chunk_size == 8 and not args.overwrite
+    library = inspect.signature(label).parameters
+    assert args.chunk_size == library["chunk_size"].default == DEFAULTS["labeling"]["chunk_size"]
+    assert args.overwrite is library["overwrite"].default
 
 
 @pytest.mark.slow
