@@ -83,16 +83,13 @@ def openmm_parity(model: Path, atoms: Atoms) -> dict[str, float]:
     import openmm
     from openmm import unit
 
-    from mlff_distiller.engines.openmm import create_system
+    from mlff_distiller.engines.openmm import create_system, make_context
 
     out = {}
     for platform, properties in (("CPU", {}), ("CUDA", {"Precision": "double"})):
         system = create_system(atoms, model)
         integrator = openmm.VerletIntegrator(0.0005)
-        context = openmm.Context(
-            system, integrator, openmm.Platform.getPlatformByName(platform), properties
-        )
-        context.setPositions(atoms.positions * 0.1)
+        context = make_context(system, integrator, platform, properties, atoms=atoms)
         state = context.getState(getEnergy=True, getForces=True)
         out[platform] = (
             state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
@@ -113,9 +110,8 @@ def lammps_parity(model: Path, atoms: Atoms, work: Path, elements: list[str]) ->
         workdir.mkdir(parents=True, exist_ok=True)
         data = write_data(atoms, workdir / "system.data", elements=elements)
         deck = "\n".join([
-            "units metal", f"boundary {data.boundary}", "atom_style atomic",
-            f"read_data {data.path.name}", f"pair_style mlff {model} device {device}",
-            data.pair_coeff, "thermo_style custom step pe",
+            *data.student_deck(model, keywords=f"device {device}", relative=True),
+            "thermo_style custom step pe",
             "thermo_modify format float %.17g norm no",
             "dump d all custom 1 dump.txt id fx fy fz", "dump_modify d format float %.17g sort id",
             "run 0", "",

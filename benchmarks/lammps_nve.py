@@ -54,14 +54,7 @@ WORK = Path("runs") / "lammps_nve"
 
 DECK = """\
 # NVE energy conservation of a student ({n} atoms); written by benchmarks/lammps_nve.py
-units           metal
-atom_style      atomic
-boundary        {boundary}
-atom_modify     map array
-read_data       {data}
-
-pair_style      mlff {model}
-{pair_coeff}
+{preamble}
 
 neighbor        2.0 bin
 neigh_modify    every 1 delay 0 check yes
@@ -164,10 +157,11 @@ def main() -> None:
     blow_up = 3 * 1.5 * n * units.kB * args.temperature
     deck = DECK.format(
         n=n,
-        boundary=data.boundary,
-        data=data.path.name,
-        model=model.resolve(),
-        pair_coeff=data.pair_coeff,
+        preamble="\n".join(
+            data.student_deck(
+                model.resolve(), relative=True, before_read=("atom_modify map array",)
+            )
+        ),
         dt_ps=dt_ps,
         every=every,
         temperature=args.temperature,

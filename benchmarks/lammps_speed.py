@@ -65,8 +65,7 @@ HEADER = re.compile(r"^LAMMPS \((.+)\)\s*$", re.M)
 
 def _deck(data, model: Path, warmup: int, steps: int) -> str:
     return "\n".join([
-        "units metal", f"boundary {data.boundary}", "atom_style atomic",
-        f"read_data {data.path}", f"pair_style mlff {model}", data.pair_coeff,
+        *data.student_deck(model),
         f"velocity all create 300 {SEED}", f"timestep {DT_FS / 1000}",
         "fix nve all nve", f"thermo {max(warmup, steps)}", f"run {warmup}", f"run {steps}", "",
     ])  # fmt: skip

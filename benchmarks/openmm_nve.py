@@ -38,7 +38,7 @@ from mlff_distiller import __version__
 from mlff_distiller.benchmarking import write_json
 from mlff_distiller.data import import_extxyz, label, rattle_strain, water_box, write_extxyz
 from mlff_distiller.data.waterbox import make_water_box
-from mlff_distiller.engines.openmm import KJ_PER_MOL_PER_EV, create_system
+from mlff_distiller.engines.openmm import KJ_PER_MOL_PER_EV, create_system, make_context
 from mlff_distiller.export import export
 from mlff_distiller.training import train
 
@@ -96,8 +96,7 @@ def run(system, atoms, args) -> dict:
     compound = openmm.CompoundIntegrator()
     compound.addIntegrator(integrator)
     compound.addIntegrator(verlet)
-    context = openmm.Context(system, compound, openmm.Platform.getPlatformByName(args.platform))
-    context.setPositions(atoms.positions * unit.angstrom)
+    context = make_context(system, compound, args.platform, atoms=atoms)
     context.setVelocitiesToTemperature(args.temperature * unit.kelvin, 1)
     every = args.report_every
     nvt_steps = round(args.nvt_ps * 1000 / args.dt_fs)

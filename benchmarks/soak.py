@@ -85,7 +85,7 @@ def _work_openmm(model: Path, steps: int, table: Path) -> None:
     import openmm
     from openmm import unit
 
-    from mlff_distiller.engines.openmm import ANGSTROM_PER_NM, create_system
+    from mlff_distiller.engines.openmm import create_system, make_context
 
     atoms = _water()
     system = create_system(atoms, model)
@@ -94,9 +94,7 @@ def _work_openmm(model: Path, steps: int, table: Path) -> None:
         FRICTION_PER_PS / unit.picosecond,
         TIMESTEP_FS * unit.femtosecond,
     )
-    platform = openmm.Platform.getPlatformByName("CPU")
-    context = openmm.Context(system, integrator, platform, {"Threads": "1"})
-    context.setPositions(atoms.positions / ANGSTROM_PER_NM)
+    context = make_context(system, integrator, "CPU", {"Threads": "1"}, atoms=atoms)
     context.setVelocitiesToTemperature(TEMPERATURE_K * unit.kelvin, 1)
     dof = 3 * len(atoms)
     start = time.perf_counter()
@@ -117,8 +115,7 @@ def _work_lammps(model: Path, steps: int, table: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     data = write_data(_water(), folder / "water.data", elements=("H", "O"))
     deck = "\n".join([
-        "units metal", f"boundary {data.boundary}", "atom_style atomic",
-        f"read_data {data.path.name}", f"pair_style mlff {model}", data.pair_coeff,
+        *data.student_deck(model, relative=True),
         f"velocity all create {TEMPERATURE_K} 4928459 mom yes rot no dist gaussian",
         f"timestep {TIMESTEP_FS / 1000}", "fix integrate all nve",
         f"fix thermostat all langevin {TEMPERATURE_K} {TEMPERATURE_K} "

@@ -108,10 +108,10 @@ def openmm_step_ms(
     import openmm
     from openmm import unit
 
+    from .engines.openmm import make_context
+
     integrator = openmm.VerletIntegrator(DT_FS * unit.femtoseconds)
-    chosen = openmm.Platform.getPlatformByName(platform)
-    context = openmm.Context(system, integrator, chosen, properties or {})
-    context.setPositions(atoms.positions * 0.1)
+    context = make_context(system, integrator, platform, properties, atoms=atoms)
     context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
     integrator.step(WARMUP)
     wait = platform not in ("CPU", "Reference")
@@ -165,8 +165,7 @@ def lammps_step_ms(
     from .engines.lammps import run_lammps
 
     deck = "\n".join([
-        "units metal", f"boundary {data.boundary}", "atom_style atomic",
-        f"read_data {data.path}", f"pair_style mlff {model} {keywords}", data.pair_coeff,
+        *data.student_deck(model, keywords=keywords),
         "velocity all create 300 4928459", f"timestep {DT_FS / 1000}", "fix nve all nve",
         f"thermo {steps}", f"run {WARMUP}", f"run {steps}", "",
     ])  # fmt: skip
@@ -360,8 +359,7 @@ def run_memory(
         model = untrained_student(preset, ["H", "O"], folder / "student.pt")
         data = write_data(atoms, folder / "cluster.data", elements=("H", "O"))
         deck = "\n".join([
-            "units metal", f"boundary {data.boundary}", "atom_style atomic",
-            f"read_data {data.path}", f"pair_style mlff {model}", data.pair_coeff,
+            *data.student_deck(model),
             "velocity all create 300 4928459", f"timestep {DT_FS / 1000}",
             "fix nve all nve", "fix hot all langevin 300 300 0.1 4928459",
             f"thermo {max(1000, calls // 100)}", f"run {calls}", "",

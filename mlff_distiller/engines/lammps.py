@@ -416,13 +416,44 @@ class LammpsData:
 
     @property
     def deck_lines(self) -> list[str]:
-        """What a deck needs to read this file and run the student on it (after
-        ``units``): the bond lines of a ``full`` file keep every pair in the plugin's
-        neighbour list (``special_bonds lj/coul 1.0 1.0 1.0``) and add no energy."""
-        lines = [f"atom_style {self.atom_style}", f"boundary {self.boundary}"]
+        """What a deck needs to read this file (by its name, from its folder) and run the
+        student on it, after ``units``: the bond lines of a ``full`` file keep every pair in
+        the plugin's neighbour list (``special_bonds lj/coul 1.0 1.0 1.0``) and add no
+        energy."""
+        return self._read_lines(self.path.name, self.boundary)
+
+    def student_deck(
+        self,
+        model: str | os.PathLike,
+        *,
+        units: str = "metal",
+        keywords: str = "",
+        relative: bool = False,
+        boundary: str | None = None,
+        before_read: tuple[str, ...] = (),
+    ) -> list[str]:
+        """The opening every deck that runs a student on this file shares: ``units``, the
+        lines that read the file (by absolute path, so the deck runs from any folder; by
+        name with ``relative``), ``pair_style mlff model keywords`` and ``pair_coeff``.
+        ``boundary``: instead of the file's own (e.g. ``s s s``, shrink-wrapped, for a
+        molecule's long MD); ``before_read``: lines that must come before the box exists
+        (``atom_modify``)."""
+        read = self._read_lines(
+            self.path.name if relative else str(self.path.resolve()), boundary or self.boundary
+        )
+        return [
+            f"units {units}",
+            *before_read,
+            *read,
+            " ".join(["pair_style mlff", str(model), keywords]).rstrip(),
+            self.pair_coeff,
+        ]
+
+    def _read_lines(self, path: str, boundary: str) -> list[str]:
+        lines = [f"atom_style {self.atom_style}", f"boundary {boundary}"]
         if self.atom_style == "full":
             lines += ["bond_style zero", "special_bonds lj/coul 1.0 1.0 1.0"]
-        lines.append(f"read_data {self.path.name}")
+        lines.append(f"read_data {path}")
         if self.atom_style == "full" and self.bond_types:
             lines.append("bond_coeff *")
         return lines

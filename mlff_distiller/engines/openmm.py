@@ -143,6 +143,35 @@ class _ScaledMolecule(torch.nn.Module):
         return factor * energy, factor * forces
 
 
+def make_context(
+    system: openmm.System,
+    integrator: openmm.Integrator,
+    platform: str = "CPU",
+    properties: dict[str, str] | None = None,
+    atoms: Atoms | None = None,
+) -> openmm.Context:
+    """An OpenMM ``Context`` of ``system`` on the platform named ``platform`` (with its
+    ``properties``, e.g. ``{"Threads": "1"}``), and, given ``atoms``, their positions (and
+    box, if periodic) set in OpenMM's units. Every Context the project makes comes from
+    here; a platform this OpenMM lacks is a one-line error naming the ones it has."""
+    _ensure_torch_plugin()
+    names = [
+        openmm.Platform.getPlatform(k).getName() for k in range(openmm.Platform.getNumPlatforms())
+    ]
+    if platform not in names:
+        raise RunError(
+            f"OpenMM has no {platform} platform here (it has {', '.join(names)}); "
+            "choose one of those"
+        )
+    chosen = openmm.Platform.getPlatformByName(platform)
+    context = openmm.Context(system, integrator, chosen, dict(properties or {}))
+    if atoms is not None:
+        if atoms.pbc.all():
+            context.setPeriodicBoxVectors(*(atoms.cell.array / ANGSTROM_PER_NM))
+        context.setPositions(atoms.positions / ANGSTROM_PER_NM)
+    return context
+
+
 def topology_from_atoms(atoms: Atoms) -> app.Topology:
     """An OpenMM topology of ``atoms``: one residue per atom, no bonds, the cell as the box
     when ``atoms`` is periodic in all three directions (partial periodicity is an error)."""

@@ -58,13 +58,7 @@ simulation.step({steps})
 
 LAMMPS_DECK = """\
 # Langevin MD of a distilled student in LAMMPS (pair_style mlff).
-units           metal
-atom_style      atomic
-boundary        {boundary}
-read_data       data.lammps
-
-pair_style      mlff {model}
-{pair_coeff}
+{preamble}
 
 velocity        all create {temperature} {seed} mom yes rot yes dist gaussian
 timestep        {timestep_ps}
@@ -152,9 +146,7 @@ def run_lammps(model: Path, atoms: Atoms, settings: dict[str, Any], out: Path) -
 
     data = lammps.write_data(atoms, out / "data.lammps")
     deck = LAMMPS_DECK.format(
-        boundary=data.boundary,
-        model=relative_path(model, out),
-        pair_coeff=data.pair_coeff,
+        preamble="\n".join(data.student_deck(relative_path(model, out), relative=True)),
         temperature=settings["temperature_K"],
         seed=4928459,
         timestep_ps=settings["timestep_fs"] / 1000,

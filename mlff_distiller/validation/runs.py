@@ -207,7 +207,7 @@ def run_ase(
 # ------------------------------------------------------------------------------- OpenMM
 def _openmm_context(atoms: Atoms, model_path: Path, timestep_fs: float):
     # engines.openmm imports torch before openmm (OpenMM's Torch plugin needs it loaded).
-    from ..engines.openmm import create_system
+    from ..engines.openmm import create_system, make_context
 
     # isort: split
     import openmm
@@ -222,11 +222,7 @@ def _openmm_context(atoms: Atoms, model_path: Path, timestep_fs: float):
     integrator.addComputePerDof("v", "v + 0.5*dt*f/m")
     integrator.addComputePerDof("x", "x + dt*v")
     integrator.addComputePerDof("v", "v + 0.5*dt*f/m")
-    platform = openmm.Platform.getPlatformByName("CPU")
-    context = openmm.Context(system, integrator, platform, {"Threads": "1"})
-    if atoms.pbc.all():
-        context.setPeriodicBoxVectors(*(atoms.cell.array / 10.0))
-    context.setPositions(atoms.positions / 10.0)
+    context = make_context(system, integrator, "CPU", {"Threads": "1"}, atoms=atoms)
     return context, integrator
 
 
@@ -290,17 +286,13 @@ class _Lammps:
         self.n = len(atoms)
         data = write_data(atoms, workdir / "system.data", elements=elements, velocities=True)
         self.rotation = data.rotation
-        boundary = "p p p" if atoms.pbc.all() else "s s s"
+        boundary = "p p p" if atoms.pbc.all() else "s s s"  # molecules: shrink-wrapped
         lmp.commands_string(
             "\n".join(
                 [
-                    "units metal",
-                    f"boundary {boundary}",
-                    "atom_style atomic",
-                    "atom_modify map array",
-                    f"read_data {data.path}",
-                    f"pair_style mlff {model_path}",
-                    data.pair_coeff,
+                    *data.student_deck(
+                        model_path, boundary=boundary, before_read=("atom_modify map array",)
+                    ),
                     f"timestep {dt_fs / 1000.0}",
                     "thermo_style custom step pe ke etotal",
                     "thermo_modify norm no",

@@ -43,6 +43,7 @@ NKTV2P_METAL = 1.6021765e6
 #: LAMMPS' eV → kcal/mol factor in units real (force->qe2f).
 QE2F_REAL = 23.060549
 
+
 @pytest.fixture(scope="module", autouse=True)
 def plugin() -> Path:
     return build_plugin()
@@ -658,7 +659,6 @@ def test_device_keyword_cpu_is_the_default_and_others_are_checked(models, tmp_pa
         assert expected in error, error
     error = _failing_run(_error_deck(str(model), style_keywords="device"), tmp_path / "bare")
     assert "device needs a value" in error
-
 
 
 def test_malloc_keyword_keeps_the_numbers_and_is_checked(models, tmp_path):

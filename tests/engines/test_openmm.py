@@ -29,6 +29,7 @@ from mlff_distiller.engines.openmm import (
     KJ_PER_MOL_PER_EV,
     create_mixed_system,
     create_system,
+    make_context,
     topology_from_atoms,
 )
 
@@ -48,10 +49,7 @@ def platform(request) -> openmm.Platform:
 
 def evaluate(system: openmm.System, atoms: Atoms, platform: openmm.Platform, groups=-1):
     """Energy (eV) and forces (eV/Å) from OpenMM at the positions and cell of ``atoms``."""
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
-    if atoms.pbc.all():
-        context.setPeriodicBoxVectors(*(row / ANGSTROM_PER_NM for row in atoms.cell.array))
-    context.setPositions(atoms.positions / ANGSTROM_PER_NM)
+    context = make_context(system, openmm.VerletIntegrator(0.001), platform.getName(), atoms=atoms)
     state = context.getState(getEnergy=True, getForces=True, groups=groups)
     energy = state.getPotentialEnergy().value_in_unit(KJ_MOL) / KJ_PER_MOL_PER_EV
     forces = state.getForces(asNumpy=True).value_in_unit(KJ_MOL / unit.nanometer)
@@ -140,6 +138,12 @@ def test_torchforce_module_is_inference_only(models):
     assert len(torch_forces) == 1
     parameters = list(openmmtorch.TorchForce.cast(torch_forces[0]).getModule().parameters())
     assert parameters and not any(p.requires_grad for p in parameters)
+
+
+def test_a_platform_openmm_lacks_is_named_with_the_ones_it_has(models):
+    system = create_system(molecule("H2O"), models["float64"])
+    with pytest.raises(RuntimeError, match=r"OpenMM has no Quantum platform here \(it has .*CPU"):
+        make_context(system, openmm.VerletIntegrator(0.001), "Quantum")
 
 
 def test_unknown_element_is_named(models):

@@ -279,7 +279,8 @@ def test_engine_runs_wrote_their_trajectories(pipeline_run):
     thermo = read_thermo(run_dir / "md" / "lammps" / "log.lammps")[-1]
     assert [int(r["Step"]) for r in thermo] == [0, 5, 10, 15, 20]
     assert "with 9 atoms" in (run_dir / "md" / "lammps" / "log.lammps").read_text()
-    assert "pair_style      mlff" in (run_dir / "md" / "lammps" / "in.lammps").read_text()
+    deck = (run_dir / "md" / "lammps" / "in.lammps").read_text()
+    assert re.search(r"^pair_style\s+mlff\s", deck, re.M) and "\nread_data data.lammps\n" in deck
     for run in (openmm, lammps):
         assert 0 < run["mean_temperature_K"] < 5000
 

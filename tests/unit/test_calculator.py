@@ -255,9 +255,7 @@ def _threads_seen(calc: StudentCalculator, atoms: Atoms, monkeypatch) -> list[in
     return seen
 
 
-def test_small_systems_run_on_one_thread_and_the_process_count_is_restored(
-    checkpoint, monkeypatch
-):
+def test_small_systems_run_on_one_thread_and_the_process_count_is_restored(checkpoint, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     torch.set_num_threads(2)  # the one_thread fixture restores its own count afterwards
     calc = StudentCalculator(checkpoint)

@@ -139,3 +139,32 @@ def test_cli_writes_a_data_file(tmp_path, capsys):
     assert main(["lammps", "data", str(tmp_path / "water.xyz"), "--out", str(out)]) == 0
     assert "pair_coeff * * H O" in capsys.readouterr().out
     assert out.is_file()
+
+
+def test_student_deck_opens_every_deck_in_lammps_order(tmp_path):
+    """units, then what must precede the box (atom_modify), the file's atom_style and
+    boundary, read_data, and last the pair lines (LAMMPS refuses pair_coeff before a box)."""
+    data = write_data(molecule("CH3CH2OH"), tmp_path / "m.data")
+    lines = data.student_deck("student.pt", before_read=("atom_modify map array",))
+    assert lines == [
+        "units metal",
+        "atom_modify map array",
+        "atom_style atomic",
+        "boundary f f f",
+        f"read_data {(tmp_path / 'm.data').resolve()}",
+        "pair_style mlff student.pt",
+        "pair_coeff * * H C O",
+    ]
+    moved = data.student_deck("s.pt", units="real", keywords="device cuda", relative=True,
+                              boundary="s s s")  # fmt: skip
+    assert moved[0] == "units real" and "boundary s s s" in moved
+    assert "read_data m.data" in moved and moved[-2] == "pair_style mlff s.pt device cuda"
+
+
+def test_student_deck_of_a_full_file_keeps_its_bonds_out_of_the_energy(tmp_path):
+    data = write_data(molecule("CH3CH2OH"), tmp_path / "m.data", atom_style="full")
+    lines = data.student_deck("s.pt", relative=True)
+    read = lines.index("read_data m.data")
+    assert lines.index("bond_style zero") < read < lines.index("bond_coeff *")
+    assert "special_bonds lj/coul 1.0 1.0 1.0" in lines[:read]
+    assert lines[1:-2] == data.deck_lines
