@@ -1,7 +1,7 @@
 """Two students side by side on one machine: how much of its solo speed each job keeps.
 
     .venv/bin/python benchmarks/sharing.py [--model torchscript_exports/sevennet0-tiny.pt]
-        [--steps 400] [--out benchmarks/results/sharing.json]
+        [--steps 400] [--jobs ase lammps] [--waters 32] [--out benchmarks/results/sharing.json]
 
 Users run on shared nodes: two MD jobs on the same cores. Each job here is a real MD run of
 the student (ASE Langevin MD through ``StudentCalculator`` on 32 waters, or one LAMMPS rank
@@ -40,10 +40,13 @@ POLICIES = {
     "OMP_NUM_THREADS=1": ("1", None),
 }
 ASE_ONLY = {"every core"}
-JOBS = {"ase": "ASE MD, 96 atoms (32 waters)", "lammps": "LAMMPS 1 rank, 768 atoms (256 waters)"}
+JOBS = {
+    "ase": "ASE MD, {atoms} atoms ({waters} waters)",
+    "lammps": "LAMMPS 1 rank, 768 atoms (256 waters)",
+}
 
 
-def _worker(kind: str, model: Path, steps: int, threads: int | None) -> dict:
+def _worker(kind: str, model: Path, steps: int, threads: int | None, waters: int) -> dict:
     """One job: ``steps`` MD steps after a warm-up; ms per step (wall clock)."""
     if kind == "ase":
         from ase import units
@@ -52,7 +55,7 @@ def _worker(kind: str, model: Path, steps: int, threads: int | None) -> dict:
         from mlff_distiller import StudentCalculator
         from mlff_distiller.data import water_box
 
-        atoms = water_box(32)
+        atoms = water_box(waters)
         atoms.calc = StudentCalculator(str(model), threads=threads)
         dyn = Langevin(atoms, 0.5 * units.fs, temperature_K=300, friction=0.01 / units.fs)
         dyn.run(20)
@@ -78,14 +81,14 @@ def _elements(model: Path) -> list[str]:
     return list(load_exported(model)[1]["elements"])
 
 
-def _start(kind: str, model: Path, steps: int, policy: str) -> subprocess.Popen:
+def _start(kind: str, model: Path, steps: int, policy: str, waters: int) -> subprocess.Popen:
     omp, threads = POLICIES[policy]
     env = dict(os.environ)
     env.pop("OMP_NUM_THREADS", None)
     if omp is not None:
         env["OMP_NUM_THREADS"] = omp
     command = [sys.executable, __file__, "--worker", kind, "--model", str(model),
-               "--steps", str(steps)]  # fmt: skip
+               "--steps", str(steps), "--waters", str(waters)]  # fmt: skip
     if threads == "cores":
         command += ["--threads", str(os.cpu_count() or 1)]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
@@ -98,9 +101,9 @@ def _result(proc: subprocess.Popen) -> float:
     return json.loads(out.strip().splitlines()[-1])["ms_per_step"]
 
 
-def measure(kind: str, model: Path, steps: int, policy: str) -> dict:
-    solo = _result(_start(kind, model, steps, policy))
-    pair = [_start(kind, model, steps, policy) for _ in range(2)]
+def measure(kind: str, model: Path, steps: int, policy: str, waters: int) -> dict:
+    solo = _result(_start(kind, model, steps, policy, waters))
+    pair = [_start(kind, model, steps, policy, waters) for _ in range(2)]
     shared = [_result(p) for p in pair]
     return {
         "solo_ms_per_step": solo,
@@ -132,9 +135,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "sharing.json")
     parser.add_argument("--worker", choices=["ase", "lammps"], help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--waters", type=int, default=32, help="water molecules of the ASE job")
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(_worker(args.worker, args.model.resolve(), args.steps, args.threads)))
+        print(
+            json.dumps(
+                _worker(args.worker, args.model.resolve(), args.steps, args.threads, args.waters)
+            )
+        )
         return
     from mlff_distiller.benchmarking import write_json
     from mlff_distiller.files import write_text
@@ -146,9 +154,9 @@ def main() -> None:
             if policy in ASE_ONLY and kind != "ase":
                 continue
             row = {
-                "job": JOBS[kind],
+                "job": JOBS[kind].format(atoms=3 * args.waters, waters=args.waters),
                 "threads": policy,
-                **measure(kind, args.model.resolve(), args.steps, policy),
+                **measure(kind, args.model.resolve(), args.steps, policy, args.waters),
             }
             print(table({"rows": [row]}).splitlines()[-1], flush=True)
             rows.append(row)
