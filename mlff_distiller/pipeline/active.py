@@ -136,12 +136,9 @@ def explore_lammps(
         out.mkdir(parents=True, exist_ok=True)
         data = lammps.write_data(start, out / "data.lammps", elements=elements)
         models = " ".join(relative_path(m, out) for m in files)
-        if len(committee) > 1:
-            models += f" out_freq {settings['every']} out_file devi.out"
+        deviation = f"out_freq {settings['every']} out_file devi.out" if len(committee) > 1 else ""
         deck = LAMMPS_DECK.format(
-            boundary=data.boundary,
-            model=models,
-            pair_coeff=data.pair_coeff,
+            preamble="\n".join(data.student_deck(models, keywords=deviation, relative=True)),
             temperature=settings["temperature_K"],
             seed=1 + (seed * 100_003 + system) % 900_000_000,
             timestep_ps=settings["timestep_fs"] / 1000,
