@@ -102,21 +102,19 @@ def openmm_parity(model: Path, atoms: Atoms) -> dict[str, float]:
 
 
 def lammps_parity(model: Path, atoms: Atoms, work: Path, elements: list[str]) -> dict[str, float]:
-    from mlff_distiller.engines.lammps import read_thermo, run_lammps, write_data
+    from mlff_distiller.engines.lammps import Deck, read_thermo, run_lammps, write_data
 
     out = {}
     for device in ("cpu", "cuda"):
         workdir = work / f"lammps-parity-{device}"
         workdir.mkdir(parents=True, exist_ok=True)
         data = write_data(atoms, workdir / "system.data", elements=elements)
-        deck = "\n".join([
-            *data.student_deck(model, keywords=f"device {device}", relative=True),
-            "thermo_style custom step pe",
-            "thermo_modify format float %.17g norm no",
-            "dump d all custom 1 dump.txt id fx fy fz", "dump_modify d format float %.17g sort id",
-            "run 0", "",
-        ])  # fmt: skip
-        run_lammps(deck, workdir)
+        deck = (
+            Deck(data.student_deck(model, keywords=f"device {device}", relative=True))
+            .thermo(0, columns=("step", "pe"), precise=True, extensive=True)
+            .dump(1, "dump.txt", columns=("id", "fx", "fy", "fz"), digits=17).run(0)
+        )  # fmt: skip
+        run_lammps(deck.text(), workdir)
         energy = read_thermo(workdir / "log.lammps")[-1][-1]["PotEng"]
         forces = np.loadtxt(workdir / "dump.txt", skiprows=9)[:, 1:4]
         out[device] = (energy, forces)

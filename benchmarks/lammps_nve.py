@@ -46,39 +46,17 @@ from ase import units
 from mlff_distiller import __version__
 from mlff_distiller.benchmarking import write_json
 from mlff_distiller.data.structures import load_source
-from mlff_distiller.engines.lammps import build_plugin, lammps_version, run_lammps, write_data
+from mlff_distiller.engines.lammps import (
+    Deck,
+    build_plugin,
+    lammps_version,
+    run_lammps,
+    write_data,
+)
 from mlff_distiller.export import export, load_exported
 
 RESULTS = Path(__file__).parent / "results" / "lammps_nve.json"
 WORK = Path("runs") / "lammps_nve"
-
-DECK = """\
-# NVE energy conservation of a student ({n} atoms); written by benchmarks/lammps_nve.py
-{preamble}
-
-neighbor        2.0 bin
-neigh_modify    every 1 delay 0 check yes
-timestep        {dt_ps:.17g}
-
-variable        ke equal ke
-thermo_style    custom step time etotal pe ke temp
-thermo_modify   format float %.17g norm no lost error
-thermo          {every}
-
-# NVT: Langevin thermostat (damping {damp_ps} ps, i.e. friction 1/ps) on velocity Verlet
-velocity        all create {temperature} {seed} mom yes rot no dist gaussian
-fix             integrate all nve
-fix             thermostat all langevin {temperature} {temperature} {damp_ps} {seed} zero yes
-run             {nvt_steps}
-unfix           thermostat
-
-# NVE: velocity Verlet only; stop if the kinetic energy passes 3x equipartition
-reset_timestep  0
-fix             blowup all halt {every} v_ke > {blow_up:.17g} error soft message yes
-dump            traj all custom {dump_every} nve.lammpstrj id type x y z
-dump_modify     traj sort id format float %.10g
-run             {nve_steps}
-"""
 
 
 def distill_student(work: Path, preset: str, epochs: int) -> Path:
@@ -155,23 +133,20 @@ def main() -> None:
     nve_steps = round(args.nve_ps / dt_ps)
     # Three times the equipartition kinetic energy: the student has left its valid range.
     blow_up = 3 * 1.5 * n * units.kB * args.temperature
-    deck = DECK.format(
-        n=n,
-        preamble="\n".join(
-            data.student_deck(
-                model.resolve(), relative=True, before_read=("atom_modify map array",)
-            )
-        ),
-        dt_ps=dt_ps,
-        every=every,
-        temperature=args.temperature,
-        seed=args.seed,
-        damp_ps=1.0,
-        nvt_steps=nvt_steps,
-        nve_steps=nve_steps,
-        dump_every=max(1, round(0.5 / dt_ps)),
-        blow_up=blow_up,
+    opening = data.student_deck(
+        model.resolve(), relative=True, before_read=("atom_modify map array",)
     )
+    deck = Deck([f"# NVE energy conservation of a student ({n} atoms); benchmarks/lammps_nve.py"])
+    deck.add(*opening).neighbor(2.0).timestep(args.dt_fs).variable("ke", "ke")
+    deck.thermo(every, columns=("step", "time", "etotal", "pe", "ke", "temp"), precise=True,
+                extensive=True, lost_error=True)  # fmt: skip
+    deck.comment("NVT: Langevin thermostat (damping 1 ps, i.e. friction 1/ps) on velocity Verlet")
+    deck.velocities(args.temperature, args.seed).nve()
+    deck.langevin(args.temperature, 1.0, args.seed, zero=True).run(nvt_steps).unfix("thermostat")
+    deck.comment("NVE: velocity Verlet only; stop if the kinetic energy passes 3x equipartition")
+    deck.reset_timestep().halt_above(every, "ke", blow_up)
+    deck.dump(max(1, round(0.5 / dt_ps)), "nve.lammpstrj", name="traj").run(nve_steps)
+    deck = deck.text()
     os.environ["OMP_NUM_THREADS"] = "1"
     print(f"LAMMPS: {nvt_steps} NVT + {nve_steps} NVE steps; log: {rundir / 'log.lammps'}")
     start = time.perf_counter()

@@ -64,11 +64,11 @@ HEADER = re.compile(r"^LAMMPS \((.+)\)\s*$", re.M)
 
 
 def _deck(data, model: Path, warmup: int, steps: int) -> str:
-    return "\n".join([
-        *data.student_deck(model),
-        f"velocity all create 300 {SEED}", f"timestep {DT_FS / 1000}",
-        "fix nve all nve", f"thermo {max(warmup, steps)}", f"run {warmup}", f"run {steps}", "",
-    ])  # fmt: skip
+    from mlff_distiller.engines.lammps import Deck
+
+    deck = Deck(data.student_deck(model)).velocities(300, SEED, dist="uniform")
+    deck.timestep(DT_FS).nve().thermo(max(warmup, steps)).run(warmup).run(steps)
+    return deck.text()
 
 
 def _time_run(deck: str, workdir: Path, nprocs: int, steps: int) -> dict:

@@ -56,7 +56,7 @@ def _work_ase(model: Path, steps: int, table: Path) -> None:
     from ase.md.langevin import Langevin
 
     from mlff_distiller import StudentCalculator
-    from mlff_distiller.validation.runs import initial_velocities
+    from mlff_distiller.engines.runs import initial_velocities
 
     atoms = _water()
     atoms.calc = StudentCalculator(model)
@@ -109,21 +109,18 @@ def _work_openmm(model: Path, steps: int, table: Path) -> None:
 
 
 def _work_lammps(model: Path, steps: int, table: Path) -> None:
-    from mlff_distiller.engines.lammps import lmp_executable, read_thermo, write_data
+    from mlff_distiller.engines.lammps import Deck, lmp_executable, read_thermo, write_data
 
     folder = table.parent / "lammps-run"
     folder.mkdir(parents=True, exist_ok=True)
     data = write_data(_water(), folder / "water.data", elements=("H", "O"))
-    deck = "\n".join([
-        *data.student_deck(model, relative=True),
-        f"velocity all create {TEMPERATURE_K} 4928459 mom yes rot no dist gaussian",
-        f"timestep {TIMESTEP_FS / 1000}", "fix integrate all nve",
-        f"fix thermostat all langevin {TEMPERATURE_K} {TEMPERATURE_K} "
-        f"{1 / FRICTION_PER_PS} 4928459",
-        "compute_modify thermo_temp extra/dof 0", "thermo_style custom step temp pe",
-        f"thermo {REPORT_EVERY}", f"run {steps}", "",
-    ])  # fmt: skip
-    (folder / "in.lammps").write_text(deck)
+    deck = (
+        Deck(data.student_deck(model, relative=True))
+        .velocities(TEMPERATURE_K, 4928459).timestep(TIMESTEP_FS).nve()
+        .langevin(TEMPERATURE_K, 1 / FRICTION_PER_PS, 4928459, all_dof=True)
+        .thermo(REPORT_EVERY, columns=("step", "temp", "pe")).run(steps)
+    )  # fmt: skip
+    (folder / "in.lammps").write_text(deck.text())
     subprocess.run(
         [lmp_executable(), "-in", "in.lammps"], cwd=folder, check=True,
         stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"},

@@ -7,7 +7,7 @@
 The ``quick`` suite judges stability from one 0.5 ps Langevin run (seed 0) at 300 K: mean
 temperature after the first fifth within 10 % of the target. One run of 96 atoms has a
 seed-to-seed spread of several per cent, so this repeats the same protocol
-(``validation.runs.run_ase``, friction 10/ps, 0.5 fs) over seeds: the mean over seeds
+(``engines.runs.run_ase``, friction 10/ps, 0.5 fs) over seeds: the mean over seeds
 says whether a student runs hot, and a run that ends in an error (atoms fused, NaN) is a
 failure that one seed may not see. Results: ``benchmarks/results/stability_seeds.{json,md}``.
 """
@@ -29,8 +29,8 @@ def run(model: Path, system: str, seeds: int, steps: int) -> dict:
 
     from mlff_distiller import StudentCalculator
     from mlff_distiller.data import load_source
+    from mlff_distiller.engines.runs import initial_velocities, run_ase
     from mlff_distiller.errors import MlffDistillerError
-    from mlff_distiller.validation.runs import initial_velocities, run_ase
 
     atoms = load_source(system)[0]
     calc = StudentCalculator(str(model))

@@ -162,14 +162,14 @@ def lammps_step_ms(
     MPI ranks, from LAMMPS' ``Loop time`` of ``steps`` NVE steps after :data:`WARMUP`."""
     import re
 
-    from .engines.lammps import run_lammps
+    from .engines.lammps import Deck, run_lammps
 
-    deck = "\n".join([
-        *data.student_deck(model, keywords=keywords),
-        "velocity all create 300 4928459", f"timestep {DT_FS / 1000}", "fix nve all nve",
-        f"thermo {steps}", f"run {WARMUP}", f"run {steps}", "",
-    ])  # fmt: skip
-    run_lammps(deck, workdir, nprocs=ranks, timeout=3600)
+    deck = (
+        Deck(data.student_deck(model, keywords=keywords))
+        .velocities(300, 4928459, dist="uniform").timestep(DT_FS).nve()
+        .thermo(steps).run(WARMUP).run(steps)
+    )  # fmt: skip
+    run_lammps(deck.text(), workdir, nprocs=ranks, timeout=3600)
     log = (workdir / "log.lammps").read_text()
     loops = re.findall(r"^Loop time of (\S+) on (\d+) procs for (\d+) steps", log, re.M)
     seconds, procs, done = loops[-1]
@@ -344,7 +344,7 @@ def run_memory(
     """One LAMMPS run of ``calls`` student steps with the RSS sampled; writes
     ``memory.json`` and ``memory.png``."""
     from ._progress import say
-    from .engines.lammps import lmp_executable, write_data
+    from .engines.lammps import Deck, lmp_executable, write_data
     from .timing import untrained_student
 
     if calls < 1000:
@@ -358,13 +358,12 @@ def run_memory(
         folder = Path(tmp)
         model = untrained_student(preset, ["H", "O"], folder / "student.pt")
         data = write_data(atoms, folder / "cluster.data", elements=("H", "O"))
-        deck = "\n".join([
-            *data.student_deck(model),
-            "velocity all create 300 4928459", f"timestep {DT_FS / 1000}",
-            "fix nve all nve", "fix hot all langevin 300 300 0.1 4928459",
-            f"thermo {max(1000, calls // 100)}", f"run {calls}", "",
-        ])  # fmt: skip
-        (folder / "in.lammps").write_text(deck)
+        deck = (
+            Deck(data.student_deck(model))
+            .velocities(300, 4928459, dist="uniform").timestep(DT_FS).nve()
+            .langevin(300, 0.1, 4928459).thermo(max(1000, calls // 100)).run(calls)
+        )  # fmt: skip
+        (folder / "in.lammps").write_text(deck.text())
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         proc = subprocess.Popen(
             [lmp_executable(), "-in", "in.lammps"],

@@ -28,8 +28,8 @@ import numpy as np
 from ase import Atoms, units
 from ase.md.langevin import Langevin
 
+from ..engines.runs import initial_velocities
 from ..errors import InputError, RunError
-from ..validation.runs import initial_velocities
 
 #: Closest approach (Å) before a student trajectory counts as broken and stops.
 BROKEN_DISTANCE_A = 0.5
@@ -119,7 +119,7 @@ def explore_lammps(
     from ..engines import lammps
     from ..export import export, is_exported, load_exported
     from ..models.checkpoint import load_checkpoint
-    from .md import LAMMPS_DECK, relative_path
+    from .md import langevin_deck, relative_path
 
     files = []
     for k, member in enumerate(committee):
@@ -137,14 +137,14 @@ def explore_lammps(
         data = lammps.write_data(start, out / "data.lammps", elements=elements)
         models = " ".join(relative_path(m, out) for m in files)
         deviation = f"out_freq {settings['every']} out_file devi.out" if len(committee) > 1 else ""
-        deck = LAMMPS_DECK.format(
-            preamble="\n".join(data.student_deck(models, keywords=deviation, relative=True)),
-            temperature=settings["temperature_K"],
-            seed=1 + (seed * 100_003 + system) % 900_000_000,
-            timestep_ps=settings["timestep_fs"] / 1000,
+        deck = langevin_deck(
+            data.student_deck(models, keywords=deviation, relative=True),
+            data.elements,
+            temperature_K=settings["temperature_K"],
+            seed=lammps.lammps_seed(seed * 100_003 + system),
+            timestep_fs=settings["timestep_fs"],
             damp_ps=1.0 / settings["friction_per_ps"],
             every=settings["every"],
-            elements=" ".join(data.elements),
             steps=settings["steps"],
         )
         try:

@@ -56,23 +56,25 @@ simulation.reporters.append(
 simulation.step({steps})
 """
 
-LAMMPS_DECK = """\
-# Langevin MD of a distilled student in LAMMPS (pair_style mlff).
-{preamble}
 
-velocity        all create {temperature} {seed} mom yes rot yes dist gaussian
-timestep        {timestep_ps}
-fix             integrate all nve
-# Langevin with the centre of mass free (zero yes runs small molecules hot), so the
-# temperature counts all 3N degrees of freedom.
-fix             thermostat all langevin {temperature} {temperature} {damp_ps} {seed}
-compute_modify  thermo_temp extra/dof 0
-thermo_style    custom step time temp pe ke etotal press
-thermo          {every}
-dump            frames all custom {every} dump.lammpstrj id element x y z
-dump_modify     frames element {elements} sort id format float %.12g
-run             {steps}
-"""
+def langevin_deck(
+    opening: list[str], elements: tuple[str, ...], temperature_K: float, seed: int,
+    timestep_fs: float, damp_ps: float, every: int, steps: int,
+) -> str:  # fmt: skip
+    """``in.lammps`` of a Langevin run of a student: ``opening`` (the data's student deck),
+    velocities at ``temperature_K``, thermo and a position dump every ``every`` steps."""
+    from ..engines.lammps import Deck
+
+    deck = Deck(["# Langevin MD of a distilled student in LAMMPS (pair_style mlff).", *opening])
+    deck.velocities(temperature_K, seed, rotation=True).timestep(timestep_fs).nve()
+    deck.comment(
+        "Langevin with the centre of mass free (zero yes runs small molecules hot), so the\n"
+        "temperature counts all 3N degrees of freedom."
+    )
+    deck.langevin(temperature_K, damp_ps, seed, all_dof=True)
+    deck.thermo(every, columns=("step", "time", "temp", "pe", "ke", "etotal", "press"))
+    deck.dump(every, "dump.lammpstrj", ("id", "element", "x", "y", "z"), elements, digits=12)
+    return deck.run(steps).text()
 
 
 def relative_path(path: Path, folder: Path) -> str:
@@ -145,14 +147,14 @@ def run_lammps(model: Path, atoms: Atoms, settings: dict[str, Any], out: Path) -
     from ..engines import lammps
 
     data = lammps.write_data(atoms, out / "data.lammps")
-    deck = LAMMPS_DECK.format(
-        preamble="\n".join(data.student_deck(relative_path(model, out), relative=True)),
-        temperature=settings["temperature_K"],
+    deck = langevin_deck(
+        data.student_deck(relative_path(model, out), relative=True),
+        data.elements,
+        temperature_K=settings["temperature_K"],
         seed=4928459,
-        timestep_ps=settings["timestep_fs"] / 1000,
+        timestep_fs=settings["timestep_fs"],
         damp_ps=1.0 / settings["friction_per_ps"],
         every=settings["report_every"],
-        elements=" ".join(data.elements),
         steps=settings["steps"],
     )
     start = time.perf_counter()

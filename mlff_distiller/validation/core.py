@@ -35,20 +35,11 @@ from typing import Any
 import numpy as np
 
 from .._progress import progress_bar, say
+from ..engines import runs as engine_runs
+from ..engines.runs import Trajectory, evaluate_ase, initial_velocities, peak_memory_mb, run_ase
 from ..errors import InputError
 from ..files import write_json
 from . import metrics
-from .runs import (
-    Trajectory,
-    evaluate_ase,
-    evaluate_lammps,
-    evaluate_openmm,
-    initial_velocities,
-    peak_memory_mb,
-    run_ase,
-    run_lammps,
-    run_openmm,
-)
 from .suite import (
     Suite,
     SystemSpec,
@@ -226,19 +217,10 @@ def _validate_system(
         steps = student_nve_steps(p, engine)
         bar = stage(f"student NVE ({engine})", steps)
         try:
-            if engine == "ase":
-                runs[engine] = run_ase(
-                    atoms, velocities, student, "nve", steps, dt, every, progress=bar.update
-                )
-            elif engine == "openmm":
-                runs[engine] = run_openmm(
-                    atoms, velocities, model_path, steps, dt, every, progress=bar.update
-                )
-            else:
-                runs[engine] = run_lammps(
-                    atoms, velocities, model_path, steps, dt, every,
-                    folder / "lammps", progress=bar.update,
-                )  # fmt: skip
+            runs[engine] = engine_runs.run(
+                engine, atoms, velocities, student if engine == "ase" else model_path, "nve",
+                steps, dt, every, folder / "lammps", progress=bar.update,
+            )  # fmt: skip
         finally:
             bar.close()
         runs[engine].save(folder / "trajectories" / f"student_nve_{engine}.npz")
@@ -263,10 +245,7 @@ def _validate_system(
     for engine in p["engines"]:
         if engine == "ase":
             continue
-        if engine == "openmm":
-            e, f = evaluate_openmm(model_path, frames)
-        else:
-            e, f = evaluate_lammps(model_path, frames, folder / "lammps_frames")
+        e, f = engine_runs.evaluate(engine, model_path, frames, folder / "lammps_frames")
         engine_forces[engine] = f
         cross["engines"][engine] = {
             "energy_max_rel": float(np.max(np.abs(e - reference_e) / np.abs(reference_e))),
@@ -374,16 +353,11 @@ def _validate_system(
     bar = stage(f"stability NVT ({stable_engine})", p["stability_steps"])
     stable_every = max(every, p["stability_steps"] // 200)
     try:
-        if stable_engine == "lammps":
-            long = run_lammps(
-                atoms, velocities, model_path, p["stability_steps"], dt, stable_every,
-                folder / "lammps_stability", protocol="nvt", progress=bar.update, **common,
-            )  # fmt: skip
-        else:
-            long = run_ase(
-                atoms, velocities, student, "nvt", p["stability_steps"], dt, stable_every,
-                progress=bar.update, **common,
-            )  # fmt: skip
+        long = engine_runs.run(
+            stable_engine, atoms, velocities, student if stable_engine == "ase" else model_path,
+            "nvt", p["stability_steps"], dt, stable_every, folder / "lammps_stability",
+            progress=bar.update, **common,
+        )  # fmt: skip
         crashed = None
     except FloatingPointError as exc:
         long, crashed = None, str(exc)

@@ -27,8 +27,8 @@ import numpy as np
 import yaml
 from ase import Atoms
 
+from ..engines.runs import THERMOSTAT
 from ..errors import InputError
-from .runs import THERMOSTAT
 
 #: How each system is run unless the suite says otherwise.
 PROTOCOL_DEFAULTS: dict[str, Any] = {

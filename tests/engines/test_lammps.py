@@ -907,8 +907,8 @@ def test_example_decks_run(deck, models, tmp_path):
 def test_validation_runs_accept_relative_paths(models, reference, tmp_path, monkeypatch):
     """The in-process session changes the working directory: relative paths given to it
     (as the CLI passes them) must still name the same files."""
-    from mlff_distiller.validation.runs import evaluate_lammps, initial_velocities
-    from mlff_distiller.validation.runs import run_lammps as run_lammps_md
+    from mlff_distiller.engines.runs import evaluate_lammps, initial_velocities
+    from mlff_distiller.engines.runs import run_lammps as run_lammps_md
 
     monkeypatch.chdir(tmp_path)
     relative_model = Path("model.pt")

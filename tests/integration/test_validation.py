@@ -21,11 +21,11 @@ from torch import nn
 
 from mlff_distiller.cli import main
 from mlff_distiller.data import label, perturb, rattle_strain, structures_from_smiles, water_box
+from mlff_distiller.engines.runs import Trajectory
 from mlff_distiller.export import export, export_module, load_exported
 from mlff_distiller.models.checkpoint import load_checkpoint, model_from_checkpoint
 from mlff_distiller.training import train
 from mlff_distiller.validation import load_suite, validate
-from mlff_distiller.validation.runs import Trajectory
 from mlff_distiller.validation.suite import student_nve_steps
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -123,7 +123,7 @@ def test_missing_and_stale_plugins_are_reported_not_raised(tmp_path, monkeypatch
         plugin_path()
 
     (tmp_path / lammps.PLUGIN_FILE).write_bytes(b"\x7fELF")
-    wanted = lammps._wanted_build(lammps.plugin_sources())
+    wanted = lammps.build._wanted_build(lammps.plugin_sources())
     (tmp_path / lammps.BUILD_INFO_FILE).write_text(json.dumps({**wanted, "torch": "0.1"}))
     launcher_plugin_dir()
     assert f"built for torch 0.1, {wanted['torch']} is installed" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from ase import units
 from ase.build import molecule
 
 from mlff_distiller.data import water_box
+from mlff_distiller.engines.runs import Trajectory, initial_velocities
 from mlff_distiller.validation import (
     PROTOCOL_DEFAULTS,
     THRESHOLD_DEFAULTS,
@@ -15,7 +16,6 @@ from mlff_distiller.validation import (
     load_suite,
     metrics,
 )
-from mlff_distiller.validation.runs import Trajectory, initial_velocities
 
 
 @pytest.mark.parametrize("name", ["quick", "standard"])

@@ -1,4 +1,8 @@
-"""Molecular dynamics and single points for the validation suite, in ASE, OpenMM and LAMMPS.
+"""One way to run a student in every engine: MD protocols (:func:`run`) and single points
+(:func:`evaluate`) in ASE, OpenMM and LAMMPS, returning the same :class:`Trajectory`.
+
+The validation suite, the pipeline and the benchmarks call these rather than driving an
+engine themselves.
 
 Every run starts from the same positions and velocities (:func:`initial_velocities`), so
 teacher and student trajectories differ only by their forces (and, between engines, by the
@@ -30,6 +34,10 @@ from ..files import atomic_path
 # in both engines, with the teacher and with the students alike, and a 9-atom EMT copper
 # cluster at 341 K. Part of the teacher reference cache key (a change reruns the teacher).
 THERMOSTAT = "langevin, centre of mass free"
+
+#: The engines a student runs in, and the protocols :func:`run` knows in each of them.
+ENGINES = ("ase", "openmm", "lammps")
+PROTOCOLS = ("nve", "nvt")
 
 
 @dataclass
@@ -194,7 +202,7 @@ def run_ase(
             rng=np.random.default_rng(seed),
         )
     else:
-        raise InputError(f"protocol must be 'nve' or 'nvt', got {protocol!r}")
+        raise InputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
 
     def state():
         return (work.positions, work.get_potential_energy(), work.get_kinetic_energy(),
@@ -205,15 +213,26 @@ def run_ase(
 
 
 # ------------------------------------------------------------------------------- OpenMM
-def _openmm_context(atoms: Atoms, model_path: Path, timestep_fs: float):
+def _openmm_context(atoms: Atoms, model_path: Path, timestep_fs: float, thermostat=None):
     # engines.openmm imports torch before openmm (OpenMM's Torch plugin needs it loaded).
-    from ..engines.openmm import create_system, make_context
+    from .openmm import create_system, make_context
 
     # isort: split
     import openmm
     from openmm import unit
 
     system = create_system(atoms, model_path, removeCMMotion=False)
+    if thermostat is not None:
+        # NVT: OpenMM's Langevin (BAOAB-type, "middle") integrator; nothing fixes the centre of
+        # mass (removeCMMotion=False), as in the other engines (THERMOSTAT).
+        temperature_K, friction_per_ps, seed = thermostat
+        integrator = openmm.LangevinMiddleIntegrator(
+            temperature_K * unit.kelvin, friction_per_ps / unit.picosecond,
+            timestep_fs * unit.femtoseconds,
+        )  # fmt: skip
+        integrator.setRandomNumberSeed(seed % 900_000_000 + 1)
+        context = make_context(system, integrator, "CPU", {"Threads": "1"}, atoms=atoms)
+        return context, integrator
     # Velocity Verlet, as ASE's VelocityVerlet and LAMMPS' fix nve: velocities on the same
     # step as positions, so the total energy means the same thing in every engine (OpenMM's
     # VerletIntegrator is leapfrog, with velocities half a step behind).
@@ -229,7 +248,7 @@ def _openmm_context(atoms: Atoms, model_path: Path, timestep_fs: float):
 def _openmm_state(context, forces: bool = True):
     from openmm import unit
 
-    from ..engines.openmm import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
+    from .openmm import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
 
     state = context.getState(getEnergy=True, getForces=forces, getPositions=True)
     pe = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) / KJ_PER_MOL_PER_EV
@@ -249,14 +268,22 @@ def run_openmm(
     steps: int,
     timestep_fs: float,
     record_every: int,
+    protocol: str = "nve",
+    temperature_K: float = 300.0,
+    friction_per_ps: float = 10.0,
+    seed: int = 0,
     progress=None,
 ) -> Trajectory:
-    """NVE with velocity Verlet (an OpenMM ``CustomIntegrator``) on the CPU platform, one
-    thread; forces are evaluated once per step."""
-    context, integrator = _openmm_context(atoms, model_path, timestep_fs)
+    """NVE with velocity Verlet (an OpenMM ``CustomIntegrator``) or NVT with OpenMM's
+    ``LangevinMiddleIntegrator``, on the CPU platform, one thread; forces are evaluated once
+    per step."""
+    if protocol not in PROTOCOLS:
+        raise InputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    thermostat = (temperature_K, friction_per_ps, seed) if protocol == "nvt" else None
+    context, integrator = _openmm_context(atoms, model_path, timestep_fs, thermostat)
     # ASE velocity units → nm/ps.
     context.setVelocities(velocities * (units.fs * 1000.0) / 10.0)
-    return _integrate("openmm", "nve", atoms, steps, timestep_fs, record_every,
+    return _integrate("openmm", protocol, atoms, steps, timestep_fs, record_every,
                       lambda: integrator.step(1), lambda: _openmm_state(context),
                       progress)  # fmt: skip
 
@@ -280,26 +307,18 @@ class _Lammps:
     """One in-process LAMMPS (one rank) holding a system; positions in the ASE frame."""
 
     def __init__(self, lmp, atoms: Atoms, workdir: Path, model_path: Path, elements, dt_fs):
-        from ..engines.lammps import write_data
+        from .lammps import Deck, write_data
 
         self.lmp = lmp
         self.n = len(atoms)
         data = write_data(atoms, workdir / "system.data", elements=elements, velocities=True)
         self.rotation = data.rotation
         boundary = "p p p" if atoms.pbc.all() else "s s s"  # molecules: shrink-wrapped
-        lmp.commands_string(
-            "\n".join(
-                [
-                    *data.student_deck(
-                        model_path, boundary=boundary, before_read=("atom_modify map array",)
-                    ),
-                    f"timestep {dt_fs / 1000.0}",
-                    "thermo_style custom step pe ke etotal",
-                    "thermo_modify norm no",
-                    "thermo 0",
-                ]
-            )
+        opening = data.student_deck(
+            model_path, boundary=boundary, before_read=("atom_modify map array",)
         )
+        deck = Deck(opening).timestep(dt_fs)
+        lmp.commands_string(deck.thermo(0, ("step", "pe", "ke", "etotal"), extensive=True).text())
 
     def vector(self, name: str) -> np.ndarray:
         raw = self.lmp.gather_atoms(name, 1, 3)
@@ -339,24 +358,20 @@ def run_lammps(
 ) -> Trajectory:
     """NVE (``fix nve``) or NVT (``fix langevin`` + ``fix nve``) with ``pair_style mlff`` in
     an in-process LAMMPS; every step is its own ``run 1`` so it can be timed."""
-    from ..engines.lammps import lammps_session
+    from .lammps import Deck, lammps_seed, lammps_session
 
+    if protocol not in PROTOCOLS:
+        raise InputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     start_atoms = atoms.copy()
     start_atoms.set_velocities(velocities)
     elements = _model_elements(model_path)
     workdir, model_path = Path(workdir).resolve(), Path(model_path).resolve()
     with lammps_session(workdir) as lmp:
         system = _Lammps(lmp, start_atoms, workdir, model_path, elements, timestep_fs)
-        lmp.command("fix integrate all nve")
+        deck = Deck().nve()
         if protocol == "nvt":
-            damp_ps = 1.0 / friction_per_ps
-            lmp.command(
-                f"fix thermostat all langevin {temperature_K} {temperature_K} {damp_ps} "
-                f"{seed % 900_000_000 + 1}"
-            )
-        elif protocol != "nve":
-            raise InputError(f"protocol must be 'nve' or 'nvt', got {protocol!r}")
-        lmp.command("run 0")
+            deck.langevin(temperature_K, 1.0 / friction_per_ps, lammps_seed(seed))
+        lmp.commands_string(deck.run(0).text())
         return _integrate("lammps", protocol, atoms, steps, timestep_fs, record_every,
                           lambda: lmp.command("run 1 pre no post no"), system.state,
                           progress)  # fmt: skip
@@ -366,7 +381,7 @@ def evaluate_lammps(
     model_path: Path, frames: list[Atoms], workdir: Path
 ) -> tuple[np.ndarray, np.ndarray]:
     """Energies (eV) and forces (eV/Å) of ``frames`` (same atoms and cell) via ``run 0``."""
-    from ..engines.lammps import lammps_session
+    from .lammps import lammps_session
 
     elements = _model_elements(model_path)
     workdir, model_path = Path(workdir).resolve(), Path(model_path).resolve()
@@ -392,3 +407,73 @@ def evaluate_ase(calc: Calculator, frames: list[Atoms]) -> tuple[np.ndarray, np.
         energies.append(work.get_potential_energy())
         forces.append(work.get_forces())
     return np.array(energies), np.array(forces)
+
+
+# ------------------------------------------------------------------------------- any engine
+def _known(engine: str) -> None:
+    if engine not in ENGINES:
+        raise InputError(f"engine must be one of {ENGINES}, got {engine!r}")
+
+
+def run(
+    engine: str,
+    atoms: Atoms,
+    velocities: np.ndarray,
+    model: Path | Calculator,
+    protocol: str,
+    steps: int,
+    timestep_fs: float,
+    record_every: int,
+    workdir: Path | None = None,
+    temperature_K: float = 300.0,
+    friction_per_ps: float = 10.0,
+    seed: int = 0,
+    progress=None,
+) -> Trajectory:
+    """``protocol`` (``nve`` or ``nvt``: Langevin with the centre of mass free) for ``steps``
+    steps in ``engine``, from ``atoms`` with ``velocities`` (ASE units), recording every
+    ``record_every`` steps.
+
+    ``model`` is an exported student file; in ASE it may also be any calculator (a teacher).
+    LAMMPS writes its files in ``workdir``. Every step is timed on its own
+    (``Trajectory.step_seconds``).
+    """
+    _known(engine)
+    thermostat = {"temperature_K": temperature_K, "friction_per_ps": friction_per_ps,
+                  "seed": seed, "progress": progress}  # fmt: skip
+    if engine == "ase":
+        calc = model if isinstance(model, Calculator) else _student(model)
+        return run_ase(atoms, velocities, calc, protocol, steps, timestep_fs, record_every,
+                       **thermostat)  # fmt: skip
+    if isinstance(model, Calculator):
+        raise InputError(f"{engine} runs an exported student file, not an ASE calculator")
+    if engine == "openmm":
+        return run_openmm(atoms, velocities, Path(model), steps, timestep_fs, record_every,
+                          protocol, **thermostat)  # fmt: skip
+    if workdir is None:
+        raise InputError("a LAMMPS run needs a workdir for its files")
+    return run_lammps(atoms, velocities, Path(model), steps, timestep_fs, record_every,
+                      Path(workdir), protocol, **thermostat)  # fmt: skip
+
+
+def evaluate(
+    engine: str, model: Path | Calculator, frames: list[Atoms], workdir: Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Energies (eV) and forces (eV/Å) of ``frames`` (same atoms and cell; in ASE any
+    frames) with ``model`` in ``engine``; ``model`` as for :func:`run`."""
+    _known(engine)
+    if engine == "ase":
+        return evaluate_ase(model if isinstance(model, Calculator) else _student(model), frames)
+    if isinstance(model, Calculator):
+        raise InputError(f"{engine} evaluates an exported student file, not an ASE calculator")
+    if engine == "openmm":
+        return evaluate_openmm(Path(model), frames)
+    if workdir is None:
+        raise InputError("a LAMMPS evaluation needs a workdir for its files")
+    return evaluate_lammps(Path(model), frames, Path(workdir))
+
+
+def _student(model) -> Calculator:
+    from ..calculators import StudentCalculator
+
+    return StudentCalculator(model)

@@ -1,0 +1,87 @@
+"""``engines.runs``: one call runs a protocol or evaluates frames in any engine, and the three
+engines give the same trajectory from the same start; ``engines.lammps.Deck`` writes decks
+that LAMMPS runs as meant."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import molecule
+
+from mlff_distiller.engines.lammps import Deck, read_thermo, run_deck, write_data
+from mlff_distiller.engines.runs import ENGINES, evaluate, initial_velocities, run
+from mlff_distiller.errors import InputError
+
+ELEMENTS = ["C", "H", "O"]
+TOLERANCE = {"float64": None}
+
+pytestmark = [pytest.mark.slow, pytest.mark.engine]
+
+
+@pytest.fixture(scope="module")
+def ethanol():
+    atoms = molecule("CH3CH2OH")
+    return atoms, initial_velocities(atoms, 300.0, seed=3)
+
+
+def test_nve_from_one_start_is_one_trajectory_in_every_engine(models, reference, ethanol, tmp_path):
+    """Velocity Verlet in ASE, OpenMM and LAMMPS: 20 float64 steps stay together to 1e-8 Å
+    (total energy to 1e-8 relative), and every engine's forces are the student's own on its
+    frames."""
+    atoms, velocities = ethanol
+    model = models["float64"]
+    runs = {}
+    for engine in ENGINES:
+        student = reference if engine == "ase" else model
+        runs[engine] = run(engine, atoms, velocities, student, "nve", 20, 0.5, 5, tmp_path / engine)
+        assert runs[engine].engine == engine and runs[engine].positions.shape == (5, 9, 3)
+        assert len(runs[engine].step_seconds) == 20
+    for engine in ("openmm", "lammps"):
+        assert np.abs(runs[engine].positions - runs["ase"].positions).max() < 1e-8
+        # LAMMPS' masses are the data file's (10 digits): 1e-9 relative in the kinetic energy.
+        np.testing.assert_allclose(runs[engine].total_energy, runs["ase"].total_energy, rtol=1e-8)
+    moved = np.abs(runs["ase"].positions[-1] - runs["ase"].positions[0]).max()
+    assert moved > 1e-3  # the atoms really moved
+
+    frames = runs["ase"].frames()
+    energies, forces = evaluate("ase", reference, frames)
+    for engine in ("openmm", "lammps"):
+        e, f = evaluate(engine, model, frames, tmp_path / f"{engine}-frames")
+        np.testing.assert_allclose(e, energies, rtol=1e-10)
+        np.testing.assert_allclose(f, forces, atol=1e-8)
+
+
+def test_unknown_engines_protocols_and_models_are_clear_errors(models, reference, ethanol):
+    atoms, velocities = ethanol
+    with pytest.raises(InputError, match="engine must be one of"):
+        run("gromacs", atoms, velocities, models["float64"], "nve", 1, 0.5, 1)
+    for engine in ENGINES:
+        student = reference if engine == "ase" else models["float64"]
+        with pytest.raises(InputError, match="protocol must be one of"):
+            run(engine, atoms, velocities, student, "npt", 1, 0.5, 1, workdir="unused")
+    with pytest.raises(InputError, match="not an ASE calculator"):
+        evaluate("openmm", reference, [atoms])
+    with pytest.raises(InputError, match="needs a workdir"):
+        run("lammps", atoms, velocities, models["float64"], "nve", 1, 0.5, 1)
+
+
+def test_a_deck_built_command_by_command_runs_as_written(models, ethanol, tmp_path):
+    """Velocities, NVT, extensive thermo at full precision and a dump: LAMMPS reads what the
+    builder wrote (the columns asked for, the dump's frames, a temperature near the target)."""
+    atoms, _ = ethanol
+    data = write_data(atoms, tmp_path / "ethanol.data", elements=ELEMENTS)
+    deck = (
+        Deck(data.student_deck(models["float64"], boundary="s s s"))
+        .velocities(300, 7).timestep(0.5).nve().langevin(300, 0.05, 7, all_dof=True)
+        .thermo(10, columns=("step", "temp", "pe"), precise=True, extensive=True)
+        .dump(10, str(tmp_path / "frames.txt"), ("id", "element", "x", "y", "z"), ELEMENTS)
+        .run(40)
+    )  # fmt: skip
+    assert deck.text().endswith("run 40\n") and "timestep 0.0005\n" in deck.text()
+    run_deck(deck.text(), tmp_path)
+    rows = read_thermo(tmp_path / "log.lammps")[-1]
+    assert [int(r["Step"]) for r in rows] == [0, 10, 20, 30, 40]
+    assert set(rows[0]) == {"Step", "Temp", "PotEng"}
+    assert 100 < rows[0]["Temp"] < 600  # drawn at 300 K
+    dump = (tmp_path / "frames.txt").read_text()
+    assert dump.count("ITEM: TIMESTEP") == 5 and "\n1 C " in dump
