@@ -1,33 +1,21 @@
-"""Structure of teacher and student trajectories: radial distribution functions for liquids,
-distributions of bonds, angles and dihedrals (and peptide phi/psi) for molecules.
-
-Both trajectories start from the same structure, so the covalent topology is taken once, from
-the first teacher frame, and measured in every frame of both. Distances and angles are computed
-with MDAnalysis, with the minimum image for periodic frames.
-
->>> from mlff_distiller.validation.structure import compare_structures, plot_structures
->>> comparison = compare_structures(teacher_frames, student_frames)  # doctest: +SKIP
->>> plot_structures(comparison, "structure.png", "water-32")  # doctest: +SKIP
-"""
+"""Distributions of teacher and student trajectories and how far apart they are: radial
+distribution functions of liquids, distributions of the bonded terms of molecules, with
+MDAnalysis (the minimum image for periodic frames)."""
 
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
-from ..errors import InputError
-from ..plots import figure, save_figure
+from ...errors import InputError
+from .topology import ARITY, backbone_dihedrals, bonded_terms
 
-#: Number of atoms in each term of a topology kind.
-ARITY = {"bonds": 2, "angles": 3, "dihedrals": 4}
-#: Unit of each measured kind.
-UNITS = {"bonds": "Å", "angles": "°", "dihedrals": "°"}
 #: Bins of the histograms behind the total variation distance.
 HISTOGRAM_BINS = 50
+
 #: Largest default RDF range (Å).
 RDF_R_MAX = 8.0
 
@@ -106,118 +94,6 @@ def radial_distribution(
         exclusion_block=(1, 1) if same else None,
     ).run()
     return np.asarray(rdf.results.bins, dtype=float), np.asarray(rdf.results.rdf, dtype=float)
-
-
-def bonded_terms(atoms: Atoms, scale: float = 1.2) -> dict[str, np.ndarray]:
-    """Covalent topology from covalent radii: bonds, angles and proper dihedrals.
-
-    Two atoms are bonded when closer than ``scale`` times the sum of their covalent radii
-    (``ase.neighborlist.natural_cutoffs``), across the cell boundary if periodic. Angles are
-    ``i-j-k`` with ``i < k`` both bonded to ``j``; dihedrals are ``i-j-k-l`` along bonded
-    chains, once per chain (``j < k``), without the degenerate ``i == l`` of three-rings.
-
-    Parameters
-    ----------
-    atoms
-        A molecule or periodic structure.
-    scale
-        Factor on the covalent radii.
-
-    Returns
-    -------
-    dict
-        ``{"bonds": int [B, 2], "angles": int [A, 3], "dihedrals": int [D, 4]}``, sorted rows.
-
-    Examples
-    --------
-    >>> from ase.build import molecule
-    >>> {k: len(v) for k, v in bonded_terms(molecule("CH3CH2OH")).items()}
-    {'bonds': 8, 'angles': 13, 'dihedrals': 12}
-    """
-    from ..data.structures import covalent_bonds
-
-    bonds = covalent_bonds(atoms, scale)
-    neighbours: list[set[int]] = [set() for _ in range(len(atoms))]
-    for i, j in bonds:
-        neighbours[i].add(j)
-        neighbours[j].add(i)
-    angles = [
-        (i, j, k)
-        for j in range(len(atoms))
-        for i, k in itertools.combinations(sorted(neighbours[j]), 2)
-    ]
-    dihedrals = [
-        (i, j, k, m)
-        for j, k in bonds
-        for i in sorted(neighbours[j] - {k})
-        for m in sorted(neighbours[k] - {j})
-        if i != m
-    ]
-    return {
-        "bonds": _index_array(bonds, 2),
-        "angles": _index_array(sorted(angles), 3),
-        "dihedrals": _index_array(dihedrals, 4),
-    }
-
-
-def backbone_dihedrals(
-    atoms: Atoms, terms: dict[str, np.ndarray] | None = None
-) -> dict[str, np.ndarray]:
-    """Peptide backbone phi and psi quadruples, found from the bond graph.
-
-    A carbonyl C is a carbon bonded to a terminal O (an O with one neighbour). A residue is a
-    chain N-CA-C of a nitrogen, a tetrahedral carbon CA (four neighbours, as every amino
-    acid's alpha carbon, glycine's included) and a carbonyl C; an sp2 carbon between an N and
-    a C=O, as in the rings of caffeine or uracil, is not a backbone. Its phi is ``C(prev)-N-CA-C``
-    when N is an amide N (bonded to another carbonyl C, ``C(prev)``); its psi is
-    ``N-CA-C-N(next)`` when C is bonded to another nitrogen ``N(next)``. So the N-terminal
-    residue of an uncapped peptide has a psi but no phi, as in the usual definition.
-
-    Parameters
-    ----------
-    atoms
-        The structure whose bonds define the graph.
-    terms
-        Output of :func:`bonded_terms` for ``atoms``; computed if not given.
-
-    Returns
-    -------
-    dict
-        ``{"phi": int [P, 4], "psi": int [Q, 4]}``; shape ``(0, 4)`` for a non-peptide.
-
-    Examples
-    --------
-    >>> from ase.build import molecule
-    >>> {k: v.shape for k, v in backbone_dihedrals(molecule("CH3CH2OH")).items()}
-    {'phi': (0, 4), 'psi': (0, 4)}
-    """
-    bonds = bonded_terms(atoms)["bonds"] if terms is None else np.asarray(terms["bonds"])
-    neighbours: list[set[int]] = [set() for _ in range(len(atoms))]
-    for i, j in bonds.tolist():
-        neighbours[i].add(j)
-        neighbours[j].add(i)
-    symbols = atoms.get_chemical_symbols()
-
-    def carbonyl(c: int) -> bool:
-        return symbols[c] == "C" and any(
-            symbols[o] == "O" and len(neighbours[o]) == 1 for o in neighbours[c]
-        )
-
-    phi, psi = [], []
-    for n in range(len(atoms)):
-        if symbols[n] != "N":
-            continue
-        for ca in sorted(neighbours[n]):
-            if symbols[ca] != "C" or len(neighbours[ca]) != 4:
-                continue
-            for c in sorted(neighbours[ca] - {n}):
-                if not carbonyl(c):
-                    continue
-                phi += [(prev, n, ca, c) for prev in sorted(neighbours[n] - {ca}) if carbonyl(prev)]
-                psi += [
-                    (n, ca, c, nxt) for nxt in sorted(neighbours[c] - {ca}) if symbols[nxt] == "N"
-                ]
-    return {"phi": _index_array(sorted(phi), 4), "psi": _index_array(sorted(psi), 4)}
 
 
 def measure(frames: list[Atoms], indices: np.ndarray, kind: str) -> np.ndarray:
@@ -411,67 +287,6 @@ def compare_structures(reference: list[Atoms], sample: list[Atoms]) -> dict:
     return comparison
 
 
-def plot_structures(comparison: dict, path: str | Path, title: str) -> Path:
-    """Plot teacher against student from a :func:`compare_structures` result, as one PNG.
-
-    RDF curves for a liquid, histograms of bonds, angles, dihedrals (and phi, psi) for a
-    molecule, with the distances in each subplot's title. The file is written atomically.
-
-    Parameters
-    ----------
-    comparison
-        Output of :func:`compare_structures` (also after a JSON round trip).
-    path
-        The PNG to write; its folder is created if needed.
-    title
-        Title of the figure, e.g. the system's name.
-
-    Returns
-    -------
-    pathlib.Path
-        ``path``.
-    """
-    path = Path(path)
-    if comparison.get("kind") == "liquid":
-        panels = list(comparison["rdf"].items())
-    elif comparison.get("kind") == "molecule":
-        panels = [(name, comparison[name]) for name in (*ARITY, "phi", "psi") if name in comparison]
-    else:
-        raise InputError(
-            f"comparison['kind'] must be 'liquid' or 'molecule', got {comparison.get('kind')!r}"
-        )
-    if not panels:
-        raise InputError(f"nothing to plot for {title!r}: the comparison has no distributions")
-
-    columns = min(3, len(panels))
-    rows = -(-len(panels) // columns)
-    fig, axes = figure((4.2 * columns, 3.4 * rows), rows, columns, squeeze=False)
-    axes = axes.ravel()
-    for ax, (name, result) in zip(axes, panels):
-        if comparison["kind"] == "liquid":
-            ax.plot(result["r"], result["g_reference"], label="teacher")
-            ax.plot(result["r"], result["g_sample"], "--", label="student")
-            ax.axhline(1.0, color="grey", lw=0.5)
-            ax.set_xlabel("r (Å)")
-            ax.set_ylabel(f"g(r) {name}")
-            ax.set_title(f"{name}  rel. L1 {result['distance']:.3f}")
-        else:
-            unit = UNITS.get(name, "°")
-            ax.stairs(result["p_reference"], result["bin_edges"], label="teacher")
-            ax.stairs(result["p_sample"], result["bin_edges"], ls="--", label="student")
-            ax.set_xlabel(f"{name} ({unit})")
-            ax.set_ylabel("fraction")
-            ax.set_title(
-                f"{name}  TV {result['total_variation']:.3f}  W {result['wasserstein']:.3g} {unit}"
-            )
-        ax.legend(fontsize="small")
-    for ax in axes[len(panels) :]:
-        ax.set_visible(False)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
 def _periodic(atoms: Atoms) -> bool:
     if atoms.pbc.all():
         if abs(np.linalg.det(atoms.cell.array)) < 1e-9:
@@ -506,10 +321,6 @@ def _box(atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
 def _largest_r_max(frames: list[Atoms]) -> float:
     heights = [1.0 / np.linalg.norm(atoms.cell.reciprocal(), axis=1).max() for atoms in frames]
     return float(min(0.5 * min(heights), RDF_R_MAX))
-
-
-def _index_array(rows: list[tuple[int, ...]], width: int) -> np.ndarray:
-    return np.array(rows, dtype=np.int64).reshape(-1, width)
 
 
 def _wrap_degrees(angles: np.ndarray) -> np.ndarray:
