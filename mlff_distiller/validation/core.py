@@ -14,6 +14,11 @@ Per system (a failure in one is reported and the others still run):
    structure (RDF or bonds, angles, dihedrals) against the teacher's, and a longer student
    run for stability.
 
+In the code, a system goes through four steps: ``_run_system`` (every engine call, through
+:mod:`mlff_distiller.engines.runs`), ``_measure`` (the numbers, no verdicts), ``_judge``
+(each check of :data:`CHECKS`, declared once with where its value and threshold are read)
+and the report.
+
 Everything lands in ``out/``: ``report.json`` (every number), ``report.md`` (tables, verdicts,
 plots) and ``systems/NAME/`` (the trajectories behind the numbers, as ``.npz``).
 """
@@ -28,6 +33,7 @@ import shlex
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +67,9 @@ WARMUP_STEPS = 3
 class Check:
     """One kind of check: its name in the report, the suite threshold it is judged by (a
     key of :data:`~mlff_distiller.validation.suite.THRESHOLD_DEFAULTS`; ``None`` when the
-    threshold is fixed), which side passes, and the unit of its value."""
+    threshold is fixed), which side passes, the unit of its value, and where its instances
+    are read from a system's measurements (``instances(result, thresholds)``: ``(label,
+    value, threshold)`` per instance, none where the measurement was not made)."""
 
     name: str
     threshold: str | None
@@ -69,6 +77,7 @@ class Check:
     unit: str = ""
     #: How a labelled instance (one engine, one pair, one distribution) is named.
     labelled: str = "{name}[{label}]"
+    instances: Callable[[dict, dict], list[tuple[str, float, float]]] = lambda result, th: []
 
     def judge(self, value: float, threshold: float, label: str = "") -> dict[str, Any]:
         """The report's entry for ``value`` against ``threshold`` (NaN never passes), for
@@ -84,37 +93,99 @@ class Check:
         }
 
 
-#: Every check the suite makes, declared once; ``_validate_system`` measures, then judges
-#: each measurement by its entry here.
-CHECKS = {
-    check.name: check
-    for check in (
-        Check("energy_drift", "energy_drift_meV_per_atom_ps", True,
-              "meV/atom/ps (threshold: the suite's + 3 standard errors of the slope)"),
-        Check("energy_excursion", "energy_excursion_fraction", True,
-              "fraction of kinetic energy per atom"),
-        Check("cross_engine_forces", "cross_engine", True, "eV/Å"),
-        Check("cross_engine_energy", "cross_engine", True, "relative"),
-        Check("force_rmse_student_frames", "force_rmse_eV_per_A", True, "eV/Å"),
-        Check("rdf", "rdf_distance", True),
-        Check("distribution", "distribution_total_variation", True,
-              labelled="{label}_distribution"),
-        Check("stability_finite", None, False),
-        Check("stability_min_distance", "min_distance_A", False, "Å"),
-        Check("stability_temperature", "temperature_fraction", True, "fraction of target"),
-    )
-}  # fmt: skip
-
-
-#: LAMMPS errors that mean the atoms flew apart (a student failing, not a bug of the suite).
-_LAMMPS_BLOW_UP = ("Lost atoms", "Out of range atoms", "Non-numeric atom coords")
-
-
 def _drift_allowed(drift: dict, threshold: float) -> float:
     """The suite's drift threshold plus three standard errors of the fitted slope: a short
     run's slope is mostly the integrator's bounded oscillation, and only a drift that stands
     out of it counts. NaN (a run that blew up) never passes."""
     return threshold + 3.0 * drift["energy_drift_stderr_meV_per_atom_ps"]
+
+
+def _per_engine(key: str, tolerance: str):
+    def instances(result: dict, th: dict) -> list[tuple[str, float, float]]:
+        cross = result["cross_engine"]
+        return [(engine, agree[key], cross["tolerance"][tolerance])
+                for engine, agree in cross["engines"].items()]  # fmt: skip
+
+    return instances
+
+
+def _structure(rdf: bool):
+    def instances(result: dict, th: dict) -> list[tuple[str, float, float]]:
+        blocks = result["structure_comparison"]
+        if rdf:
+            return [(pair, block["distance"], th["rdf_distance"])
+                    for pair, block in blocks.get("rdf", {}).items()]  # fmt: skip
+        return [(label, block["total_variation"], th["distribution_total_variation"])
+                for label, block in blocks.items() if label not in ("kind", "rdf")]  # fmt: skip
+
+    return instances
+
+
+def _stability(key: str, threshold: str, value: Callable[[float, dict], float] = None):
+    def instances(result: dict, th: dict) -> list[tuple[str, float, float]]:
+        stability = result["stability"]
+        if key not in stability:
+            return []  # the run blew up: only stability_finite is judged
+        measured = stability[key] if value is None else value(stability[key], result)
+        return [("", measured, th[threshold])]
+
+    return instances
+
+
+#: Every check the suite makes, declared once, in report order; :func:`_judge` evaluates
+#: each on a system's measurements.
+CHECKS = {
+    check.name: check
+    for check in (
+        Check("energy_drift", "energy_drift_meV_per_atom_ps", True,
+              "meV/atom/ps (threshold: the suite's + 3 standard errors of the slope)",
+              instances=lambda result, th: [
+                  (engine, abs(run["energy_drift_meV_per_atom_ps"]),
+                   _drift_allowed(run, th["energy_drift_meV_per_atom_ps"]))
+                  for engine, run in result["engines"].items()]),
+        Check("energy_excursion", "energy_excursion_fraction", True,
+              "fraction of kinetic energy per atom",
+              instances=lambda result, th: [
+                  (engine, run["max_excursion_meV_per_atom"]
+                   / run["mean_kinetic_energy_meV_per_atom"], th["energy_excursion_fraction"])
+                  for engine, run in result["engines"].items()]),
+        Check("cross_engine_forces", "cross_engine", True, "eV/Å",
+              instances=_per_engine("force_max_abs_eV_per_A", "force_eV_per_A")),
+        Check("cross_engine_energy", "cross_engine", True, "relative",
+              instances=_per_engine("energy_max_rel", "energy_rel")),
+        Check("force_rmse_student_frames", "force_rmse_eV_per_A", True, "eV/Å",
+              instances=lambda result, th: [
+                  ("", result["force_error"]["student_frames"]["force_rmse_eV_per_A"],
+                   th["force_rmse_eV_per_A"])]),
+        Check("rdf", "rdf_distance", True, instances=_structure(rdf=True)),
+        Check("distribution", "distribution_total_variation", True,
+              labelled="{label}_distribution", instances=_structure(rdf=False)),
+        Check("stability_finite", None, False,
+              instances=lambda result, th: [("", float(result["stability"]["finite"]), 1.0)]),
+        Check("stability_min_distance", "min_distance_A", False, "Å",
+              instances=_stability("min_distance_A", "min_distance_A")),
+        Check("stability_temperature", "temperature_fraction", True, "fraction of target",
+              instances=_stability(
+                  "mean_temperature_K", "temperature_fraction",
+                  lambda mean_t, result: abs(mean_t - result["protocol"]["temperature_K"])
+                  / result["protocol"]["temperature_K"])),
+    )
+}  # fmt: skip
+
+
+def _judge(result: dict[str, Any], thresholds: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every check of :data:`CHECKS` on one system's measurements, in declaration order,
+    with the engine each instance belongs to (``None`` for the system's own checks)."""
+    judged = []
+    for check in CHECKS.values():
+        for label, value, limit in check.instances(result, thresholds):
+            entry = check.judge(value, limit, label)
+            judged.append((label if label in result["engines"] else None, entry))
+    return judged
+
+
+#: LAMMPS errors that mean the atoms flew apart (a student failing, not a bug of the suite).
+_LAMMPS_BLOW_UP = ("Lost atoms", "Out of range atoms", "Non-numeric atom coords")
 
 
 def _evenly(count: int, available: int, skip_first: bool = False) -> list[int]:
@@ -153,116 +224,79 @@ def _teacher_run(
     return traj, False
 
 
-def _validate_system(
-    spec: SystemSpec,
-    suite: Suite,
-    teacher_key: str,
-    teacher,
-    model_path: Path,
-    metadata: dict[str, Any],
-    out: Path,
-    cache: Path,
-    progress: bool,
-) -> dict[str, Any]:
+@dataclass
+class _Runs:
+    """What the engines computed for one system; the measurements are made from this alone."""
+
+    teacher_nve: Trajectory
+    teacher_nvt: Trajectory
+    teacher_reused: bool
+    teacher_timing: Trajectory  # a few teacher steps timed now (the references may be cached)
+    student_nve: dict[str, Trajectory]  # per engine
+    student_nvt: Trajectory  # ASE
+    picks: list[int]  # the cross-engine frames, indices into teacher_nvt
+    on_picks: dict[str, tuple[np.ndarray, np.ndarray]]  # engine -> student (energies, forces)
+    student_on_teacher: np.ndarray  # student forces on every teacher NVT frame
+    relabel: list[int]  # the relabelled student frames, indices into student_nvt
+    teacher_on_student: np.ndarray  # teacher forces on them
+    stability_engine: str
+    stability: Trajectory | None  # None: the run blew up
+    crashed: str | None
+    memory_peak_mb: dict[str, float]
+
+
+def _run_system(spec: SystemSpec, atoms, teacher, teacher_key: str, model_path: Path,
+                folder: Path, cache: Path, stage) -> _Runs:  # fmt: skip
+    """Every engine call of a system: teacher references, student MD in each engine, the
+    cross-engine frames, the teacher's relabelling and the stability run."""
     from ..calculators import StudentCalculator
 
-    p, th = spec.protocol, spec.thresholds
-    atoms = spec.load(suite.base)
-    missing = sorted(set(atoms.get_chemical_symbols()) - set(metadata["elements"]))
-    if missing:
-        raise InputError(
-            f"elements {missing} are not in the student (it knows {metadata['elements']})"
-        )
-    kind = spec.resolved_kind(atoms)
-    n = len(atoms)
-    folder = out / "systems" / spec.name
-    (folder / "trajectories").mkdir(parents=True, exist_ok=True)
-    stage = _Stage(progress, spec.name)
+    p = spec.protocol
     dt, every, T = p["timestep_fs"], p["record_every"], p["temperature_K"]
     velocities = initial_velocities(atoms, T, p["seed"])
     key = f"{spec.name}-{initial_conditions_key(teacher_key, atoms, p)}"
-    result: dict[str, Any] = {
-        "name": spec.name,
-        "structure": spec.structure,
-        "kind": kind,
-        "warmup_steps_untimed": WARMUP_STEPS,
-        "atoms": n,
-        "formula": atoms.get_chemical_formula(),
-        "periodic": bool(atoms.pbc.all()),
-        "protocol": p,
-        "thresholds": th,
-        "memory_peak_mb": {},
-    }
+    memory: dict[str, float] = {}
 
-    # 2. Teacher references (cached), and the teacher's step time measured now.
+    # Teacher references (cached), and the teacher's step time measured now.
     common = {"temperature_K": T, "friction_per_ps": p["friction_per_ps"], "seed": p["seed"]}
     reference = (cache, key, stage, atoms, velocities, teacher, dt, every, common)
     teacher_nve, cached_nve = _teacher_run("nve", teacher_nve_steps(p), *reference)
     teacher_nvt, cached_nvt = _teacher_run("nvt", p["nvt_steps"], *reference)
-    result["teacher_reference_reused"] = bool(cached_nve and cached_nvt)
     timing = run_ase(atoms, velocities, teacher, "nve", TEACHER_LATENCY_STEPS, dt, every)
-    result["teacher"] = {
-        **metrics.energy_drift(teacher_nve.times_ps, teacher_nve.total_energy, n),
-        **metrics.latency(timing.step_seconds[WARMUP_STEPS:]),
-        "mean_kinetic_energy_meV_per_atom": float(1000 * teacher_nve.kinetic_energy.mean() / n),
-    }
-    result["memory_peak_mb"]["teacher"] = peak_memory_mb()
-    teacher_nve.save(folder / "trajectories" / "teacher_nve.npz")
-    teacher_nvt.save(folder / "trajectories" / "teacher_nvt.npz")
+    memory["teacher"] = peak_memory_mb()
 
-    # 3. Student runs from the same initial conditions.
+    # The student from the same initial conditions: NVE in every engine, NVT in ASE.
     student = StudentCalculator(model_path)
-    runs: dict[str, Trajectory] = {}
+    nve: dict[str, Trajectory] = {}
     for engine in p["engines"]:
         steps = student_nve_steps(p, engine)
         bar = stage(f"student NVE ({engine})", steps)
         try:
-            runs[engine] = engine_runs.run(
+            nve[engine] = engine_runs.run(
                 engine, atoms, velocities, student if engine == "ase" else model_path, "nve",
                 steps, dt, every, folder / "lammps", progress=bar.update,
             )  # fmt: skip
         finally:
             bar.close()
-        runs[engine].save(folder / "trajectories" / f"student_nve_{engine}.npz")
-        result["memory_peak_mb"][engine] = peak_memory_mb()
+        memory[engine] = peak_memory_mb()
     bar = stage("student NVT (ASE)", p["nvt_steps"])
     try:
-        student_nvt = run_ase(
-            atoms, velocities, student, "nvt", p["nvt_steps"], dt, every,
-            progress=bar.update, **common,
-        )  # fmt: skip
+        student_nvt = run_ase(atoms, velocities, student, "nvt", p["nvt_steps"], dt, every,
+                              progress=bar.update, **common)  # fmt: skip
     finally:
         bar.close()
-    student_nvt.save(folder / "trajectories" / "student_nvt.npz")
 
-    # 4. Cross-engine agreement on teacher frames.
+    # The student on the same teacher frames in every engine.
     picks = _evenly(p["cross_engine_frames"], len(teacher_nvt.times_ps), skip_first=True)
     frames = teacher_nvt.frames(picks)
-    reference_e, reference_f = evaluate_ase(student, frames)
-    tolerance = th["cross_engine"][metadata["dtype"]]
-    cross: dict[str, Any] = {"frames": picks, "tolerance": tolerance, "engines": {}}
-    engine_forces = {"ase": reference_f}
+    on_picks = {"ase": evaluate_ase(student, frames)}
     for engine in p["engines"]:
-        if engine == "ase":
-            continue
-        e, f = engine_runs.evaluate(engine, model_path, frames, folder / "lammps_frames")
-        engine_forces[engine] = f
-        cross["engines"][engine] = {
-            "energy_max_rel": float(np.max(np.abs(e - reference_e) / np.abs(reference_e))),
-            "force_max_abs_eV_per_A": float(np.max(np.abs(f - reference_f))),
-        }
-    np.savez_compressed(
-        folder / "trajectories" / "cross_engine.npz",
-        frames=np.array(picks),
-        teacher_forces=teacher_nvt.forces[picks],
-        **{f"forces_{engine}": f for engine, f in engine_forces.items()},
-    )
-    result["cross_engine"] = cross
+        if engine != "ase":
+            on_picks[engine] = engine_runs.evaluate(engine, model_path, frames,
+                                                    folder / "lammps_frames")  # fmt: skip
 
-    # 5a. Force errors: teacher frames (all recorded NVT frames, student in ASE) and student
-    # frames relabelled by the teacher.
-    all_teacher = teacher_nvt.frames()
-    _, student_on_teacher = evaluate_ase(student, all_teacher)
+    # The student on every teacher frame, and the teacher on student frames.
+    _, student_on_teacher = evaluate_ase(student, teacher_nvt.frames())
     relabel = _evenly(p["relabel_frames"], len(student_nvt.times_ps), skip_first=True)
     bar = stage("teacher relabels student frames", len(relabel))
     teacher_f = []
@@ -270,85 +304,8 @@ def _validate_system(
         teacher_f.append(evaluate_ase(teacher, [frame])[1][0])
         bar.update(1)
     bar.close()
-    teacher_f = np.array(teacher_f)
-    np.savez_compressed(
-        folder / "trajectories" / "relabelled.npz",
-        frames=np.array(relabel),
-        numbers=atoms.numbers,
-        teacher_forces=teacher_f,
-        student_forces=student_nvt.forces[relabel],
-    )
-    result["force_error"] = {
-        "teacher_frames": metrics.force_errors(
-            atoms.numbers, teacher_nvt.forces, student_on_teacher
-        ),
-        "student_frames": metrics.force_errors(
-            atoms.numbers, teacher_f, student_nvt.forces[relabel]
-        ),
-    }
 
-    # 5b. Per engine: drift, force error on the cross-engine frames, latency, speed-up.
-    teacher_ms = result["teacher"]["latency_ms_median"]
-    checks: list[dict] = []
-    engines: dict[str, Any] = {}
-    for engine, traj in runs.items():
-        drift = metrics.energy_drift(traj.times_ps, traj.total_energy, n)
-        ke = 1000 * traj.kinetic_energy.mean() / n
-        lat = metrics.latency(traj.step_seconds[WARMUP_STEPS:])
-        # (value, threshold) per check; the drift's threshold widens by its slope's error.
-        measured = {
-            "energy_drift": (
-                abs(drift["energy_drift_meV_per_atom_ps"]),
-                _drift_allowed(drift, th["energy_drift_meV_per_atom_ps"]),
-            ),
-            "energy_excursion": (
-                drift["max_excursion_meV_per_atom"] / ke,
-                th["energy_excursion_fraction"],
-            ),
-        }
-        if engine != "ase":
-            agree = cross["engines"][engine]
-            measured["cross_engine_forces"] = (
-                agree["force_max_abs_eV_per_A"],
-                tolerance["force_eV_per_A"],
-            )
-            measured["cross_engine_energy"] = (agree["energy_max_rel"], tolerance["energy_rel"])
-        engine_checks = [
-            CHECKS[name].judge(value, limit, engine) for name, (value, limit) in measured.items()
-        ]
-        on_frames = metrics.force_errors(atoms.numbers, teacher_nvt.forces[picks],
-                                         engine_forces[engine])  # fmt: skip
-        engines[engine] = {
-            **drift,
-            "mean_kinetic_energy_meV_per_atom": float(ke),
-            "force_rmse_eV_per_A": on_frames["force_rmse_eV_per_A"],
-            **lat,
-            "speedup_vs_teacher": float(teacher_ms / lat["latency_ms_median"]),
-            "memory_peak_mb": result["memory_peak_mb"][engine],
-            "verdict": "PASS" if all(c["verdict"] == "PASS" for c in engine_checks) else "FAIL",
-        }
-        checks += engine_checks
-    result["engines"] = engines
-
-    rmse = result["force_error"]["student_frames"]["force_rmse_eV_per_A"]
-    checks.append(CHECKS["force_rmse_student_frames"].judge(rmse, th["force_rmse_eV_per_A"]))
-
-    # 5c. Structure against the teacher.
-    from .structure import compare_structures, plot_structures
-
-    structure = compare_structures(teacher_nvt.frames(), student_nvt.frames())
-    result["structure_comparison"] = structure
-    for label, block in structure.items():
-        if label == "kind":
-            continue
-        if label == "rdf":
-            for pair, rdf in block.items():
-                checks.append(CHECKS["rdf"].judge(rdf["distance"], th["rdf_distance"], pair))
-        else:
-            tv, limit = block["total_variation"], th["distribution_total_variation"]
-            checks.append(CHECKS["distribution"].judge(tv, limit, label))
-
-    # 5d. Stability: a longer student NVT in the fastest engine available.
+    # Stability: a longer student NVT in the fastest engine available.
     stable_engine = "lammps" if "lammps" in p["engines"] else "ase"
     bar = stage(f"stability NVT ({stable_engine})", p["stability_steps"])
     stable_every = max(every, p["stability_steps"] // 200)
@@ -368,34 +325,161 @@ def _validate_system(
         long, crashed = None, f"the student's run blew up in LAMMPS ({first})"
     finally:
         bar.close()
-    stability: dict[str, Any] = {"engine": stable_engine, "steps": p["stability_steps"]}
+    return _Runs(
+        teacher_nve, teacher_nvt, bool(cached_nve and cached_nvt), timing, nve, student_nvt,
+        picks, on_picks, student_on_teacher, relabel, np.array(teacher_f), stable_engine, long,
+        crashed, memory,
+    )  # fmt: skip
+
+
+def _save(runs: _Runs, numbers: np.ndarray, folder: Path) -> None:
+    """The trajectories behind the report's numbers, in ``folder/trajectories``."""
+    out = folder / "trajectories"
+    runs.teacher_nve.save(out / "teacher_nve.npz")
+    runs.teacher_nvt.save(out / "teacher_nvt.npz")
+    for engine, traj in runs.student_nve.items():
+        traj.save(out / f"student_nve_{engine}.npz")
+    runs.student_nvt.save(out / "student_nvt.npz")
+    np.savez_compressed(
+        out / "cross_engine.npz",
+        frames=np.array(runs.picks),
+        teacher_forces=runs.teacher_nvt.forces[runs.picks],
+        **{f"forces_{engine}": f for engine, (_, f) in runs.on_picks.items()},
+    )
+    np.savez_compressed(
+        out / "relabelled.npz",
+        frames=np.array(runs.relabel),
+        numbers=numbers,
+        teacher_forces=runs.teacher_on_student,
+        student_forces=runs.student_nvt.forces[runs.relabel],
+    )
+    if runs.stability is not None:
+        runs.stability.save(out / f"stability_nvt_{runs.stability_engine}.npz")
+
+
+def _measure(runs: _Runs, numbers: np.ndarray, p: dict, tolerance: dict) -> dict[str, Any]:
+    """A system's measurements from its runs (no verdicts): the teacher's drift and speed,
+    cross-engine agreement, force errors, each engine's drift and speed, structure against
+    the teacher, stability."""
+    from .structure import compare_structures
+
+    n = len(numbers)
+    memory = runs.memory_peak_mb
+    result: dict[str, Any] = {"teacher_reference_reused": runs.teacher_reused}
+    result["teacher"] = {
+        **metrics.energy_drift(runs.teacher_nve.times_ps, runs.teacher_nve.total_energy, n),
+        **metrics.latency(runs.teacher_timing.step_seconds[WARMUP_STEPS:]),
+        "mean_kinetic_energy_meV_per_atom": float(
+            1000 * runs.teacher_nve.kinetic_energy.mean() / n
+        ),
+    }
+    reference_e, reference_f = runs.on_picks["ase"]
+    result["cross_engine"] = {
+        "frames": runs.picks,
+        "tolerance": tolerance,
+        "engines": {
+            engine: {
+                "energy_max_rel": float(np.max(np.abs(e - reference_e) / np.abs(reference_e))),
+                "force_max_abs_eV_per_A": float(np.max(np.abs(f - reference_f))),
+            }
+            for engine, (e, f) in runs.on_picks.items()
+            if engine != "ase"
+        },
+    }
+    teacher_nvt = runs.teacher_nvt
+    result["force_error"] = {
+        "teacher_frames": metrics.force_errors(
+            numbers, teacher_nvt.forces, runs.student_on_teacher
+        ),  # fmt: skip
+        "student_frames": metrics.force_errors(
+            numbers, runs.teacher_on_student, runs.student_nvt.forces[runs.relabel]
+        ),
+    }
+    teacher_ms = result["teacher"]["latency_ms_median"]
+    engines: dict[str, Any] = {}
+    for engine, traj in runs.student_nve.items():
+        lat = metrics.latency(traj.step_seconds[WARMUP_STEPS:])
+        on_frames = metrics.force_errors(numbers, teacher_nvt.forces[runs.picks],
+                                         runs.on_picks[engine][1])  # fmt: skip
+        engines[engine] = {
+            **metrics.energy_drift(traj.times_ps, traj.total_energy, n),
+            "mean_kinetic_energy_meV_per_atom": float(1000 * traj.kinetic_energy.mean() / n),
+            "force_rmse_eV_per_A": on_frames["force_rmse_eV_per_A"],
+            **lat,
+            "speedup_vs_teacher": float(teacher_ms / lat["latency_ms_median"]),
+            "memory_peak_mb": memory[engine],
+        }
+    result["engines"] = engines
+    result["structure_comparison"] = compare_structures(teacher_nvt.frames(),
+                                                        runs.student_nvt.frames())  # fmt: skip
+
+    stability: dict[str, Any] = {"engine": runs.stability_engine, "steps": p["stability_steps"]}
+    long = runs.stability
     if long is None:
-        stability.update({"finite": False, "error": crashed})
-        checks.append(CHECKS["stability_finite"].judge(0, 1))
+        stability.update({"finite": False, "error": runs.crashed})
     else:
-        long.save(folder / "trajectories" / f"stability_nvt_{stable_engine}.npz")
         cell = long.cell if np.abs(long.cell).sum() > 0 else None
-        closest = min(metrics.min_distance(x, cell) for x in long.positions)
         burn = len(long.times_ps) // 5  # the first fifth equilibrates
-        mean_t = float(long.temperature_K[burn:].mean())
         finite = bool(np.isfinite(long.positions).all() and np.isfinite(long.total_energy).all())
-        stability.update(
-            {"finite": finite, "min_distance_A": closest, "mean_temperature_K": mean_t,
-             "duration_ps": float(long.times_ps[-1])}
-        )  # fmt: skip
-        off = abs(mean_t - T) / T
-        checks += [
-            CHECKS["stability_finite"].judge(float(finite), 1),
-            CHECKS["stability_min_distance"].judge(closest, th["min_distance_A"]),
-            CHECKS["stability_temperature"].judge(off, th["temperature_fraction"]),
-        ]
+        stability.update({
+            "finite": finite,
+            "min_distance_A": min(metrics.min_distance(x, cell) for x in long.positions),
+            "mean_temperature_K": float(long.temperature_K[burn:].mean()),
+            "duration_ps": float(long.times_ps[-1]),
+        })  # fmt: skip
     result["stability"] = stability
-    result["checks"] = checks
-    result["verdict"] = "PASS" if all(c["verdict"] == "PASS" for c in checks) else "FAIL"
+    return result
 
+
+def _validate_system(
+    spec: SystemSpec,
+    suite: Suite,
+    teacher_key: str,
+    teacher,
+    model_path: Path,
+    metadata: dict[str, Any],
+    out: Path,
+    cache: Path,
+    progress: bool,
+) -> dict[str, Any]:
+    """One system: runs, then measurements, then checks, then the report's plots."""
     from .report import plot_system
+    from .structure import plot_structures
 
-    result["plots"] = plot_system(result, runs, teacher_nve, folder, structure, plot_structures)
+    p, th = spec.protocol, spec.thresholds
+    atoms = spec.load(suite.base)
+    missing = sorted(set(atoms.get_chemical_symbols()) - set(metadata["elements"]))
+    if missing:
+        raise InputError(
+            f"elements {missing} are not in the student (it knows {metadata['elements']})"
+        )
+    folder = out / "systems" / spec.name
+    (folder / "trajectories").mkdir(parents=True, exist_ok=True)
+    runs = _run_system(spec, atoms, teacher, teacher_key, model_path, folder, cache,
+                       _Stage(progress, spec.name))  # fmt: skip
+    _save(runs, atoms.numbers, folder)
+
+    result: dict[str, Any] = {
+        "name": spec.name,
+        "structure": spec.structure,
+        "kind": spec.resolved_kind(atoms),
+        "warmup_steps_untimed": WARMUP_STEPS,
+        "atoms": len(atoms),
+        "formula": atoms.get_chemical_formula(),
+        "periodic": bool(atoms.pbc.all()),
+        "protocol": p,
+        "thresholds": th,
+        "memory_peak_mb": runs.memory_peak_mb,
+        **_measure(runs, atoms.numbers, p, th["cross_engine"][metadata["dtype"]]),
+    }
+    judged = _judge(result, th)
+    for engine, block in result["engines"].items():
+        own = [entry for owner, entry in judged if owner == engine]
+        block["verdict"] = "PASS" if all(c["verdict"] == "PASS" for c in own) else "FAIL"
+    result["checks"] = checks = [entry for _, entry in judged]
+    result["verdict"] = "PASS" if all(c["verdict"] == "PASS" for c in checks) else "FAIL"
+    result["plots"] = plot_system(result, runs.student_nve, runs.teacher_nve, folder,
+                                  result["structure_comparison"], plot_structures)  # fmt: skip
     return result
 
 

@@ -224,3 +224,63 @@ def test_each_check_is_declared_once_with_a_threshold_the_suites_know():
     assert closest.judge(float("nan"), 0.6)["verdict"] == "FAIL"
     assert CHECKS["distribution"].judge(0.1, 0.35, "angle")["name"] == "angle_distribution"
     assert CHECKS["rdf"].judge(0.1, 0.25, "O-H")["name"] == "rdf[O-H]"
+
+
+def _measured(**stability) -> dict:
+    """A system's measurements as ``validation.core._measure`` writes them (two engines, a
+    liquid with one RDF pair), every value inside the default thresholds."""
+    return {
+        "protocol": {"temperature_K": 300.0},
+        "engines": {
+            engine: {"energy_drift_meV_per_atom_ps": 0.01,
+                     "energy_drift_stderr_meV_per_atom_ps": 0.001,
+                     "max_excursion_meV_per_atom": 0.1, "mean_kinetic_energy_meV_per_atom": 38.0}
+            for engine in ("ase", "lammps")
+        },
+        "cross_engine": {"tolerance": {"energy_rel": 1e-8, "force_eV_per_A": 1e-6},
+                         "engines": {"lammps": {"energy_max_rel": 1e-10,
+                                                "force_max_abs_eV_per_A": 1e-8}}},
+        "force_error": {"student_frames": {"force_rmse_eV_per_A": 0.05}},
+        "structure_comparison": {"kind": "liquid", "rdf": {"O-H": {"distance": 0.01}}},
+        "stability": stability or {"finite": True, "min_distance_A": 0.9,
+                                   "mean_temperature_K": 310.0},
+    }  # fmt: skip
+
+
+def test_the_declared_checks_judge_a_systems_measurements():
+    """Every declared check finds its instances in the measurements; a value outside its
+    threshold fails that check alone and, for an engine's check, names the engine; a run
+    that blew up is judged by stability_finite only."""
+    from mlff_distiller.validation import THRESHOLD_DEFAULTS
+    from mlff_distiller.validation.core import CHECKS, _judge
+
+    th = THRESHOLD_DEFAULTS
+    judged = _judge(_measured(), th)
+    names = [entry["name"] for _, entry in judged]
+    assert names == [
+        "energy_drift[ase]", "energy_drift[lammps]", "energy_excursion[ase]",
+        "energy_excursion[lammps]", "cross_engine_forces[lammps]", "cross_engine_energy[lammps]",
+        "force_rmse_student_frames", "rdf[O-H]", "stability_finite", "stability_min_distance",
+        "stability_temperature",
+    ]  # fmt: skip
+    assert {name.split("[")[0] for name in names} == set(CHECKS) - {"distribution"}
+    assert all(entry["verdict"] == "PASS" for _, entry in judged)
+    assert [owner for owner, _ in judged][:6] == ["ase", "lammps"] * 2 + ["lammps"] * 2
+
+    hot = _measured(finite=True, min_distance_A=0.9, mean_temperature_K=400.0)
+    failed = [e for _, e in _judge(hot, th) if e["verdict"] == "FAIL"]
+    assert [(e["name"], round(e["value"], 3)) for e in failed] == [("stability_temperature", 0.333)]
+
+    drifting = _measured()
+    drifting["engines"]["lammps"]["energy_drift_meV_per_atom_ps"] = -5.0
+    failed = [(owner, e["name"]) for owner, e in _judge(drifting, th) if e["verdict"] == "FAIL"]
+    assert failed == [("lammps", "energy_drift[lammps]")]
+
+    blown = [e for _, e in _judge(_measured(finite=False, error="NaN"), th)]
+    assert [e["name"] for e in blown][-1] == "stability_finite"
+    assert blown[-1]["verdict"] == "FAIL"
+
+    molecule = _measured()
+    molecule["structure_comparison"] = {"kind": "molecule", "bonds": {"total_variation": 0.9}}
+    entry = next(e for _, e in _judge(molecule, th) if e["name"] == "bonds_distribution")
+    assert entry["verdict"] == "FAIL"
