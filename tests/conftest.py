@@ -2,7 +2,8 @@
 
 Markers (``pytest -m "not slow"`` is the fast lane; see README):
 
-- ``teacher``: loads a real teacher (uses the ``sevennet`` fixture, or is marked by hand);
+- ``teacher``: loads a real teacher (everything under ``tests/teachers/``, tests that use the
+  ``sevennet`` fixture, or marked by hand);
 - ``engine``: drives a real engine process (everything under ``tests/engines/``);
 - ``mpi``: runs ``mpirun`` with more than one rank (marked by hand);
 - ``slow``: all of the above, everything under ``tests/integration/``, and tests marked by
@@ -26,7 +27,7 @@ def pytest_collection_modifyitems(config, items):
     where a test lives and which fixtures it takes, so a new test is marked by itself."""
     for item in items:
         where = Path(str(item.fspath)).resolve().relative_to(TESTS).parts[0]
-        if "sevennet" in getattr(item, "fixturenames", ()):
+        if where == "teachers" or "sevennet" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.teacher)
         if where == "engines":
             item.add_marker(pytest.mark.engine)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from .. import __version__
 from ..errors import InputError
@@ -245,7 +246,8 @@ def import_extxyz(
         info.pop("source_index", None)
         if stress is not None:
             stress = np.asarray(stress, dtype=float)
-            stress = stress if stress.size == 6 else _voigt(stress)
+            if stress.size != 6:
+                stress = full_3x3_to_voigt_6_stress(stress.reshape(3, 3))
         block.add(
             i,
             atoms.numbers,
@@ -280,6 +282,3 @@ def import_extxyz(
     return write_hdf5(block, out, attrs)
 
 
-def _voigt(stress: np.ndarray) -> np.ndarray:
-    s = stress.reshape(3, 3)
-    return np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])

@@ -302,7 +302,7 @@ def select_frames(
     return frames, summary, pool_table
 
 
-def force_errors(student: str | Path, frames: list[Atoms]) -> dict[str, Any]:
+def student_force_errors(student: str | Path, frames: list[Atoms]) -> dict[str, Any]:
     """Force RMSE and MAE (eV/Å) of ``student`` against the labels on ``frames``."""
     from ..calculators import StudentCalculator
 

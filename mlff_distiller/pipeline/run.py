@@ -207,7 +207,7 @@ class Pipeline:
                 role: [f for f in frames if f.info["sampling"]["role"] == role]
                 for role in ("eval", "selected")
             }
-            return {role: active.force_errors(student, by_role[role]) for role in by_role}
+            return {role: active.student_force_errors(student, by_role[role]) for role in by_role}
 
         inputs = {"student": file_digest(student), "labels": file_digest(labels)}
         return self.stages.run(name, inputs, work)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from ase.stress import voigt_6_to_full_3x3_stress
 
 from .._progress import progress_bar, say
 from ..data import dataset_metadata, read_dataset, split_indices
@@ -63,15 +64,10 @@ class _Item:
         atom_energies = atoms.calc.results.get("energies")
         self.atom_energies = None if atom_energies is None else np.asarray(atom_energies)
         stress = atoms.calc.results.get("stress") if atoms.pbc.all() else None
-        self.stress = None if stress is None else _voigt_to_matrix(np.asarray(stress))
+        self.stress = None if stress is None else voigt_6_to_full_3x3_stress(np.asarray(stress))
         self.volume = (
             float(abs(np.linalg.det(atoms.cell.array))) if self.stress is not None else 0.0
         )
-
-
-def _voigt_to_matrix(s: np.ndarray) -> np.ndarray:
-    xx, yy, zz, yz, xz, xy = s
-    return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
 
 
 def _labels(items: list[_Item], dtype: torch.dtype) -> dict[str, torch.Tensor]:

@@ -15,7 +15,6 @@ from mlff_distiller.errors import InputError
 ELEMENTS = ["C", "H", "O"]
 TOLERANCE = {"float64": None}
 
-pytestmark = [pytest.mark.slow, pytest.mark.engine]
 
 
 @pytest.fixture(scope="module")
