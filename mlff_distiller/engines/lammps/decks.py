@@ -150,12 +150,3 @@ class Deck:
     def run(self, steps: int) -> Deck:
         self.lines.append(f"run {int(steps)}")
         return self
-
-    def minimize(self, etol: float, ftol: float, max_iterations: int) -> Deck:
-        """Conjugate-gradient minimisation until the energy changes by less than ``etol``
-        (relative) or the largest force is below ``ftol`` (eV/Å), at most
-        ``max_iterations`` iterations."""
-        self.lines.append(
-            f"minimize {etol:.6g} {ftol:.6g} {int(max_iterations)} {10 * int(max_iterations)}"
-        )
-        return self
