@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ...errors import RunError
 from ...files import atomic_path, write_json
-from .executables import INSTALL_HINT, _find, lammps_version
+from .executables import INSTALL_HINT, find_executable, lammps_version
 
 #: File name of the plugin; LAMMPS auto-loads ``*plugin.so`` from ``LAMMPS_PLUGIN_PATH``.
 PLUGIN_FILE = "mlffplugin.so"
@@ -105,7 +105,7 @@ def _stale_reason(directory: Path, wanted: dict[str, str]) -> str | None:
 
 
 def _tool(name: str) -> str | None:
-    return _find((name,))
+    return find_executable((name,))
 
 
 def _site_packages(module: str) -> Path:

@@ -27,7 +27,9 @@ class EngineNotFoundError(MissingFileError):
     """An engine program or module is missing; the message says how to install it."""
 
 
-def _find(names: tuple[str, ...]) -> str | None:
+def find_executable(names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` that is an executable next to this Python (a venv's ``bin``),
+    else on ``PATH``; None if none is."""
     bindir = Path(sys.executable).parent  # not resolved: a venv's python is a symlink
     for name in names:
         candidate = bindir / name
@@ -51,7 +53,7 @@ def lmp_executable() -> str:
         if found := shutil.which(override):
             return found
         raise EngineNotFoundError(f"LAMMPS={override!r} is not an executable program")
-    if found := _find(("lmp",)):
+    if found := find_executable(("lmp",)):
         return found
     raise EngineNotFoundError(f"LAMMPS executable `lmp` not found; run: {INSTALL_HINT}")
 
@@ -67,7 +69,7 @@ def mpirun_executable() -> str:
     EngineNotFoundError
         If neither ``mpirun`` nor ``mpiexec`` is found.
     """
-    if found := _find(("mpirun", "mpiexec")):
+    if found := find_executable(("mpirun", "mpiexec")):
         return found
     raise EngineNotFoundError(f"`mpirun` not found; run: {INSTALL_HINT}")
 
