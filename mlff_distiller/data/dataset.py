@@ -280,5 +280,3 @@ def import_extxyz(
         },
     }
     return write_hdf5(block, out, attrs)
-
-

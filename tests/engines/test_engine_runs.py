@@ -16,7 +16,6 @@ ELEMENTS = ["C", "H", "O"]
 TOLERANCE = {"float64": None}
 
 
-
 @pytest.fixture(scope="module")
 def ethanol():
     atoms = molecule("CH3CH2OH")
