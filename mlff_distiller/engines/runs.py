@@ -35,14 +35,22 @@ from ..files import atomic_path
 # cluster at 341 K. Part of the teacher reference cache key (a change reruns the teacher).
 THERMOSTAT = "langevin, centre of mass free"
 
-#: The engines a student runs in, and the protocols :func:`run` knows in each of them.
+#: The engines a student runs in, and the protocols :func:`run` knows in each of them:
+#: velocity Verlet, Langevin NVT (centre of mass free), and minimisation (``min``).
 ENGINES = ("ase", "openmm", "lammps")
-PROTOCOLS = ("nve", "nvt")
+PROTOCOLS = ("nve", "nvt", "min")
+#: A minimisation stops when no atom feels more than this force (eV/Å), in every engine.
+MINIMISE_FMAX = 0.01
 
 
 @dataclass
 class Trajectory:
-    """Frames recorded every ``record_every`` steps (the first frame is the start)."""
+    """Frames recorded every ``record_every`` steps (the first frame is the start).
+
+    A minimisation (``protocol == "min"``) records iterations instead of steps: its
+    ``times_ps`` and kinetic energies are zero, its last frame is where it stopped, and
+    ``step_seconds`` times its iterations (LAMMPS: its ``record_every`` iterations at a time).
+    """
 
     engine: str
     protocol: str
@@ -183,12 +191,16 @@ def run_ase(
     seed: int = 0,
     engine: str = "ase",
     progress=None,
+    fmax_eV_per_A: float = MINIMISE_FMAX,
 ) -> Trajectory:
-    """NVE (velocity Verlet) or NVT (Langevin) in ASE with any calculator."""
+    """NVE (velocity Verlet), NVT (Langevin) or a minimisation (BFGS, ``steps`` iterations
+    at most) in ASE with any calculator."""
     work = atoms.copy()
     work.set_velocities(velocities)
     work.calc = calc
     dt = timestep_fs * units.fs
+    if protocol == "min":
+        return _minimise_ase(work, atoms, steps, record_every, fmax_eV_per_A, engine, progress)
     if protocol == "nve":
         dyn = VelocityVerlet(work, timestep=dt)
     elif protocol == "nvt":
@@ -210,6 +222,33 @@ def run_ase(
 
     return _integrate(engine, protocol, atoms, steps, timestep_fs, record_every,
                       lambda: dyn.run(1), state, progress)  # fmt: skip
+
+
+def _largest_force(forces: np.ndarray) -> float:
+    return float(np.linalg.norm(np.asarray(forces).reshape(-1, 3), axis=1).max())
+
+
+def _minimise_ase(work, atoms, steps, record_every, fmax, engine, progress) -> Trajectory:
+    from ase.optimize import BFGS
+
+    rec = _empty()
+    _record(rec, 0.0, work.positions, work.get_potential_energy(), 0.0, work.get_forces())
+    optimizer = BFGS(work, logfile=None)
+    seconds = []
+    for iteration in range(1, steps + 1):
+        if _largest_force(work.get_forces()) <= fmax:
+            break
+        start = time.perf_counter()
+        optimizer.step()
+        forces = work.get_forces()
+        seconds.append(time.perf_counter() - start)
+        pe = work.get_potential_energy()
+        _finite_or_stop(pe, engine)
+        if iteration % record_every == 0 or _largest_force(forces) <= fmax or iteration == steps:
+            _record(rec, 0.0, work.positions, pe, 0.0, forces)
+        if progress is not None:
+            progress(1)
+    return _finish(engine, "min", atoms, 0.0, record_every, rec, seconds)
 
 
 # ------------------------------------------------------------------------------- OpenMM
@@ -273,12 +312,15 @@ def run_openmm(
     friction_per_ps: float = 10.0,
     seed: int = 0,
     progress=None,
+    fmax_eV_per_A: float = MINIMISE_FMAX,
 ) -> Trajectory:
-    """NVE with velocity Verlet (an OpenMM ``CustomIntegrator``) or NVT with OpenMM's
-    ``LangevinMiddleIntegrator``, on the CPU platform, one thread; forces are evaluated once
-    per step."""
+    """NVE with velocity Verlet (an OpenMM ``CustomIntegrator``), NVT with OpenMM's
+    ``LangevinMiddleIntegrator``, or OpenMM's L-BFGS minimiser (``steps`` iterations at
+    most), on the CPU platform, one thread; forces are evaluated once per step."""
     if protocol not in PROTOCOLS:
         raise InputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if protocol == "min":
+        return _minimise_openmm(atoms, model_path, steps, record_every, fmax_eV_per_A, progress)
     thermostat = (temperature_K, friction_per_ps, seed) if protocol == "nvt" else None
     context, integrator = _openmm_context(atoms, model_path, timestep_fs, thermostat)
     # ASE velocity units → nm/ps.
@@ -286,6 +328,37 @@ def run_openmm(
     return _integrate("openmm", protocol, atoms, steps, timestep_fs, record_every,
                       lambda: integrator.step(1), lambda: _openmm_state(context),
                       progress)  # fmt: skip
+
+
+def _minimise_openmm(atoms, model_path, steps, record_every, fmax, progress) -> Trajectory:
+    """OpenMM's L-BFGS, ``record_every`` iterations per call (each restarts it from the
+    current positions), until no atom feels more than ``fmax`` or ``steps`` are done. (A
+    Python ``MinimizationReporter`` would stop it at ``fmax`` itself, but OpenMM then holds
+    the GIL through TorchForce's backward pass, which torch refuses.)"""
+    import openmm
+
+    from .openmm import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
+
+    context, _ = _openmm_context(atoms, model_path, 0.5)
+    rec, seconds = _empty(), []
+    positions, pe, _, forces = _openmm_state(context)
+    _record(rec, 0.0, positions, pe, 0.0, forces)
+    # OpenMM's own criterion (RMS force component, kJ/mol/nm), far below fmax: the loop
+    # stops on fmax first.
+    tolerance = fmax * KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM / 100.0
+    done = 0
+    while done < steps and _largest_force(forces) > fmax:
+        chunk = min(record_every, steps - done)
+        start = time.perf_counter()
+        openmm.LocalEnergyMinimizer.minimize(context, tolerance, chunk)
+        seconds.append(time.perf_counter() - start)
+        positions, pe, _, forces = _openmm_state(context)
+        _finite_or_stop(pe, "openmm")
+        _record(rec, 0.0, positions, pe, 0.0, forces)
+        done += chunk
+        if progress is not None:
+            progress(chunk)
+    return _finish("openmm", "min", atoms, 0.0, record_every, rec, seconds)
 
 
 def evaluate_openmm(model_path: Path, frames: list[Atoms]) -> tuple[np.ndarray, np.ndarray]:
@@ -355,9 +428,11 @@ def run_lammps(
     friction_per_ps: float = 10.0,
     seed: int = 0,
     progress=None,
+    fmax_eV_per_A: float = MINIMISE_FMAX,
 ) -> Trajectory:
-    """NVE (``fix nve``) or NVT (``fix langevin`` + ``fix nve``) with ``pair_style mlff`` in
-    an in-process LAMMPS; every step is its own ``run 1`` so it can be timed."""
+    """NVE (``fix nve``), NVT (``fix langevin`` + ``fix nve``) or a minimisation
+    (``minimize``, conjugate gradients, ``steps`` iterations at most) with ``pair_style
+    mlff`` in an in-process LAMMPS; every MD step is its own ``run 1`` so it can be timed."""
     from .lammps import Deck, lammps_seed, lammps_session
 
     if protocol not in PROTOCOLS:
@@ -368,6 +443,9 @@ def run_lammps(
     workdir, model_path = Path(workdir).resolve(), Path(model_path).resolve()
     with lammps_session(workdir) as lmp:
         system = _Lammps(lmp, start_atoms, workdir, model_path, elements, timestep_fs)
+        if protocol == "min":
+            return _minimise_lammps(lmp, system, atoms, steps, record_every, fmax_eV_per_A,
+                                    progress)  # fmt: skip
         deck = Deck().nve()
         if protocol == "nvt":
             deck.langevin(temperature_K, 1.0 / friction_per_ps, lammps_seed(seed))
@@ -375,6 +453,34 @@ def run_lammps(
         return _integrate("lammps", protocol, atoms, steps, timestep_fs, record_every,
                           lambda: lmp.command("run 1 pre no post no"), system.state,
                           progress)  # fmt: skip
+
+
+def _minimise_lammps(lmp, system, atoms, steps, record_every, fmax, progress) -> Trajectory:
+    """``record_every`` iterations per ``minimize`` (each restarts the conjugate gradients
+    from the current positions), until no atom feels more than ``fmax`` or ``steps`` are
+    done; ``min_modify norm max`` makes LAMMPS' own force criterion the same one."""
+    from .lammps import Deck
+
+    lmp.commands_string(Deck().add("min_modify norm max").run(0).text())
+    rec, seconds = _empty(), []
+    positions, pe, _, forces = system.state()
+    _record(rec, 0.0, positions, pe, 0.0, forces)
+    done = 0
+    while done < steps and _largest_force(forces) > fmax:
+        chunk = min(record_every, steps - done)
+        before, start = lmp.extract_global("ntimestep"), time.perf_counter()
+        lmp.command(f"minimize 0.0 {fmax:.17g} {chunk} {10 * chunk}")
+        seconds.append(time.perf_counter() - start)
+        iterations = int(lmp.extract_global("ntimestep") - before)  # one step per iteration
+        positions, pe, _, forces = system.state()
+        _finite_or_stop(pe, "lammps")
+        _record(rec, 0.0, positions, pe, 0.0, forces)
+        done += max(iterations, 1)
+        if progress is not None:
+            progress(chunk)
+        if iterations == 0:
+            break  # LAMMPS found nothing left to do (its energy or force criterion)
+    return _finish("lammps", "min", atoms, 0.0, record_every, rec, seconds)
 
 
 def evaluate_lammps(
@@ -429,10 +535,12 @@ def run(
     friction_per_ps: float = 10.0,
     seed: int = 0,
     progress=None,
+    fmax_eV_per_A: float = MINIMISE_FMAX,
 ) -> Trajectory:
-    """``protocol`` (``nve`` or ``nvt``: Langevin with the centre of mass free) for ``steps``
-    steps in ``engine``, from ``atoms`` with ``velocities`` (ASE units), recording every
-    ``record_every`` steps.
+    """``protocol`` (``nve``; ``nvt``: Langevin with the centre of mass free; ``min``: a
+    minimisation to ``fmax_eV_per_A``, ``steps`` iterations at most) for ``steps`` steps in
+    ``engine``, from ``atoms`` with ``velocities`` (ASE units; unused by ``min``), recording
+    every ``record_every`` steps.
 
     ``model`` is an exported student file; in ASE it may also be any calculator (a teacher).
     LAMMPS writes its files in ``workdir``. Every step is timed on its own
@@ -440,7 +548,7 @@ def run(
     """
     _known(engine)
     thermostat = {"temperature_K": temperature_K, "friction_per_ps": friction_per_ps,
-                  "seed": seed, "progress": progress}  # fmt: skip
+                  "seed": seed, "progress": progress, "fmax_eV_per_A": fmax_eV_per_A}  # fmt: skip
     if engine == "ase":
         calc = model if isinstance(model, Calculator) else _student(model)
         return run_ase(atoms, velocities, calc, protocol, steps, timestep_fs, record_every,

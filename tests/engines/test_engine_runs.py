@@ -4,15 +4,19 @@ that LAMMPS runs as meant."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase.build import molecule
 
+from mlff_distiller import StudentCalculator
 from mlff_distiller.engines.lammps import Deck, read_thermo, run_deck, write_data
 from mlff_distiller.engines.runs import ENGINES, evaluate, initial_velocities, run
 from mlff_distiller.errors import InputError
 
 ELEMENTS = ["C", "H", "O"]
+SHIPPED = Path(__file__).resolve().parents[2] / "torchscript_exports" / "sevennet0-tiny.pt"
 TOLERANCE = {"float64": None}
 
 
@@ -83,3 +87,26 @@ def test_a_deck_built_command_by_command_runs_as_written(models, ethanol, tmp_pa
     assert 100 < rows[0]["Temp"] < 600  # drawn at 300 K
     dump = (tmp_path / "frames.txt").read_text()
     assert dump.count("ITEM: TIMESTEP") == 5 and "\n1 C " in dump
+
+
+def test_minimisation_reaches_the_same_minimum_in_every_engine(ethanol, tmp_path):
+    """From ethanol displaced by 0.05 Å, every engine's minimiser (ASE BFGS, OpenMM L-BFGS,
+    LAMMPS CG) stops with no atom feeling more than 0.01 eV/Å, at one energy (1e-4 eV).
+    The shipped student (a trained, physical surface: the random one has no minimum)."""
+    atoms, velocities = ethanol
+    start = atoms.copy()
+    start.positions += np.random.default_rng(5).normal(0, 0.05, start.positions.shape)
+    calc = StudentCalculator(SHIPPED)
+    ends = {}
+    for engine in ENGINES:
+        student = calc if engine == "ase" else SHIPPED
+        trajectory = run(engine, start, velocities, student, "min", 500, 10, 10, tmp_path / engine)
+        assert trajectory.protocol == "min" and len(trajectory.times_ps) >= 2
+        forces = trajectory.forces[-1]
+        assert np.linalg.norm(forces, axis=1).max() <= 0.01, engine
+        assert trajectory.potential_energy[-1] < trajectory.potential_energy[0] - 1e-2
+        ends[engine] = trajectory.potential_energy[-1]
+        # The last frame's forces are the student's own there.
+        _, f = evaluate("ase", calc, trajectory.frames([-1]))
+        np.testing.assert_allclose(forces, f[0], atol=1e-4)
+    assert max(ends.values()) - min(ends.values()) < 1e-4, ends
