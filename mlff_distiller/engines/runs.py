@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import resource
 import time
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -36,9 +37,14 @@ from ..files import atomic_path
 THERMOSTAT = "langevin, centre of mass free"
 
 #: The engines a student runs in, and the protocols :func:`run` knows in each of them:
-#: velocity Verlet, Langevin NVT (centre of mass free), and minimisation (``min``).
+#: velocity Verlet, Langevin NVT (centre of mass free), Langevin NPT (isotropic, periodic
+#: systems) and minimisation (``min``).
 ENGINES = ("ase", "openmm", "lammps")
-PROTOCOLS = ("nve", "nvt", "min")
+PROTOCOLS = ("nve", "nvt", "npt", "min")
+#: The barostats' time scale (ps): ASE's ``P_tau``, LAMMPS' ``Pdamp``; OpenMM's Monte Carlo
+#: barostat tries a volume move every :data:`BAROSTAT_EVERY` steps instead.
+BAROSTAT_PS = 0.5
+BAROSTAT_EVERY = 25
 #: A minimisation stops when no atom feels more than this force (eV/Å), in every engine.
 MINIMISE_FMAX = 0.01
 
@@ -64,6 +70,7 @@ class Trajectory:
     kinetic_energy: np.ndarray  # [T] eV
     forces: np.ndarray  # [T, N, 3] eV/Å
     step_seconds: np.ndarray  # [S] wall time of each MD step
+    cells: np.ndarray | None = None  # [T, 3, 3] Å, the cell of each frame (NPT only)
 
     @property
     def total_energy(self) -> np.ndarray:
@@ -74,22 +81,30 @@ class Trajectory:
         """Instantaneous temperature. NVT runs thermalise all 3N degrees of freedom, the
         centre of mass included (see :data:`THERMOSTAT`); NVE runs start with no
         centre-of-mass momentum and keep none, so they have 3N - 3."""
-        dof = 3 * len(self.numbers) - (0 if self.protocol == "nvt" else 3)
+        dof = 3 * len(self.numbers) - (0 if self.protocol in ("nvt", "npt") else 3)
         return 2 * self.kinetic_energy / (dof * units.kB)
 
     def frames(self, indices: list[int] | None = None) -> list[Atoms]:
         """The recorded frames as ``ase.Atoms`` (periodic if the cell is set)."""
         periodic = bool(np.abs(self.cell).sum() > 0)
         chosen = range(len(self.times_ps)) if indices is None else indices
+        cells = self.cells if self.cells is not None else [self.cell] * len(self.times_ps)
         return [
-            Atoms(numbers=self.numbers, positions=self.positions[i], cell=self.cell, pbc=periodic)
+            Atoms(numbers=self.numbers, positions=self.positions[i], cell=cells[i], pbc=periodic)
             for i in chosen
         ]
+
+    @property
+    def volume_A3(self) -> np.ndarray:
+        """The cell volume of each frame (Å³); constant but for NPT."""
+        cells = self.cells if self.cells is not None else [self.cell] * len(self.times_ps)
+        return np.array([abs(np.linalg.det(c)) for c in cells])
 
     def save(self, path: Path) -> Path:
         """Write as ``.npz``, atomically (a killed run never leaves a file that looks done)."""
         path = Path(path)
-        arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
+        arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)
+                  if getattr(self, f.name) is not None}  # fmt: skip
         with atomic_path(path) as partial:
             np.savez_compressed(partial, **arrays)
         return path
@@ -97,7 +112,7 @@ class Trajectory:
     @classmethod
     def load(cls, path: Path) -> Trajectory:
         with np.load(path) as data:
-            values = {f.name: data[f.name] for f in fields(cls)}
+            values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
         for name in ("engine", "protocol"):
             values[name] = str(values[name])
         values["timestep_fs"] = float(values["timestep_fs"])
@@ -121,7 +136,9 @@ def initial_velocities(atoms: Atoms, temperature_K: float, seed: int) -> np.ndar
     return work.get_velocities()
 
 
-def _record(traj: dict, t_ps: float, positions, pe: float, ke: float, forces) -> None:
+def _record(traj: dict, t_ps: float, positions, pe: float, ke: float, forces, cell=None) -> None:
+    if cell is not None:
+        traj.setdefault("cells", []).append(np.array(cell, dtype=float))
     traj["times_ps"].append(t_ps)
     traj["positions"].append(np.array(positions, dtype=float))
     traj["potential_energy"].append(float(pe))
@@ -143,6 +160,7 @@ def _finish(engine, protocol, atoms, dt_fs, every, rec, step_seconds) -> Traject
         kinetic_energy=np.array(rec["kinetic_energy"]),
         forces=np.array(rec["forces"]),
         step_seconds=np.array(step_seconds),
+        cells=np.array(rec["cells"]) if rec.get("cells") else None,
     )
 
 
@@ -158,12 +176,13 @@ def _finite_or_stop(pe: float, engine: str) -> None:
 
 
 def _integrate(engine, protocol, atoms, steps, timestep_fs, record_every, advance, state,
-               progress) -> Trajectory:  # fmt: skip
+               progress, cell=None) -> Trajectory:  # fmt: skip
     """``steps`` calls of ``advance()`` (one MD step each, timed on its own), with ``state()``
-    (positions, potential and kinetic energy, forces) recorded at the start and every
-    ``record_every`` steps; a non-finite energy stops the run."""
+    (positions, potential and kinetic energy, forces) and, given ``cell``, ``cell()``
+    recorded at the start and every ``record_every`` steps; a non-finite energy stops the
+    run."""
     rec = _empty()
-    _record(rec, 0.0, *state())
+    _record(rec, 0.0, *state(), cell=None if cell is None else cell())
     step_seconds = []
     for step in range(1, steps + 1):
         start = time.perf_counter()
@@ -172,7 +191,8 @@ def _integrate(engine, protocol, atoms, steps, timestep_fs, record_every, advanc
         if step % record_every == 0:
             positions, pe, ke, forces = state()
             _finite_or_stop(pe, engine)
-            _record(rec, step * timestep_fs / 1000.0, positions, pe, ke, forces)
+            _record(rec, step * timestep_fs / 1000.0, positions, pe, ke, forces,
+                    cell=None if cell is None else cell())  # fmt: skip
         if progress is not None:
             progress(1)
     return _finish(engine, protocol, atoms, timestep_fs, record_every, rec, step_seconds)
@@ -192,9 +212,11 @@ def run_ase(
     engine: str = "ase",
     progress=None,
     fmax_eV_per_A: float = MINIMISE_FMAX,
+    pressure_bar: float = 1.0,
 ) -> Trajectory:
-    """NVE (velocity Verlet), NVT (Langevin) or a minimisation (BFGS, ``steps`` iterations
-    at most) in ASE with any calculator."""
+    """NVE (velocity Verlet), NVT (Langevin), NPT (``LangevinBAOAB``: Langevin on the atoms
+    and on an isotropic cell) or a minimisation (BFGS, ``steps`` iterations at most) in ASE
+    with any calculator (NPT needs one with stress)."""
     work = atoms.copy()
     work.set_velocities(velocities)
     work.calc = calc
@@ -203,6 +225,22 @@ def run_ase(
         return _minimise_ase(work, atoms, steps, record_every, fmax_eV_per_A, engine, progress)
     if protocol == "nve":
         dyn = VelocityVerlet(work, timestep=dt)
+    elif protocol == "npt":
+        from ase.md.langevinbaoab import LangevinBAOAB
+
+        _periodic_for_npt(atoms)
+        with warnings.catch_warnings():  # it says which cell mass its heuristic chose
+            warnings.filterwarnings("ignore", "Using heuristic P_mass", UserWarning)
+            dyn = LangevinBAOAB(
+                work, timestep=dt, temperature_K=temperature_K,
+                externalstress=-pressure_bar * units.bar, hydrostatic=True,
+                T_tau=1000.0 * units.fs / friction_per_ps, P_tau=BAROSTAT_PS * 1000.0 * units.fs,
+                rng=np.random.default_rng(seed),
+            )  # fmt: skip
+        return _integrate(engine, protocol, atoms, steps, timestep_fs, record_every,
+                          lambda: dyn.run(1), lambda: (work.positions, work.get_potential_energy(),
+                          work.get_kinetic_energy(), work.get_forces()), progress,
+                          cell=lambda: work.cell.array)  # fmt: skip
     elif protocol == "nvt":
         friction = friction_per_ps / (1000.0 * units.fs)
         dyn = Langevin(
@@ -222,6 +260,11 @@ def run_ase(
 
     return _integrate(engine, protocol, atoms, steps, timestep_fs, record_every,
                       lambda: dyn.run(1), state, progress)  # fmt: skip
+
+
+def _periodic_for_npt(atoms: Atoms) -> None:
+    if not atoms.pbc.all():
+        raise InputError("NPT needs a periodic system (a box); a molecule runs nve, nvt or min")
 
 
 def _largest_force(forces: np.ndarray) -> float:
@@ -252,7 +295,9 @@ def _minimise_ase(work, atoms, steps, record_every, fmax, engine, progress) -> T
 
 
 # ------------------------------------------------------------------------------- OpenMM
-def _openmm_context(atoms: Atoms, model_path: Path, timestep_fs: float, thermostat=None):
+def _openmm_context(
+    atoms: Atoms, model_path: Path, timestep_fs: float, thermostat=None, pressure_bar=None
+):
     # engines.openmm imports torch before openmm (OpenMM's Torch plugin needs it loaded).
     from .openmm import create_system, make_context
 
@@ -261,6 +306,14 @@ def _openmm_context(atoms: Atoms, model_path: Path, timestep_fs: float, thermost
     from openmm import unit
 
     system = create_system(atoms, model_path, removeCMMotion=False)
+    if pressure_bar is not None:
+        # NPT: Monte Carlo volume moves (isotropic), each atom's position scaled (one
+        # residue per atom), accepted by the Metropolis criterion at the thermostat's T.
+        barostat = openmm.MonteCarloBarostat(
+            pressure_bar * unit.bar, thermostat[0] * unit.kelvin, BAROSTAT_EVERY
+        )
+        barostat.setRandomNumberSeed(thermostat[2] % 900_000_000 + 1)
+        system.addForce(barostat)
     if thermostat is not None:
         # NVT: OpenMM's Langevin (BAOAB-type, "middle") integrator; nothing fixes the centre of
         # mass (removeCMMotion=False), as in the other engines (THERMOSTAT).
@@ -313,21 +366,36 @@ def run_openmm(
     seed: int = 0,
     progress=None,
     fmax_eV_per_A: float = MINIMISE_FMAX,
+    pressure_bar: float = 1.0,
 ) -> Trajectory:
     """NVE with velocity Verlet (an OpenMM ``CustomIntegrator``), NVT with OpenMM's
-    ``LangevinMiddleIntegrator``, or OpenMM's L-BFGS minimiser (``steps`` iterations at
-    most), on the CPU platform, one thread; forces are evaluated once per step."""
+    ``LangevinMiddleIntegrator``, NPT with it and a ``MonteCarloBarostat``, or OpenMM's
+    L-BFGS minimiser (``steps`` iterations at most), on the CPU platform, one thread;
+    forces are evaluated once per step."""
     if protocol not in PROTOCOLS:
         raise InputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if protocol == "min":
         return _minimise_openmm(atoms, model_path, steps, record_every, fmax_eV_per_A, progress)
-    thermostat = (temperature_K, friction_per_ps, seed) if protocol == "nvt" else None
-    context, integrator = _openmm_context(atoms, model_path, timestep_fs, thermostat)
+    thermostat = (temperature_K, friction_per_ps, seed) if protocol in ("nvt", "npt") else None
+    barostat = None
+    if protocol == "npt":
+        _periodic_for_npt(atoms)
+        barostat = pressure_bar
+    context, integrator = _openmm_context(atoms, model_path, timestep_fs, thermostat, barostat)
     # ASE velocity units → nm/ps.
     context.setVelocities(velocities * (units.fs * 1000.0) / 10.0)
     return _integrate("openmm", protocol, atoms, steps, timestep_fs, record_every,
-                      lambda: integrator.step(1), lambda: _openmm_state(context),
-                      progress)  # fmt: skip
+                      lambda: integrator.step(1), lambda: _openmm_state(context), progress,
+                      cell=None if barostat is None else lambda: _openmm_box(context))  # fmt: skip
+
+
+def _openmm_box(context) -> np.ndarray:
+    from openmm import unit
+
+    from .openmm import ANGSTROM_PER_NM
+
+    box = context.getState().getPeriodicBoxVectors(asNumpy=True)
+    return np.asarray(box.value_in_unit(unit.nanometer)) * ANGSTROM_PER_NM
 
 
 def _minimise_openmm(atoms, model_path, steps, record_every, fmax, progress) -> Trajectory:
@@ -401,6 +469,12 @@ class _Lammps:
         flat = np.ascontiguousarray((positions @ self.rotation.T).ravel(), dtype=np.float64)
         self.lmp.scatter_atoms("x", 1, 3, flat.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
 
+    def cell(self) -> np.ndarray:
+        """The box as ASE cell vectors (rows), in the ASE frame."""
+        lo, hi, xy, yz, xz, _, _ = self.lmp.extract_box()
+        lx, ly, lz = (h - low for h, low in zip(hi, lo))
+        return np.array([[lx, 0.0, 0.0], [xy, ly, 0.0], [xz, yz, lz]]) @ self.rotation
+
     def state(self) -> tuple[np.ndarray, float, float, np.ndarray]:
         """Positions, potential and kinetic energy, forces (ASE frame, eV and Å)."""
         pe = self.lmp.get_thermo("pe")
@@ -429,10 +503,12 @@ def run_lammps(
     seed: int = 0,
     progress=None,
     fmax_eV_per_A: float = MINIMISE_FMAX,
+    pressure_bar: float = 1.0,
 ) -> Trajectory:
-    """NVE (``fix nve``), NVT (``fix langevin`` + ``fix nve``) or a minimisation
-    (``minimize``, conjugate gradients, ``steps`` iterations at most) with ``pair_style
-    mlff`` in an in-process LAMMPS; every MD step is its own ``run 1`` so it can be timed."""
+    """NVE (``fix nve``), NVT (``fix langevin`` + ``fix nve``), NPT (``fix langevin`` +
+    ``fix nph iso``) or a minimisation (``minimize``, conjugate gradients, ``steps``
+    iterations at most) with ``pair_style mlff`` in an in-process LAMMPS; every MD step is
+    its own ``run 1`` so it can be timed."""
     from .lammps import Deck, lammps_seed, lammps_session
 
     if protocol not in PROTOCOLS:
@@ -446,13 +522,17 @@ def run_lammps(
         if protocol == "min":
             return _minimise_lammps(lmp, system, atoms, steps, record_every, fmax_eV_per_A,
                                     progress)  # fmt: skip
-        deck = Deck().nve()
-        if protocol == "nvt":
+        if protocol == "npt":
+            _periodic_for_npt(atoms)
+            deck = Deck().nph(pressure_bar, BAROSTAT_PS, units="metal")
+        else:
+            deck = Deck().nve()
+        if protocol in ("nvt", "npt"):
             deck.langevin(temperature_K, 1.0 / friction_per_ps, lammps_seed(seed))
         lmp.commands_string(deck.run(0).text())
         return _integrate("lammps", protocol, atoms, steps, timestep_fs, record_every,
                           lambda: lmp.command("run 1 pre no post no"), system.state,
-                          progress)  # fmt: skip
+                          progress, cell=system.cell if protocol == "npt" else None)  # fmt: skip
 
 
 def _minimise_lammps(lmp, system, atoms, steps, record_every, fmax, progress) -> Trajectory:
@@ -536,8 +616,10 @@ def run(
     seed: int = 0,
     progress=None,
     fmax_eV_per_A: float = MINIMISE_FMAX,
+    pressure_bar: float = 1.0,
 ) -> Trajectory:
-    """``protocol`` (``nve``; ``nvt``: Langevin with the centre of mass free; ``min``: a
+    """``protocol`` (``nve``; ``nvt``: Langevin with the centre of mass free; ``npt``: that
+    and an isotropic barostat at ``pressure_bar``, periodic systems only; ``min``: a
     minimisation to ``fmax_eV_per_A``, ``steps`` iterations at most) for ``steps`` steps in
     ``engine``, from ``atoms`` with ``velocities`` (ASE units; unused by ``min``), recording
     every ``record_every`` steps.
@@ -548,7 +630,8 @@ def run(
     """
     _known(engine)
     thermostat = {"temperature_K": temperature_K, "friction_per_ps": friction_per_ps,
-                  "seed": seed, "progress": progress, "fmax_eV_per_A": fmax_eV_per_A}  # fmt: skip
+                  "seed": seed, "progress": progress, "fmax_eV_per_A": fmax_eV_per_A,
+                  "pressure_bar": pressure_bar}  # fmt: skip
     if engine == "ase":
         calc = model if isinstance(model, Calculator) else _student(model)
         return run_ase(atoms, velocities, calc, protocol, steps, timestep_fs, record_every,

@@ -11,8 +11,9 @@ import pytest
 from ase.build import molecule
 
 from mlff_distiller import StudentCalculator
+from mlff_distiller.data import load_source
 from mlff_distiller.engines.lammps import Deck, read_thermo, run_deck, write_data
-from mlff_distiller.engines.runs import ENGINES, evaluate, initial_velocities, run
+from mlff_distiller.engines.runs import ENGINES, Trajectory, evaluate, initial_velocities, run
 from mlff_distiller.errors import InputError
 
 ELEMENTS = ["C", "H", "O"]
@@ -60,7 +61,7 @@ def test_unknown_engines_protocols_and_models_are_clear_errors(models, reference
     for engine in ENGINES:
         student = reference if engine == "ase" else models["float64"]
         with pytest.raises(InputError, match="protocol must be one of"):
-            run(engine, atoms, velocities, student, "npt", 1, 0.5, 1, workdir="unused")
+            run(engine, atoms, velocities, student, "nph", 1, 0.5, 1, workdir="unused")
     with pytest.raises(InputError, match="not an ASE calculator"):
         evaluate("openmm", reference, [atoms])
     with pytest.raises(InputError, match="needs a workdir"):
@@ -110,3 +111,31 @@ def test_minimisation_reaches_the_same_minimum_in_every_engine(ethanol, tmp_path
         _, f = evaluate("ase", calc, trajectory.frames([-1]))
         np.testing.assert_allclose(forces, f[0], atol=1e-4)
     assert max(ends.values()) - min(ends.values()) < 1e-4, ends
+
+
+def test_npt_compresses_water_under_pressure_in_every_engine(tmp_path):
+    """32 waters, 200 fs of Langevin NPT at 1 bar and at 50 kbar from the same start: in
+    every engine the box ends smaller under 50 kbar (by more than 3 %), each recorded frame
+    carries its own cell, and a molecule (no box) is a clear error."""
+    water = load_source("builtin:water-32")[0]
+    velocities = initial_velocities(water, 300.0, seed=0)
+    calc = StudentCalculator(SHIPPED)
+    for engine in ENGINES:
+        student = calc if engine == "ase" else SHIPPED
+        volumes = {}
+        for bar in (1.0, 50_000.0):
+            trajectory = run(engine, water, velocities, student, "npt", 400, 0.5, 100,
+                             tmp_path / f"{engine}-{bar:g}", pressure_bar=bar)  # fmt: skip
+            assert trajectory.cells.shape == (5, 3, 3)
+            assert np.isfinite(trajectory.potential_energy).all()
+            frame = trajectory.frames([-1])[0]
+            assert frame.get_volume() == pytest.approx(trajectory.volume_A3[-1], rel=1e-12)
+            assert trajectory.volume_A3[0] == pytest.approx(water.get_volume(), rel=1e-9)
+            volumes[bar] = trajectory.volume_A3[-1]
+        again = Trajectory.load(trajectory.save(tmp_path / f"{engine}.npz"))
+        np.testing.assert_array_equal(again.cells, trajectory.cells)
+        assert volumes[50_000.0] < 0.97 * volumes[1.0], (engine, volumes)
+    molecule_atoms = molecule("CH3CH2OH")
+    with pytest.raises(InputError, match="NPT needs a periodic system"):
+        run("ase", molecule_atoms, initial_velocities(molecule_atoms, 300, 0), calc, "npt", 1,
+            0.5, 1)  # fmt: skip

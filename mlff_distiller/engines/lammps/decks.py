@@ -68,6 +68,17 @@ class Deck:
         self.lines.append(f"fix {name} all nve")
         return self
 
+    def nph(
+        self, pressure_bar: float, damp_ps: float, units: str = "metal", name: str = "integrate"
+    ) -> Deck:
+        """Isotropic constant-pressure integration (``fix nph iso``, Nose-Hoover barostat with
+        time scale ``damp_ps``) at ``pressure_bar``, in place of :meth:`nve`; add
+        :meth:`langevin` for NPT. ``units real`` takes atm and fs, ``metal`` bar and ps."""
+        pressure = pressure_bar if units == "metal" else pressure_bar / 1.01325
+        damp = damp_ps if units == "metal" else 1000.0 * damp_ps
+        self.lines.append(f"fix {name} all nph iso {pressure!r} {pressure!r} {damp!r}")
+        return self
+
     def langevin(
         self,
         temperature_K: float,
