@@ -5,8 +5,11 @@
 
 For every pair of the model's elements, two atoms alone in space at distances from 0.3 to
 0.95 × the sum of their covalent radii (27 points): the largest force pulling them together
-and where it is. The ZBL core hands over to the learned part between 0.4 and 0.7 × that sum
-(``models/radial.py``); no MD frame comes this close, so the learned part is free there
+and where it is, and the depth of the deepest energy well inside 0.8 × (how far the energy
+falls below its value at 0.8 ×, where a physical pair only climbs: bonds are ~1.0 × long).
+A pair with a well there fuses once it gets that close. The ZBL core hands over to the
+learned part between 0.4 and 0.7 × that sum (``models/radial.py``); no MD frame comes this
+close, so the learned part is free there
 unless data pins it. ``tests/unit/test_bad_inputs.py`` checks repulsion up to 0.6 × only;
 this maps the whole range. (Near 0.95 × some attraction is chemistry: bonds start there.)
 """
@@ -27,11 +30,14 @@ from mlff_distiller.files import write_text
 
 REPO = Path(__file__).resolve().parents[1]
 FRACTIONS = np.linspace(0.3, 0.95, 27)
+#: Inside this fraction of the radii sum a physical pair's energy only rises.
+WELL_EDGE = 0.8
 
 
 def scan(path: Path) -> dict[str, dict[str, float]]:
     """``"A-B"`` → the largest attractive force (eV/Å) and the fraction of the radii sum
-    where it is, for each pair the model attracts anywhere in the range."""
+    where it is, for each pair the model attracts anywhere in the range, and the depth of
+    its energy well inside :data:`WELL_EDGE` × (eV, 0 without one) and where it bottoms."""
     calc = StudentCalculator(str(path))
     elements = load_exported(path)[1]["elements"]
     direction = np.array([0.6, 0.8, 0.0])
@@ -40,14 +46,24 @@ def scan(path: Path) -> dict[str, dict[str, float]]:
         for second in elements[a:]:
             rsum = covalent_radii[atomic_numbers[first]] + covalent_radii[atomic_numbers[second]]
             worst, where = 0.0, None
+            energies = []
             for x in FRACTIONS:
                 atoms = Atoms([first, second], positions=[[0, 0, 0], x * rsum * direction])
                 atoms.calc = calc
                 pull = -float(atoms.get_forces()[1] @ direction)  # > 0: pulled together
+                energies.append(atoms.get_potential_energy())
                 if pull > worst:
                     worst, where = pull, float(x)
+            inside = FRACTIONS <= WELL_EDGE + 1e-9
+            well = np.asarray(energies)[inside]
+            depth = float(well[-1] - well.min())
             if where is not None:
-                out[f"{first}-{second}"] = {"attraction_eV_per_A": worst, "at_fraction": where}
+                out[f"{first}-{second}"] = {
+                    "attraction_eV_per_A": worst,
+                    "at_fraction": where,
+                    "core_well_eV": depth,
+                    "well_at_fraction": float(FRACTIONS[inside][well.argmin()]),
+                }
     return out
 
 
@@ -62,13 +78,15 @@ def main() -> None:
         results[name or Path(path).stem] = scan(Path(path))
     write_json(args.out, {"fractions": [0.3, 0.95, len(FRACTIONS)], "models": results})
     lines = [
-        "| model | pair | largest attraction (eV/Å) | at × radii sum |",
-        "| --- | --- | --- | --- |",
+        "| model | pair | largest attraction (eV/Å) | at × radii sum | well inside 0.8 × (eV) "
+        "| bottom at × |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, pairs in results.items():
         for pair, r in sorted(pairs.items(), key=lambda kv: -kv[1]["attraction_eV_per_A"]):
             lines.append(
-                f"| {name} | {pair} | {r['attraction_eV_per_A']:.1f} | {r['at_fraction']:.2f} |"
+                f"| {name} | {pair} | {r['attraction_eV_per_A']:.1f} | {r['at_fraction']:.2f} "
+                f"| {r['core_well_eV']:.2f} | {r['well_at_fraction']:.2f} |"
             )
     text = "\n".join(lines) + "\n"
     write_text(args.out.with_suffix(".md"), text)
