@@ -1,7 +1,7 @@
 """Isolated pairs of a student's elements pushed together: where each pair is attracted.
 
     .venv/bin/python benchmarks/close_pairs.py --model torchscript_exports/sevennet0-tiny.pt \
-        [--model NAME=PATH ...] [--out benchmarks/results/close_pairs.json]
+        [--model NAME=PATH ...] [--teacher sevennet-0] [--out benchmarks/results/close_pairs.json]
 
 For every pair of the model's elements, two atoms alone in space at distances from 0.3 to
 0.95 × the sum of their covalent radii (27 points): the largest force pulling them together
@@ -34,12 +34,17 @@ FRACTIONS = np.linspace(0.3, 0.95, 27)
 WELL_EDGE = 0.8
 
 
-def scan(path: Path) -> dict[str, dict[str, float]]:
+def scan(path: Path, teacher: str | None = None) -> dict[str, dict[str, float]]:
     """``"A-B"`` → the largest attractive force (eV/Å) and the fraction of the radii sum
     where it is, for each pair the model attracts anywhere in the range, and the depth of
     its energy well inside :data:`WELL_EDGE` × (eV, 0 without one) and where it bottoms."""
-    calc = StudentCalculator(str(path))
     elements = load_exported(path)[1]["elements"]
+    if teacher is None:
+        calc = StudentCalculator(str(path))
+    else:  # the teacher, on the pairs of this student's elements
+        from mlff_distiller.teachers import get_teacher
+
+        calc = get_teacher(teacher)
     direction = np.array([0.6, 0.8, 0.0])
     out = {}
     for a, first in enumerate(elements):
@@ -57,10 +62,10 @@ def scan(path: Path) -> dict[str, dict[str, float]]:
             inside = FRACTIONS <= WELL_EDGE + 1e-9
             well = np.asarray(energies)[inside]
             depth = float(well[-1] - well.min())
-            if where is not None:
+            if where is not None or depth > 0:
                 out[f"{first}-{second}"] = {
                     "attraction_eV_per_A": worst,
-                    "at_fraction": where,
+                    "at_fraction": float("nan") if where is None else where,
                     "core_well_eV": depth,
                     "well_at_fraction": float(FRACTIONS[inside][well.argmin()]),
                 }
@@ -70,12 +75,19 @@ def scan(path: Path) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True, metavar="[NAME=]PATH")
+    parser.add_argument(
+        "--teacher",
+        help="also scan this teacher (e.g. sevennet-0) on the pairs of the first model's elements",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/close_pairs.json")
     args = parser.parse_args()
     results = {}
     for spec in args.model:
         name, _, path = spec.rpartition("=")
         results[name or Path(path).stem] = scan(Path(path))
+    if args.teacher:
+        first = Path(args.model[0].rpartition("=")[2])
+        results[f"teacher {args.teacher}"] = scan(first, teacher=args.teacher)
     write_json(args.out, {"fractions": [0.3, 0.95, len(FRACTIONS)], "models": results})
     lines = [
         "| model | pair | largest attraction (eV/Å) | at × radii sum | well inside 0.8 × (eV) "
