@@ -22,6 +22,7 @@ from .labeling import fingerprint, label, parse_shard, summary
 from .recipe import build_structures
 from .sampling import (
     compress_bonds,
+    compress_contacts,
     md_sampling,
     normal_mode_sampling,
     perturb,
@@ -55,6 +56,7 @@ __all__ = [
     "parse_shard",
     "perturb",
     "compress_bonds",
+    "compress_contacts",
     "rattle_strain",
     "read_dataset",
     "read_structures",

@@ -12,8 +12,9 @@
 >>> structures = build_structures(recipe)                     # doctest: +SKIP
 
 Each sampling step applies to the structures it suits (``normal_modes`` and ``torsions`` to
-molecules, ``rattle_strain`` to periodic cells, ``perturb``, ``md`` and ``compress`` (squeezed
-bonds) to both); the result is the original structures (unless ``include_originals: false``)
+molecules, ``rattle_strain`` to periodic cells, ``perturb``, ``md``, ``compress`` (squeezed
+bonds) and ``contacts`` (squeezed non-bonded pairs) to both); the result is the original
+structures (unless ``include_originals: false``)
 followed by every step's samples.
 A step's ``apply_to: molecules`` or ``apply_to: cells`` narrows it further (teacher MD of
 the molecules at one temperature and of the water boxes at another, say), and its
@@ -39,6 +40,7 @@ from ..files import to_json
 from .cache import read_structure_cache, write_structure_cache
 from .sampling import (
     compress_bonds,
+    compress_contacts,
     md_sampling,
     normal_mode_sampling,
     perturb,
@@ -55,6 +57,7 @@ _METHODS = {
     "md": (md_sampling, "any", True),
     "torsions": (torsion_sampling, "molecule", False),
     "compress": (compress_bonds, "any", False),
+    "contacts": (compress_contacts, "any", False),
 }
 #: A step's optional ``apply_to:`` key narrows it to molecules or to periodic cells. (Not
 #: ``on:``, which YAML 1.1 reads as the boolean true.)

@@ -373,3 +373,93 @@ def compress_bonds(
             sample.positions += rng.normal(0.0, rattle, size=sample.positions.shape)
             samples.append(sample)
     return samples
+
+
+def _components(graph: list[set[int]]) -> list[int]:
+    """The connected component (molecule) of every atom, as an index."""
+    label = [-1] * len(graph)
+    for start in range(len(graph)):
+        if label[start] >= 0:
+            continue
+        label[start], stack = start, [start]
+        while stack:
+            for k in graph[stack.pop()]:
+                if label[k] < 0:
+                    label[k] = start
+                    stack.append(k)
+    return label
+
+
+def compress_contacts(
+    structures: list[Atoms],
+    n_samples: int,
+    low: float = 0.6,
+    high: float = 0.9,
+    within: float = 3.5,
+    rattle: float = 0.02,
+    seed: int = 0,
+) -> list[Atoms]:
+    """Close non-bonded contacts: in each sample two atoms that are not bonded to each other
+    (and no further apart than ``within`` Å) are brought to a distance drawn uniformly
+    between ``low`` and ``high`` × the sum of their covalent radii, then every atom is
+    displaced by ``rattle`` Å (Gaussian). Atoms of two different molecules move with their
+    whole molecule (rigidly, half the way each), so no bond changes; two atoms of one molecule
+    move alone, half the way each.
+
+    :func:`compress_bonds` squeezes bonds; this squeezes the pairs MD brings together
+    without a bond between them (hydrogens of two waters, the two ends of a chain), where
+    students have grown energy wells the teacher does not have
+    (``benchmarks/close_pairs.py``). Periodic cells work too (minimum image). A structure
+    with no such pair gives no samples.
+
+    Examples
+    --------
+    >>> from mlff_distiller.data import water_box
+    >>> len(compress_contacts([water_box(32)], n_samples=3))
+    3
+    """
+    from ase.data import covalent_radii
+
+    if not 0 < low <= high or n_samples < 0 or rattle < 0 or within <= 0:
+        raise InputError(
+            f"compress_contacts needs 0 < low <= high, n_samples >= 0, rattle >= 0 and "
+            f"within > 0; got low={low}, high={high}, n_samples={n_samples}, "
+            f"rattle={rattle}, within={within}"
+        )
+    samples = []
+    for atoms, rng in zip(structures, _rngs(seed, len(structures))):
+        if len(atoms) < 2:
+            continue
+        graph = _bond_graph(atoms)
+        molecule = _components(graph)
+        mic = bool(atoms.pbc.any())
+        distances = atoms.get_all_distances(mic=mic)
+        pairs = [
+            (i, j)
+            for i in range(len(atoms))
+            for j in range(i + 1, len(atoms))
+            if j not in graph[i] and distances[i, j] <= within
+        ]
+        if not pairs:
+            continue
+        for n in range(n_samples):
+            i, j = pairs[rng.integers(len(pairs))]
+            factor = rng.uniform(low, high)
+            target = factor * (covalent_radii[atoms.numbers[i]] + covalent_radii[atoms.numbers[j]])
+            sample = _tagged(
+                atoms, "contacts", seed, low=low, high=high, within_A=within, rattle_A=rattle,
+                index=n, pair=[int(i), int(j)], factor=float(factor),
+            )  # fmt: skip
+            vector = atoms.get_distance(i, j, mic=mic, vector=True)
+            length = float(np.linalg.norm(vector))
+            shift = 0.5 * (length - target) * vector / length
+            if molecule[i] != molecule[j]:
+                moved_i = [k for k, m in enumerate(molecule) if m == molecule[i]]
+                moved_j = [k for k, m in enumerate(molecule) if m == molecule[j]]
+            else:
+                moved_i, moved_j = [i], [j]
+            sample.positions[moved_i] += shift
+            sample.positions[moved_j] -= shift
+            sample.positions += rng.normal(0.0, rattle, size=sample.positions.shape)
+            samples.append(sample)
+    return samples

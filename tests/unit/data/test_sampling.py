@@ -283,6 +283,44 @@ def test_compress_bonds_squeezes_one_bond_into_the_window_and_nothing_else():
         compress_bonds([ethanol], n_samples=1, low=0.9, high=0.7)
 
 
+def test_compress_contacts_squeezes_non_bonded_pairs_and_keeps_every_bond():
+    """Two waters of a periodic box brought into contact move whole (their bonds keep their
+    lengths to 1e-12 Å); two atoms of one molecule move alone; the pair is never bonded."""
+    from ase.data import covalent_radii
+
+    from mlff_distiller.data import compress_contacts, water_box
+
+    box = water_box(32)
+    samples = compress_contacts([box], n_samples=40, low=0.6, high=0.9, rattle=0.0, seed=2)
+    assert len(samples) == 40
+    before = box.get_all_distances(mic=True)
+    kinds = set()
+    for sample in samples:
+        info = sample.info["sampling"]
+        i, j = info["pair"]
+        rsum = covalent_radii[box.numbers[i]] + covalent_radii[box.numbers[j]]
+        assert before[i, j] >= 1.2 * rsum and before[i, j] <= 3.5  # not bonded, nearby
+        assert sample.get_distance(i, j, mic=True) == pytest.approx(info["factor"] * rsum)
+        assert 0.6 * rsum - 1e-9 <= sample.get_distance(i, j, mic=True) <= 0.9 * rsum + 1e-9
+        same_molecule = i // 3 == j // 3  # water_box: O, H, H per molecule
+        kinds.add(same_molecule)
+        moved = np.flatnonzero(np.linalg.norm(sample.positions - box.positions, axis=1) > 1e-12)
+        if same_molecule:
+            assert sorted(moved.tolist()) == [i, j]
+        else:
+            assert sorted(moved.tolist()) == sorted(
+                {*range(3 * (i // 3), 3 * (i // 3) + 3), *range(3 * (j // 3), 3 * (j // 3) + 3)}
+            )
+            for m in (i // 3, j // 3):  # each water moved rigidly: its bonds are as before
+                for a, b in ((0, 1), (0, 2), (1, 2)):
+                    d = sample.get_distance(3 * m + a, 3 * m + b, mic=True)
+                    assert d == pytest.approx(before[3 * m + a, 3 * m + b], abs=1e-12)
+    assert kinds == {True, False}  # H-H of one water and pairs of two waters both drawn
+    assert compress_contacts([Atoms("Ar")], n_samples=2) == []
+    with pytest.raises(ValueError, match="within > 0"):
+        compress_contacts([box], n_samples=1, within=0.0)
+
+
 def test_compress_bonds_finds_bonds_across_a_periodic_boundary():
     from mlff_distiller.data import compress_bonds
 
