@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from .devices import resolve_device, torch_dtype
 from .errors import InputError
@@ -177,9 +178,7 @@ class StudentCalculator(Calculator):
         }
         if "stress" in out and atoms.pbc.all():
             s = out["stress"][0].detach().double().cpu().numpy()
-            self.results["stress"] = np.array(
-                [s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]
-            )
+            self.results["stress"] = full_3x3_to_voigt_6_stress(s)
 
     def _calculate_exported(self, atoms: Atoms, with_stress: bool) -> None:
         """One call of the exported module's ``compute``: its own neighbour search, energy,
@@ -211,9 +210,7 @@ class StudentCalculator(Calculator):
         }
         if with_stress and atoms.pbc.all():
             s = out["virial"].double().cpu().numpy() / atoms.get_volume()
-            self.results["stress"] = np.array(
-                [s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]
-            )
+            self.results["stress"] = full_3x3_to_voigt_6_stress(s)
 
 
 @contextmanager
