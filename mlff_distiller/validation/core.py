@@ -46,6 +46,7 @@ from ..engines.runs import Trajectory, evaluate_ase, initial_velocities, peak_me
 from ..errors import InputError
 from ..files import write_json
 from . import metrics
+from .contacts import close_contact_wells
 from .suite import (
     Suite,
     SystemSpec,
@@ -121,6 +122,14 @@ def _structure(rdf: bool):
     return instances
 
 
+def _worst_contact(result: dict, th: dict) -> list[tuple[str, float, float]]:
+    wells = result["close_contacts"]
+    if not wells:
+        return []
+    pair = max(wells, key=lambda p: wells[p]["excess_eV"])
+    return [(pair, wells[pair]["excess_eV"], th["close_contact_well_eV"])]
+
+
 def _stability(key: str, threshold: str, value: Callable[[float, dict], float] = None):
     def instances(result: dict, th: dict) -> list[tuple[str, float, float]]:
         stability = result["stability"]
@@ -160,6 +169,9 @@ CHECKS = {
         Check("rdf", "rdf_distance", True, instances=_structure(rdf=True)),
         Check("distribution", "distribution_total_variation", True,
               labelled="{label}_distribution", instances=_structure(rdf=False)),
+        Check("close_contact_well", "close_contact_well_eV", True,
+              "eV (an isolated pair's energy well inside 0.8 × its radii sum, beyond the "
+              "teacher's; the worst pair)", instances=_worst_contact),
         Check("stability_finite", None, False,
               instances=lambda result, th: [("", float(result["stability"]["finite"]), 1.0)]),
         Check("stability_min_distance", "min_distance_A", False, "Å",
@@ -239,6 +251,7 @@ class _Runs:
     student_on_teacher: np.ndarray  # student forces on every teacher NVT frame
     relabel: list[int]  # the relabelled student frames, indices into student_nvt
     teacher_on_student: np.ndarray  # teacher forces on them
+    contacts: dict[str, dict[str, float]]  # close-contact wells per element pair
     stability_engine: str
     stability: Trajectory | None  # None: the run blew up
     crashed: str | None
@@ -305,6 +318,9 @@ def _run_system(spec: SystemSpec, atoms, teacher, teacher_key: str, model_path: 
         bar.update(1)
     bar.close()
 
+    # Isolated pairs of the system's elements pushed together, student and teacher.
+    contacts = close_contact_wells(student, teacher, atoms.get_chemical_symbols())
+
     # Stability: a longer student NVT in the fastest engine available.
     stable_engine = "lammps" if "lammps" in p["engines"] else "ase"
     bar = stage(f"stability NVT ({stable_engine})", p["stability_steps"])
@@ -327,8 +343,8 @@ def _run_system(spec: SystemSpec, atoms, teacher, teacher_key: str, model_path: 
         bar.close()
     return _Runs(
         teacher_nve, teacher_nvt, bool(cached_nve and cached_nvt), timing, nve, student_nvt,
-        picks, on_picks, student_on_teacher, relabel, np.array(teacher_f), stable_engine, long,
-        crashed, memory,
+        picks, on_picks, student_on_teacher, relabel, np.array(teacher_f), contacts,
+        stable_engine, long, crashed, memory,
     )  # fmt: skip
 
 
@@ -413,6 +429,7 @@ def _measure(runs: _Runs, numbers: np.ndarray, p: dict, tolerance: dict) -> dict
     result["structure_comparison"] = compare_structures(teacher_nvt.frames(),
                                                         runs.student_nvt.frames())  # fmt: skip
 
+    result["close_contacts"] = runs.contacts
     stability: dict[str, Any] = {"engine": runs.stability_engine, "steps": p["stability_steps"]}
     long = runs.stability
     if long is None:

@@ -162,6 +162,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> Path:
             f"(per element: {per_element}; teacher force RMS "
             f"{_fmt(fe['student_frames']['reference_force_rms_eV_per_A'])} eV/Å).",
             "",
+            _contacts_line(system.get("close_contacts", {})),
+            "",
             "Memory is the peak resident size of the validating process after each stage; it only "
             "grows, so a later engine's figure includes the earlier ones.",
             "",
@@ -175,3 +177,19 @@ def write_markdown(report: dict[str, Any], path: Path) -> Path:
             )
         lines += [""] + [f"![{Path(p).stem}]({p})" for p in system.get("plots", [])]
     return write_text(path, "\n".join(lines) + "\n")
+
+
+def _contacts_line(wells: dict) -> str:
+    """The close-contact wells of a system's element pairs, deepest first."""
+    if not wells:
+        return "Close contacts: not measured."
+    worst = sorted(wells.items(), key=lambda kv: -kv[1]["student_eV"])
+    parts = [
+        f"{pair} {w['student_eV']:.2f} eV at {w['at_fraction']:.2f} × "
+        f"(teacher {w['teacher_eV']:.2f})"
+        for pair, w in worst[:4]
+    ]
+    return (
+        "Close contacts (isolated pairs, energy well inside 0.8 × the covalent radii sum; "
+        "a physical pair has none): " + "; ".join(parts) + "."
+    )

@@ -74,6 +74,9 @@ THRESHOLD_DEFAULTS: dict[str, Any] = {
     # Structure, student NVT vs teacher NVT.
     "rdf_distance": 0.25,
     "distribution_total_variation": 0.35,
+    # Close contacts: the deepest energy well of an isolated pair of the system's elements
+    # inside 0.8 x their covalent radii sum, beyond the teacher's own (validation.contacts).
+    "close_contact_well_eV": 1.0,
     # Stability run.
     "min_distance_A": 0.6,
     "temperature_fraction": 0.1,  # mean temperature within ±10 % of the target

@@ -157,6 +157,26 @@ class Discontinuous(nn.Module):
         return energies.index_add(0, edge_index[0], 0.5 * self.jump * inside.detach())
 
 
+class Welled(nn.Module):
+    """A student with an extra H–H well, ``depth`` eV deep at ``r0`` Å (Gaussian, ``width``
+    Å): far closer than any pair of an MD frame, so only the close-contact check sees it."""
+
+    def __init__(self, inner: nn.Module, depth: float, r0: float, width: float) -> None:
+        super().__init__()
+        self.inner = inner
+        self.register_buffer("atomic_numbers", inner.atomic_numbers.clone())
+        self.cutoff = float(inner.cutoff)
+        self.hydrogen = int((inner.atomic_numbers == 1).nonzero()[0, 0])
+        self.depth, self.r0, self.width = depth, r0, width
+
+    def forward(self, vectors, edge_index, species):
+        energies = self.inner(vectors, edge_index, species)
+        r = torch.sqrt((vectors * vectors).sum(dim=1))
+        both = (species[edge_index[0]] == self.hydrogen) & (species[edge_index[1]] == self.hydrogen)
+        well = -self.depth * torch.exp(-(((r - self.r0) / self.width) ** 2)) * both.to(r.dtype)
+        return energies.index_add(0, edge_index[0], 0.5 * well)
+
+
 def _broken(distilled, wrap, path):
     data = load_checkpoint(distilled["checkpoint"])
     model = wrap(model_from_checkpoint(data, torch.float64)).eval()
@@ -252,6 +272,20 @@ def test_an_energy_step_inside_the_cutoff_fails_energy_conservation(distilled, a
         assert "FAIL" in (checks[f"energy_drift[{engine}]"], checks[f"energy_excursion[{engine}]"])
     # Forces are untouched, so the force check does not (wrongly) take the blame.
     assert checks["force_rmse_student_frames"] == "PASS"
+
+
+def test_a_hydrogen_well_at_close_range_fails_close_contacts_alone(distilled, against_itself):
+    run, work = against_itself
+    model = _broken(distilled, lambda m: Welled(m, 5.0, 0.40, 0.05), work / "welled.pt")
+    report = run(model, "welled")
+    checks = _checks(report)
+    assert checks["close_contact_well[H-H]"] == "FAIL"
+    # (less than 5 eV: the student's own core wall rises steeply there)
+    assert report["systems"][0]["close_contacts"]["H-H"]["excess_eV"] > 1.0
+    # Nothing MD visits changed: forces and drift are the good student's.
+    assert checks["force_rmse_student_frames"] == "PASS"
+    assert checks["energy_drift[lammps]"] == "PASS"
+    assert report["verdict"] == "FAIL"
 
 
 def test_suite_file_written_by_a_user_is_accepted():

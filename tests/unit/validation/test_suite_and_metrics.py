@@ -242,6 +242,7 @@ def _measured(**stability) -> dict:
                                                 "force_max_abs_eV_per_A": 1e-8}}},
         "force_error": {"student_frames": {"force_rmse_eV_per_A": 0.05}},
         "structure_comparison": {"kind": "liquid", "rdf": {"O-H": {"distance": 0.01}}},
+        "close_contacts": {"O-H": {"excess_eV": 0.0}, "H-H": {"excess_eV": 0.2}},
         "stability": stability or {"finite": True, "min_distance_A": 0.9,
                                    "mean_temperature_K": 310.0},
     }  # fmt: skip
@@ -260,7 +261,8 @@ def test_the_declared_checks_judge_a_systems_measurements():
     assert names == [
         "energy_drift[ase]", "energy_drift[lammps]", "energy_excursion[ase]",
         "energy_excursion[lammps]", "cross_engine_forces[lammps]", "cross_engine_energy[lammps]",
-        "force_rmse_student_frames", "rdf[O-H]", "stability_finite", "stability_min_distance",
+        "force_rmse_student_frames", "rdf[O-H]", "close_contact_well[H-H]", "stability_finite",
+        "stability_min_distance",
         "stability_temperature",
     ]  # fmt: skip
     assert {name.split("[")[0] for name in names} == set(CHECKS) - {"distribution"}
@@ -279,6 +281,11 @@ def test_the_declared_checks_judge_a_systems_measurements():
     blown = [e for _, e in _judge(_measured(finite=False, error="NaN"), th)]
     assert [e["name"] for e in blown][-1] == "stability_finite"
     assert blown[-1]["verdict"] == "FAIL"
+
+    welled = _measured()
+    welled["close_contacts"]["O-H"]["excess_eV"] = 15.8
+    failed = [e for _, e in _judge(welled, th) if e["verdict"] == "FAIL"]
+    assert [(e["name"], e["value"]) for e in failed] == [("close_contact_well[O-H]", 15.8)]
 
     molecule = _measured()
     molecule["structure_comparison"] = {"kind": "molecule", "bonds": {"total_variation": 0.9}}
