@@ -223,6 +223,7 @@ def run_ase(
     dt = timestep_fs * units.fs
     if protocol == "min":
         return _minimise_ase(work, atoms, steps, record_every, fmax_eV_per_A, engine, progress)
+    cell = None  # recorded per frame for NPT only
     if protocol == "nve":
         dyn = VelocityVerlet(work, timestep=dt)
     elif protocol == "npt":
@@ -237,10 +238,10 @@ def run_ase(
                 T_tau=1000.0 * units.fs / friction_per_ps, P_tau=BAROSTAT_PS * 1000.0 * units.fs,
                 rng=np.random.default_rng(seed),
             )  # fmt: skip
-        return _integrate(engine, protocol, atoms, steps, timestep_fs, record_every,
-                          lambda: dyn.run(1), lambda: (work.positions, work.get_potential_energy(),
-                          work.get_kinetic_energy(), work.get_forces()), progress,
-                          cell=lambda: work.cell.array)  # fmt: skip
+
+        def cell():
+            return work.cell.array
+
     elif protocol == "nvt":
         friction = friction_per_ps / (1000.0 * units.fs)
         dyn = Langevin(
@@ -259,7 +260,7 @@ def run_ase(
                 work.get_forces())  # fmt: skip
 
     return _integrate(engine, protocol, atoms, steps, timestep_fs, record_every,
-                      lambda: dyn.run(1), state, progress)  # fmt: skip
+                      lambda: dyn.run(1), state, progress, cell)  # fmt: skip
 
 
 def _periodic_for_npt(atoms: Atoms) -> None:
