@@ -11,8 +11,9 @@ Per system (a failure in one is reported and the others still run):
 5. Energy drift of every NVE run (student and teacher), force errors against the teacher
    (on teacher frames, and on student frames relabelled by the teacher: the error that
    matters in MD), per-step latency and the speed-up over the teacher measured in this run,
-   structure (RDF or bonds, angles, dihedrals) against the teacher's, and a longer student
-   run for stability.
+   structure (RDF or bonds, angles, dihedrals) against the teacher's, close contacts
+   (isolated pairs pushed inside 0.8 × their radii sum, student against teacher), and a
+   longer student run for stability.
 
 In the code, a system goes through four steps: ``_run_system`` (every engine call, through
 :mod:`mlff_distiller.engines.runs`), ``_measure`` (the numbers, no verdicts), ``_judge``
