@@ -318,6 +318,17 @@ def torsion_sampling(
     return samples
 
 
+def _half_shift(atoms: Atoms, i: int, j: int, factor: float, mic: bool) -> np.ndarray:
+    """Half the move, along the pair, that brings atoms ``i`` and ``j`` to ``factor`` × the
+    sum of their covalent radii: ``i`` takes ``+shift``, ``j`` ``-shift``."""
+    from ase.data import covalent_radii
+
+    target = factor * (covalent_radii[atoms.numbers[i]] + covalent_radii[atoms.numbers[j]])
+    vector = atoms.get_distance(i, j, mic=mic, vector=True)
+    length = float(np.linalg.norm(vector))
+    return 0.5 * (length - target) * vector / length
+
+
 def compress_bonds(
     structures: list[Atoms],
     n_samples: int,
@@ -343,7 +354,6 @@ def compress_bonds(
     >>> len(compress_bonds([molecule("H2O")], n_samples=3))
     3
     """
-    from ase.data import covalent_radii
 
     if not 0 < low <= high or n_samples < 0 or rattle < 0:
         raise InputError(
@@ -360,34 +370,16 @@ def compress_bonds(
         for n in range(n_samples):
             i, j = bonds[rng.integers(len(bonds))]
             factor = rng.uniform(low, high)
-            target = factor * (covalent_radii[atoms.numbers[i]] + covalent_radii[atoms.numbers[j]])
             sample = _tagged(
                 atoms, "compress", seed, low=low, high=high, rattle_A=rattle, index=n,
                 pair=[int(i), int(j)], factor=float(factor),
             )  # fmt: skip
-            vector = atoms.get_distance(i, j, mic=mic, vector=True)
-            length = float(np.linalg.norm(vector))
-            shift = 0.5 * (length - target) * vector / length
+            shift = _half_shift(atoms, i, j, factor, mic)
             sample.positions[i] += shift
             sample.positions[j] -= shift
             sample.positions += rng.normal(0.0, rattle, size=sample.positions.shape)
             samples.append(sample)
     return samples
-
-
-def _components(graph: list[set[int]]) -> list[int]:
-    """The connected component (molecule) of every atom, as an index."""
-    label = [-1] * len(graph)
-    for start in range(len(graph)):
-        if label[start] >= 0:
-            continue
-        label[start], stack = start, [start]
-        while stack:
-            for k in graph[stack.pop()]:
-                if label[k] < 0:
-                    label[k] = start
-                    stack.append(k)
-    return label
 
 
 def compress_contacts(
@@ -418,7 +410,7 @@ def compress_contacts(
     >>> len(compress_contacts([water_box(32)], n_samples=3))
     3
     """
-    from ase.data import covalent_radii
+    from .structures import molecule_ids
 
     if not 0 < low <= high or n_samples < 0 or rattle < 0 or within <= 0:
         raise InputError(
@@ -431,7 +423,8 @@ def compress_contacts(
         if len(atoms) < 2:
             continue
         graph = _bond_graph(atoms)
-        molecule = _components(graph)
+        bonds = [(i, j) for i, neighbours in enumerate(graph) for j in neighbours if i < j]
+        molecule = molecule_ids(len(atoms), bonds)
         mic = bool(atoms.pbc.any())
         distances = atoms.get_all_distances(mic=mic)
         pairs = [
@@ -445,14 +438,11 @@ def compress_contacts(
         for n in range(n_samples):
             i, j = pairs[rng.integers(len(pairs))]
             factor = rng.uniform(low, high)
-            target = factor * (covalent_radii[atoms.numbers[i]] + covalent_radii[atoms.numbers[j]])
             sample = _tagged(
                 atoms, "contacts", seed, low=low, high=high, within_A=within, rattle_A=rattle,
                 index=n, pair=[int(i), int(j)], factor=float(factor),
             )  # fmt: skip
-            vector = atoms.get_distance(i, j, mic=mic, vector=True)
-            length = float(np.linalg.norm(vector))
-            shift = 0.5 * (length - target) * vector / length
+            shift = _half_shift(atoms, i, j, factor, mic)
             if molecule[i] != molecule[j]:
                 moved_i = [k for k, m in enumerate(molecule) if m == molecule[i]]
                 moved_j = [k for k, m in enumerate(molecule) if m == molecule[j]]
