@@ -399,6 +399,32 @@ def _openmm_box(context) -> np.ndarray:
     return np.asarray(box.value_in_unit(unit.nanometer)) * ANGSTROM_PER_NM
 
 
+def _minimise_in_chunks(engine, atoms, steps, record_every, fmax, progress, state,
+                        minimise) -> Trajectory:  # fmt: skip
+    """An engine's minimiser called ``record_every`` iterations at a time (``minimise(n)``
+    runs at most ``n`` and returns how many it ran; 0: the engine's own criterion stopped
+    it), recording ``state()`` after each call, until no atom feels more than ``fmax`` or
+    ``steps`` iterations are done."""
+    rec, seconds = _empty(), []
+    positions, pe, _, forces = state()
+    _record(rec, 0.0, positions, pe, 0.0, forces)
+    done = 0
+    while done < steps and _largest_force(forces) > fmax:
+        chunk = min(record_every, steps - done)
+        start = time.perf_counter()
+        iterations = minimise(chunk)
+        seconds.append(time.perf_counter() - start)
+        positions, pe, _, forces = state()
+        _finite_or_stop(pe, engine)
+        _record(rec, 0.0, positions, pe, 0.0, forces)
+        done += max(iterations, 1)
+        if progress is not None:
+            progress(chunk)
+        if iterations == 0:
+            break  # nothing left to do by the engine's own criterion
+    return _finish(engine, "min", atoms, 0.0, record_every, rec, seconds)
+
+
 def _minimise_openmm(atoms, model_path, steps, record_every, fmax, progress) -> Trajectory:
     """OpenMM's L-BFGS, ``record_every`` iterations per call (each restarts it from the
     current positions), until no atom feels more than ``fmax`` or ``steps`` are done. (A
@@ -409,25 +435,16 @@ def _minimise_openmm(atoms, model_path, steps, record_every, fmax, progress) -> 
     from .openmm import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
 
     context, _ = _openmm_context(atoms, model_path, 0.5)
-    rec, seconds = _empty(), []
-    positions, pe, _, forces = _openmm_state(context)
-    _record(rec, 0.0, positions, pe, 0.0, forces)
     # OpenMM's own criterion (RMS force component, kJ/mol/nm), far below fmax: the loop
     # stops on fmax first.
     tolerance = fmax * KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM / 100.0
-    done = 0
-    while done < steps and _largest_force(forces) > fmax:
-        chunk = min(record_every, steps - done)
-        start = time.perf_counter()
+
+    def minimise(chunk: int) -> int:
         openmm.LocalEnergyMinimizer.minimize(context, tolerance, chunk)
-        seconds.append(time.perf_counter() - start)
-        positions, pe, _, forces = _openmm_state(context)
-        _finite_or_stop(pe, "openmm")
-        _record(rec, 0.0, positions, pe, 0.0, forces)
-        done += chunk
-        if progress is not None:
-            progress(chunk)
-    return _finish("openmm", "min", atoms, 0.0, record_every, rec, seconds)
+        return chunk  # OpenMM does not say how many it took
+
+    return _minimise_in_chunks("openmm", atoms, steps, record_every, fmax, progress,
+                               lambda: _openmm_state(context), minimise)  # fmt: skip
 
 
 def evaluate_openmm(model_path: Path, frames: list[Atoms]) -> tuple[np.ndarray, np.ndarray]:
@@ -543,25 +560,14 @@ def _minimise_lammps(lmp, system, atoms, steps, record_every, fmax, progress) ->
     from .lammps import Deck
 
     lmp.commands_string(Deck().add("min_modify norm max").run(0).text())
-    rec, seconds = _empty(), []
-    positions, pe, _, forces = system.state()
-    _record(rec, 0.0, positions, pe, 0.0, forces)
-    done = 0
-    while done < steps and _largest_force(forces) > fmax:
-        chunk = min(record_every, steps - done)
-        before, start = lmp.extract_global("ntimestep"), time.perf_counter()
+
+    def minimise(chunk: int) -> int:
+        before = lmp.extract_global("ntimestep")
         lmp.command(f"minimize 0.0 {fmax:.17g} {chunk} {10 * chunk}")
-        seconds.append(time.perf_counter() - start)
-        iterations = int(lmp.extract_global("ntimestep") - before)  # one step per iteration
-        positions, pe, _, forces = system.state()
-        _finite_or_stop(pe, "lammps")
-        _record(rec, 0.0, positions, pe, 0.0, forces)
-        done += max(iterations, 1)
-        if progress is not None:
-            progress(chunk)
-        if iterations == 0:
-            break  # LAMMPS found nothing left to do (its energy or force criterion)
-    return _finish("lammps", "min", atoms, 0.0, record_every, rec, seconds)
+        return int(lmp.extract_global("ntimestep") - before)  # one step per iteration
+
+    return _minimise_in_chunks("lammps", atoms, steps, record_every, fmax, progress,
+                               system.state, minimise)  # fmt: skip
 
 
 def evaluate_lammps(
