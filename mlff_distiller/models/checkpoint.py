@@ -62,8 +62,9 @@ def model_from_checkpoint(data: dict[str, Any], dtype: torch.dtype | None = None
     if dtype is None:
         dtype = torch_dtype(data.get("dtype", "float32"))
     # Cast before loading: loading into a float32 model would round float64 weights.
-    # Checkpoints from before the core handover existed were trained without it.
-    config = {"core_handover": False, **data["model_config"]}
+    # Checkpoints from before the core handover (and its pair floors) existed were trained
+    # without them.
+    config = {"core_handover": False, "pair_floors": None, **data["model_config"]}
     model = build_model(data["preset"], data["elements"], **config).to(dtype)
     model.load_state_dict(data["model_state"])
     return model.eval()

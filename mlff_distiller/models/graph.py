@@ -9,6 +9,8 @@ offsets of the neighbour image), ``cell [B,3,3]``, ``n_atoms [B]``, ``periodic [
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from ase import Atoms
@@ -138,6 +140,30 @@ def build_graph(atoms: Atoms, cutoff: float, atomic_numbers: list[int]) -> dict[
         "shifts": shifts.astype(np.float64),
         "cell": atoms.cell.array.astype(np.float64),
         "periodic": bool(atoms.pbc.all()),  # stress is defined for 3D-periodic cells only
+    }
+
+
+def pair_floors(
+    graphs: list[dict[str, np.ndarray]], atomic_numbers: list[int], cutoff: float
+) -> dict[str, float]:
+    """Per element pair (``"A-B"``), the shortest distance between two such atoms in
+    ``graphs`` (from :func:`build_graph` with ``cutoff``; Å, rounded down to 0.001 Å): the
+    ``pair_floors`` of a student trained on them. Pairs never within ``cutoff`` get the
+    cutoff: the learned part never sees them (nothing trained their weights)."""
+    from .radial import pair_name
+
+    n = len(atomic_numbers)
+    shortest = np.full((n, n), np.inf)
+    for graph in graphs:
+        i, j = graph["edge_index"]
+        vectors = graph["positions"][j] - graph["positions"][i] + graph["shifts"] @ graph["cell"]
+        species = graph["species"]
+        np.minimum.at(shortest, (species[i], species[j]), np.linalg.norm(vectors, axis=1))
+    shortest = np.minimum(np.minimum(shortest, shortest.T), cutoff)
+    return {
+        pair_name(atomic_numbers[a], atomic_numbers[b]): math.floor(shortest[a, b] * 1e3) / 1e3
+        for a in range(n)
+        for b in range(a, n)
     }
 
 

@@ -21,7 +21,13 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .radial import BesselBasis, PolynomialEnvelope, ZBLRepulsion, check_core_window
+from .radial import (
+    BesselBasis,
+    PolynomialEnvelope,
+    ZBLRepulsion,
+    check_core_window,
+    check_pair_floors,
+)
 from .segments import centre_slots, mix_by_pair, sum_outer
 
 
@@ -55,6 +61,12 @@ class MomentStudent(nn.Module):
     core_window
         ``[inner, outer]``: the switching range, as fractions of each pair's covalent radii
         sum (the core is whole below ``inner``, gone above ``outer``). Default ``[0.4, 0.7]``.
+    pair_floors
+        ``{"A-B": Å}``: per element pair, the shortest distance at which the training data
+        had it; where that is farther out than the switching range, the range moves out to
+        end there (:class:`~.radial.ZBLRepulsion`), so the learned part never sees a pair
+        closer than its data did. ``"data"`` (the presets' default): the trainer measures
+        them on its training split; ``None`` or a model built without data: none.
     """
 
     def __init__(
@@ -69,6 +81,7 @@ class MomentStudent(nn.Module):
         envelope_p: int = 6,
         core_handover: bool = False,
         core_window: list[float] | None = None,
+        pair_floors: dict[str, float] | str | None = None,
     ) -> None:
         super().__init__()
         hidden = [128, 128] if hidden is None else list(hidden)
@@ -111,7 +124,14 @@ class MomentStudent(nn.Module):
             layers.append(nn.SiLU())
         self.hidden_layers = nn.ModuleList(layers)
         self.readout = nn.Linear(widths[-1], 1)
-        self.zbl = ZBLRepulsion(atomic_numbers, covalent_radii, *check_core_window(core_window))
+        floors = check_pair_floors(pair_floors, list(atomic_numbers))
+        if floors and not core_handover:
+            raise InputError(
+                "pair_floors moves the core handover out, so it needs core_handover: true"
+            )
+        self.zbl = ZBLRepulsion(
+            atomic_numbers, covalent_radii, *check_core_window(core_window), pair_floors=floors
+        )
         self.core_handover = bool(core_handover)
 
     def forward(

@@ -3,7 +3,8 @@
 ``architecture`` picks the model class: ``moment`` (:class:`~.moment.MomentStudent`, moments
 up to rank 2) or ``tensor_moment`` (:class:`~.tensor_moment.TensorMomentStudent`, rank 3 and
 per-edge element-pair radial MLPs, whose cost does not grow with the element count).
-Every preset hands close pairs from the learned part to the ZBL core (``core_handover``).
+Every preset hands close pairs from the learned part to the ZBL core (``core_handover``), no
+closer than its training data had each element pair (``pair_floors: data``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_radial": 16,
         "hidden": [400, 400],
         "core_handover": True,
+        "pair_floors": "data",
     },
     "tiny": {
         "architecture": "moment",
@@ -29,6 +31,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_radial": 12,
         "hidden": [160, 160],
         "core_handover": True,
+        "pair_floors": "data",
     },
     "ultra-tiny": {
         "architecture": "moment",
@@ -37,6 +40,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_radial": 8,
         "hidden": [80, 80],
         "core_handover": True,
+        "pair_floors": "data",
     },
     "standard-l3": {
         "architecture": "tensor_moment",
@@ -48,6 +52,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "radial_hidden": 48,
         "hidden": [256, 256],
         "core_handover": True,
+        "pair_floors": "data",
     },
     "tiny-l3": {
         "architecture": "tensor_moment",
@@ -59,6 +64,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "radial_hidden": 32,
         "hidden": [128, 128],
         "core_handover": True,
+        "pair_floors": "data",
     },
 }
 
@@ -72,6 +78,7 @@ ARCHITECTURE_KEYS: dict[str, tuple[str, ...]] = {
         "envelope_p",
         "core_handover",
         "core_window",
+        "pair_floors",
     ),
     "tensor_moment": (
         "cutoff",
@@ -84,6 +91,7 @@ ARCHITECTURE_KEYS: dict[str, tuple[str, ...]] = {
         "envelope_p",
         "core_handover",
         "core_window",
+        "pair_floors",
     ),
 }
 #: Every model key of any architecture (training configs may carry them).

@@ -10,6 +10,8 @@ import math
 from typing import Any
 
 import torch
+from ase.data import atomic_numbers as atomic_numbers_table
+from ase.data import chemical_symbols
 from torch import nn
 
 from ..errors import InputError
@@ -81,11 +83,57 @@ def check_core_window(value: Any) -> tuple[float, float]:
     return float(value[0]), float(value[1])
 
 
+def pair_name(first: int, second: int) -> str:
+    """``"A-B"`` for atomic numbers ``first`` and ``second``, lighter element first."""
+    low, high = sorted((int(first), int(second)))
+    return f"{chemical_symbols[low]}-{chemical_symbols[high]}"
+
+
+def check_pair_floors(value: Any, atomic_numbers: list[int]) -> dict[str, float]:
+    """``{"A-B": Å}`` checked against the model's elements (``None`` or ``"data"``: none
+    yet; the trainer replaces ``"data"`` with the floors of its training set)."""
+    if value is None or value == "data":
+        return {}
+    known = {pair_name(a, b) for k, a in enumerate(atomic_numbers) for b in atomic_numbers[k:]}
+    if not isinstance(value, dict):
+        raise InputError(
+            "pair_floors must be 'data' (measured by the trainer) or a mapping of element "
+            f"pairs to distances in Å such as {{'H-H': 1.3}}, got {value!r}"
+        )
+    floors = {}
+    for key, distance in value.items():
+        parts = str(key).split("-")
+        name = pair_name(*(atomic_numbers_of(p) for p in parts)) if len(parts) == 2 else key
+        if name not in known:
+            raise InputError(
+                f"pair_floors names the pair {key!r}, which is not a pair of this model's "
+                f"elements ({', '.join(chemical_symbols[z] for z in atomic_numbers)})"
+            )
+        if isinstance(distance, bool) or not isinstance(distance, (int, float)) or distance < 0:
+            raise InputError(f"pair_floors[{key!r}] must be a distance in Å >= 0, got {distance!r}")
+        floors[name] = float(distance)
+    return floors
+
+
+def atomic_numbers_of(symbol: str) -> int:
+    """The atomic number of a chemical symbol (an unknown one is an error)."""
+    if symbol not in atomic_numbers_table:
+        raise InputError(f"{symbol!r} is not a chemical symbol")
+    return atomic_numbers_table[symbol]
+
+
 class ZBLRepulsion(nn.Module):
     """Screened nuclear repulsion for close contacts, switched off smoothly before bonding
     distances: pair ``i, j`` gets the full ZBL energy below ``inner × (rcov_i + rcov_j)`` and
     none above ``outer × (rcov_i + rcov_j)``, so it keeps atoms from collapsing (no NaN, no
-    fusion) without touching the chemistry the student learns."""
+    fusion) without touching the chemistry the student learns.
+
+    ``pair_floors`` (``{"A-B": Å}``, see :meth:`handover`) moves a pair's switching range
+    out, keeping its width, so that it ends at that distance where that is farther than
+    ``outer × (rcov_i + rcov_j)``: the shortest distance at which the training data had the
+    pair. The learned part then never sees a pair closer than its data did, where nothing
+    pinned it (students without floors attracted H-H there with thousands of eV/Å:
+    ``benchmarks/close_pairs.py``)."""
 
     def __init__(
         self,
@@ -93,12 +141,20 @@ class ZBLRepulsion(nn.Module):
         covalent_radii: list[float],
         inner: float = CORE_WINDOW[0],
         outer: float = CORE_WINDOW[1],
+        pair_floors: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         inner, outer = check_core_window([inner, outer])
+        floors = check_pair_floors(pair_floors, list(atomic_numbers))
         z = torch.tensor(atomic_numbers, dtype=torch.float32)
         self.register_buffer("z", z)
         self.register_buffer("rcov", torch.tensor(covalent_radii, dtype=torch.float32))
+        # [S, S] Å, symmetric; 0 (no floor) keeps the covalent switching range.
+        floor = torch.zeros(len(atomic_numbers), len(atomic_numbers))
+        for a, first in enumerate(atomic_numbers):
+            for b, second in enumerate(atomic_numbers):
+                floor[a, b] = floors.get(pair_name(first, second), 0.0)
+        self.register_buffer("floor", floor)
         self.register_buffer("zbl_c", torch.tensor(_ZBL_C))
         self.register_buffer("zbl_d", torch.tensor(_ZBL_D))
         self.inner = float(inner)
@@ -120,7 +176,21 @@ class ZBLRepulsion(nn.Module):
 
     def handover(self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor) -> torch.Tensor:
         """The learned part's share of each pair: a C² smoothstep from 0 at ``inner × (rcov_i
-        + rcov_j)`` to 1 at ``outer × (rcov_i + rcov_j)``; the core's share is one minus it."""
+        + rcov_j)`` to 1 at ``outer × (rcov_i + rcov_j)``, or, where the pair's floor lies
+        farther out, over the same width ending at the floor; the core's share is one minus
+        it."""
         rsum = (self.rcov[si] + self.rcov[sj]).to(r.dtype)
-        t = ((r - self.inner * rsum) / ((self.outer - self.inner) * rsum)).clamp(0.0, 1.0)
+        width = (self.outer - self.inner) * rsum
+        start = torch.maximum(self.inner * rsum, self.floor[si, sj].to(r.dtype) - width)
+        t = ((r - start) / width).clamp(0.0, 1.0)
         return t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+    ):
+        # Files written before pair floors existed have none: keep the constructor's zeros.
+        if prefix + "floor" not in state_dict:
+            state_dict[prefix + "floor"] = self.floor
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+        )

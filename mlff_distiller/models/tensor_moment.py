@@ -40,7 +40,13 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .radial import BesselBasis, PolynomialEnvelope, ZBLRepulsion, check_core_window
+from .radial import (
+    BesselBasis,
+    PolynomialEnvelope,
+    ZBLRepulsion,
+    check_core_window,
+    check_pair_floors,
+)
 from .segments import centre_slots, sum_outer
 
 #: The highest moment rank a student may use (angular order of its three-body terms).
@@ -107,6 +113,9 @@ class TensorMomentStudent(nn.Module):
         range (as in :class:`~.moment.MomentStudent`). Off reproduces older students.
     core_window
         ``[inner, outer]``: the switching range (as in :class:`~.moment.MomentStudent`).
+    pair_floors
+        Where each element pair's switching range ends at the latest (as in
+        :class:`~.moment.MomentStudent`).
     """
 
     def __init__(
@@ -124,6 +133,7 @@ class TensorMomentStudent(nn.Module):
         envelope_p: int = 6,
         core_handover: bool = False,
         core_window: list[float] | None = None,
+        pair_floors: dict[str, float] | str | None = None,
     ) -> None:
         super().__init__()
         hidden = [128, 128] if hidden is None else list(hidden)
@@ -195,7 +205,14 @@ class TensorMomentStudent(nn.Module):
             layers.append(nn.SiLU())
         self.hidden_layers = nn.ModuleList(layers)
         self.readout = nn.Linear(widths[-1], 1)
-        self.zbl = ZBLRepulsion(atomic_numbers, covalent_radii, *check_core_window(core_window))
+        floors = check_pair_floors(pair_floors, list(atomic_numbers))
+        if floors and not core_handover:
+            raise InputError(
+                "pair_floors moves the core handover out, so it needs core_handover: true"
+            )
+        self.zbl = ZBLRepulsion(
+            atomic_numbers, covalent_radii, *check_core_window(core_window), pair_floors=floors
+        )
         self.core_handover = bool(core_handover)
 
     def forward(

@@ -68,7 +68,8 @@ def make_config(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
         )
     config = {**DEFAULTS, **PRESETS[preset], **overrides, "preset": preset}
     for key, default in {**DEFAULTS, **PRESETS[preset]}.items():
-        config[key] = _like(key, config[key], default)
+        if key != "pair_floors":  # "data", a mapping or none: the model checks it
+            config[key] = _like(key, config[key], default)
     if config["dtype"] not in ("float32", "float64"):
         raise InputError(f"dtype must be float32 or float64, got {config['dtype']!r}")
     if config["select_on"] not in SELECT_ON:

@@ -24,7 +24,7 @@ from ..devices import torch_dtype
 from ..errors import InputError, MissingFileError
 from ..models import build_graph, build_model, collate, evaluate
 from ..models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ..models.graph import edge_vectors
+from ..models.graph import edge_vectors, pair_floors
 from ..models.presets import MODEL_KEYS
 from .config import config_hash, make_config
 from .metrics import write_metrics
@@ -276,6 +276,9 @@ def train(
 
     norm = _normalisation(items["train"], numbers, cfg["atom_energy_weight"] > 0)
     model_cfg = {k: cfg[k] for k in MODEL_KEYS if k in cfg}
+    if model_cfg.get("pair_floors") == "data":
+        graphs = [it.graph for it in items["train"]]
+        model_cfg["pair_floors"] = pair_floors(graphs, numbers, float(cfg["cutoff"]))
     model = build_model(preset, elements, **model_cfg, avg_neighbors=norm["avg_neighbors"])
     model = model.to(dtype)  # before the shifts, so float64 runs keep them exact
     model.energy_shift.copy_(torch.tensor(norm["energy_shift"], dtype=torch.float64))

@@ -35,12 +35,17 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-#: Every preset, the tensor-moment student at the angular orders no preset uses yet, and a
-#: core switching range moved outwards.
+#: Pair floors that put methanol's H-H (1.78 Å) and C-O (1.43 Å) pairs inside their
+#: moved switching ranges, so every physics test crosses them.
+FLOORS = {"H-H": 1.9, "C-O": 1.5, "H-O": 0.5}
+#: Every preset, the tensor-moment student at the angular orders no preset uses yet, a core
+#: switching range moved outwards and pair floors.
 VARIANTS = {name: (name, {}) for name in PRESETS} | {
     "tiny-l3/max_rank=4": ("tiny-l3", {"max_rank": 4}),
     "tiny-l3/max_rank=6": ("tiny-l3", {"max_rank": 6}),
     "tiny/core_window=[0.6,0.8]": ("tiny", {"core_window": [0.6, 0.8]}),
+    "tiny/pair_floors": ("tiny", {"pair_floors": FLOORS}),
+    "tiny-l3/pair_floors": ("tiny-l3", {"pair_floors": FLOORS}),
 }
 
 
@@ -111,7 +116,7 @@ def energy(model, atoms: Atoms) -> float:
 def test_forces_are_minus_the_energy_gradient(model, system):
     atoms = SYSTEMS[system]()
     forces = predict(model, atoms)["forces"]
-    h = 1e-4
+    h = 2e-5  # the moved switching ranges of pair floors are steep (0.2 Å wide)
     numerical = np.zeros_like(forces)
     for a in range(len(atoms)):
         for k in range(3):
@@ -366,7 +371,8 @@ def test_core_handover_hides_close_pairs_from_the_learned_part(model):
     blind = copy.deepcopy(model)
     blind.core_handover = False
     far = methanol()
-    assert predict(model, far)["energy"] == predict(blind, far)["energy"]
+    if not float(model.zbl.floor.abs().max()):  # floors put methanol inside (tested below)
+        assert predict(model, far)["energy"] == predict(blind, far)["energy"]
 
     rsum = float(model.zbl.rcov[1] + model.zbl.rcov[2])  # C and O
     r = 0.9 * model.zbl.inner * rsum
@@ -399,6 +405,83 @@ def test_core_window_moves_the_switching_range():
         distance = torch.tensor([r], dtype=torch.float64)
         core = float(model.zbl(distance, torch.tensor([1]), torch.tensor([2]))[0])
         assert (energy(model, pair) == pytest.approx(isolated + core, rel=1e-12)) is blind
+
+
+def test_pair_floors_hide_pairs_closer_than_the_data_had_them():
+    """With a floor of 1.9 Å for H-H, an H-H pair at 1.6 Å (below the moved range,
+    1.9 - 0.3 x 0.62 Å) is two isolated atoms plus the core; at and beyond the floor the
+    energy is that of the student without floors, and pairs without a floor keep the
+    covalent range."""
+    floored = random_student("tiny", pair_floors=FLOORS)
+    plain = random_student("tiny")
+    assert float(floored.zbl.floor[0, 0]) == pytest.approx(1.9)
+    assert float(floored.zbl.floor[1, 2]) == float(floored.zbl.floor[2, 1]) == pytest.approx(1.5)
+    assert float(floored.zbl.floor[0, 1]) == 0.0  # C-H: none
+
+    def h2(r):
+        return Atoms("H2", positions=[[0, 0, 0], [0.6 * r, 0.8 * r, 0]])
+
+    isolated = 2 * energy(floored, Atoms("H"))
+    core = float(floored.zbl(torch.tensor([1.6], dtype=torch.float64), *torch.tensor([[0], [0]])))
+    assert energy(floored, h2(1.6)) == pytest.approx(isolated + core, rel=1e-12)
+    assert abs(energy(plain, h2(1.6)) - energy(floored, h2(1.6))) > 1e-6
+    for r in (1.9, 2.5):
+        assert energy(floored, h2(r)) == pytest.approx(energy(plain, h2(r)), rel=1e-12, abs=1e-12)
+    ch = Atoms("CH", positions=[[0, 0, 0], [0, 0, 1.09]])
+    assert energy(floored, ch) == pytest.approx(energy(plain, ch), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("floors", "message"),
+    [
+        ({"H-N": 1.0}, "not a pair of this model's elements"),
+        ({"H-Xx": 1.0}, "'Xx' is not a chemical symbol"),
+        ({"H-H": -1.0}, "must be a distance in Å >= 0"),
+        ({"H-H": "far"}, "must be a distance in Å >= 0"),
+        ([1.0], "pair_floors must be 'data'"),
+    ],
+)
+def test_bad_pair_floors_are_a_clear_error(floors, message):
+    with pytest.raises(ValueError, match=message):
+        build_model("tiny", ELEMENTS, pair_floors=floors)
+
+
+def test_pair_floors_need_the_core_handover():
+    with pytest.raises(ValueError, match="needs core_handover: true"):
+        build_model("tiny", ELEMENTS, pair_floors={"H-H": 1.0}, core_handover=False)
+
+
+def test_pair_floors_are_read_in_either_order_and_default_to_none():
+    model = build_model("tiny", ELEMENTS, pair_floors={"O-C": 1.2})
+    assert float(model.zbl.floor[1, 2]) == pytest.approx(1.2)
+    assert float(build_model("tiny", ELEMENTS).zbl.floor.abs().sum()) == 0.0  # "data", no data
+
+
+def test_a_state_without_pair_floors_loads_with_none():
+    """Students written before pair floors existed have no ``zbl.floor``: they load, and
+    keep the covalent range (their energies unchanged)."""
+    model = random_student("tiny")
+    state = {k: v for k, v in model.state_dict().items() if k != "zbl.floor"}
+    fresh = build_model("tiny", ELEMENTS, avg_neighbors=4.0).double()
+    fresh.load_state_dict(state)
+    assert energy(fresh.eval(), methanol()) == energy(model, methanol())
+
+
+def test_pair_floors_are_the_shortest_distances_of_the_data():
+    from mlff_distiller.models.graph import pair_floors
+
+    water = molecule("H2O")
+    graphs = [build_graph(a, 5.0, [1, 6, 8]) for a in (water, methanol())]
+    floors = pair_floors(graphs, [1, 6, 8], 5.0)
+    assert set(floors) == {"H-H", "H-C", "H-O", "C-C", "C-O", "O-O"}
+    hh = min(
+        float(d[np.triu_indices(len(d), 1)].min())
+        for a in (water, methanol())
+        for d in [a[a.numbers == 1].get_all_distances()]
+    )
+    assert floors["H-H"] == np.floor(hh * 1000) / 1000  # rounded down: every pair is beyond
+    assert floors["H-O"] == np.floor(water.get_distance(0, 1) * 1000) / 1000
+    assert floors["C-C"] == floors["O-O"] == 5.0  # never within the cutoff
 
 
 # --- TorchScript and precision --------------------------------------------------------------

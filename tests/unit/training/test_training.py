@@ -190,6 +190,29 @@ def test_the_student_learns_the_teacher(dataset, reference):
     assert min(val) < 0.8 * float(np.sqrt((forces**2).mean()))
 
 
+def test_pair_floors_are_measured_on_the_training_split(dataset, reference):
+    """``pair_floors: data`` (the presets' default) becomes, in the checkpoint, each element
+    pair's shortest distance in the training frames: no training frame has a pair closer,
+    some frame has it within a millimetre; the loaded student carries them."""
+    data = load_checkpoint(reference / "best.pt")
+    floors = data["model_config"]["pair_floors"]
+    cutoff = data["model_config"]["cutoff"]
+    frames = _split(dataset, "train")
+    shortest: dict[str, float] = {}
+    for atoms in frames:
+        d = atoms.get_all_distances(mic=bool(atoms.pbc.all()))
+        for a in range(len(atoms)):
+            for b in range(a + 1, len(atoms)):
+                pair = "-".join(sorted([atoms[a].symbol, atoms[b].symbol],
+                                       key=lambda s: atomic_numbers[s]))  # fmt: skip
+                shortest[pair] = min(shortest.get(pair, cutoff), d[a, b], cutoff)
+    assert set(floors) >= set(shortest) and "H-H" in floors
+    for pair, distance in shortest.items():
+        assert distance - 1e-3 <= floors[pair] <= distance, pair
+    model = model_from_checkpoint(data)
+    assert float(model.zbl.floor.max()) == pytest.approx(max(floors.values()), abs=1e-6)
+
+
 def test_select_on_force_mae_keeps_the_epoch_of_lowest_mae(dataset, reference, tmp_path):
     """``select_on: force_mae`` picks best.pt (and drives early stopping) by the validation
     force MAE, while the default run picks it by the RMSE."""
