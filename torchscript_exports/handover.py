@@ -39,10 +39,11 @@ def rebuild(source: Path, **changes) -> tuple[torch.nn.Module, dict]:
     dtype = torch.float64 if metadata["dtype"] == "float64" else torch.float32
     config = {"pair_floors": None, **metadata["model_config"], **changes}
     model = build_model(metadata["preset"], metadata["elements"], **config).to(dtype)
+    # The floors come from ``config`` (an upgraded older file carries zeros for them).
     state = {
         key.removeprefix("model."): value
         for key, value in module.state_dict().items()
-        if key.startswith("model.")
+        if key.startswith("model.") and key != "model.zbl.floor"
     }
     model.load_state_dict(state)
     return model.eval(), metadata
@@ -130,6 +131,7 @@ def main() -> None:
     elif handed != rebuilt:
         raise SystemExit(f"the handover changed ethanol's energy: {rebuilt} -> {handed} eV")
     digest = hashlib.sha256(args.source.read_bytes()).hexdigest()
+    metadata.pop("file_format_version", None)  # the new file is of the current format
     metadata = {
         **metadata,
         "model_config": {**metadata["model_config"], **changes},
