@@ -4,7 +4,7 @@
    water box, a few epochs) and run through the built-in ``quick`` suite; the report's
    numbers are recomputed here from the trajectories it wrote.
 2. Broken students must FAIL: with a known-good student as the teacher (so the good one
-   passes every check exactly), a student whose forces are 1.5× too large and one whose
+   passes every check exactly), a student whose forces are 1.2× too large and one whose
    energy jumps inside the cutoff are each caught by the check that should catch them.
 """
 
@@ -250,14 +250,16 @@ def test_the_good_student_passes_against_itself(distilled, against_itself):
     assert report["systems"][0]["force_error"]["student_frames"]["force_rmse_eV_per_A"] < 1e-9
 
 
-def test_forces_scaled_by_one_and_a_half_fail_on_force_error(distilled, against_itself):
+def test_forces_scaled_by_one_and_a_fifth_fail_on_force_error(distilled, against_itself):
     run, work = against_itself
-    model = _broken(distilled, lambda m: Scaled(m, 1.5), work / "scaled.pt")
+    model = _broken(distilled, lambda m: Scaled(m, 1.2), work / "scaled.pt")
     report = run(model, "scaled")
     checks = _checks(report)
     assert report["verdict"] == "FAIL"
     assert checks["force_rmse_student_frames"] == "FAIL"
     # Still a conservative potential: the integration checks pass, so the failure is named.
+    # (At 1.5x this barely trained student's stiffest modes heat it past what 0.5 fs
+    # integrates well, and every engine's NVE drifts: the factor has to stay modest.)
     assert checks["energy_drift[lammps]"] == "PASS"
 
 
