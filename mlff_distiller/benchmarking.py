@@ -171,8 +171,10 @@ def lammps_step_ms(
     )  # fmt: skip
     run_lammps(deck.text(), workdir, nprocs=ranks, timeout=3600)
     log = (workdir / "log.lammps").read_text()
-    loops = re.findall(r"^Loop time of (\S+) on (\d+) procs for (\d+) steps", log, re.M)
-    seconds, procs, done = loops[-1]
+    # LAMMPS' "procs" are MPI tasks x OpenMP threads; the tasks are on the line below it.
+    loops = re.findall(r"^Loop time of (\S+) on \d+ procs for (\d+) steps", log, re.M)
+    tasks = re.findall(r"CPU use with (\d+) MPI tasks", log)
+    (seconds, done), procs = loops[-1], tasks[-1]
     if int(procs) != ranks or int(done) != steps:
         raise RunError(f"{workdir}: the timed run was {done} steps on {procs} ranks")
     return 1e3 * float(seconds) / steps

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 
@@ -79,3 +80,35 @@ def test_bad_input_is_a_one_line_error(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(ValueError, match="at least 1000"):
         run_memory(tmp_path, calls=10)
+
+
+def test_gpu_check_runs_on_the_cpu_in_quick_mode(tmp_path):
+    """``benchmarks/gpu_check.py --device cpu --quick``: the GPU check with the CPU in the
+    GPU's place (CI has no GPU), every engine, the shipped student; CPU against CPU agrees
+    to well inside the parity threshold and the table has every engine's speed."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(repo / "benchmarks/gpu_check.py"), "--device", "cpu", "--quick",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert result["device"] == "cpu" and result["not_measured"] == []
+    assert set(result["parity"]) == {"ASE", "OpenMM", "LAMMPS"}
+    for systems in result["parity"].values():
+        assert set(systems) == {"ethanol", "water-96"}
+        for figures in systems.values():
+            assert {"energy", "forces"} <= set(figures)
+            assert all(0 <= value <= result["parity_threshold"] for value in figures.values())
+    assert "stress" in result["parity"]["ASE"]["water-96"]
+    (row,) = result["speed"]
+    assert row["atoms"] == 96
+    assert set(row["ms"]) == {"ASE cpu", "OpenMM CPU", "LAMMPS cpu"}
+    for name, ms in row["ms"].items():
+        assert ms > 0 and math.isclose(row["us_per_atom_step"][name], 1e3 * ms / 96)
+    assert "| LAMMPS | water-96 | forces |" in (tmp_path / "gpu_check.md").read_text()
