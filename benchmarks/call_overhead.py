@@ -7,7 +7,8 @@ On a few atoms a call is all overhead: the module's TorchScript interpreter disp
 operator (neighbour search, the student's forward, the autograd backward, the casts) one by
 one, and on a GPU each one is at least a kernel launch. For ethanol (9 atoms), paracetamol
 (20) and 32 waters (96, periodic) and each student: the median ms of an energy + forces call
-(one torch thread; positions moved by 1e-4 Å each call so ASE's cache never answers) and the
+(one torch thread; ``benchmarking.ase_call_ms``: an atom moves before every call so
+ASE's cache never answers) and the
 number of operator calls the torch profiler records in one call (``aten::`` operators, views
 included, and autograd nodes), which does not depend on the machine. The issue's target is
 1 ms per call on ethanol. Writes ``<out>`` and the same table as ``.md``.
@@ -20,13 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from ase import Atoms
 from ase.build import molecule
 
 from mlff_distiller import StudentCalculator
-from mlff_distiller.benchmarking import write_json
+from mlff_distiller.benchmarking import ase_call_ms, write_json
 from mlff_distiller.data import structures_from_smiles, water_box
 from mlff_distiller.files import write_text
 
@@ -46,22 +46,16 @@ def systems() -> dict[str, Atoms]:
 
 
 def measure(model: Path, atoms: Atoms, calls: int) -> dict[str, float]:
+    calc = StudentCalculator(str(model))
+    ms = ase_call_ms(calc, atoms, calls)
     copy = atoms.copy()
-    copy.calc = StudentCalculator(str(model))
-    rng = np.random.default_rng(0)
-    times = []
-    for k in range(calls + 3):
-        copy.positions += rng.normal(scale=1e-4, size=copy.positions.shape)
-        start = time.perf_counter()
-        copy.get_forces()
-        if k >= 3:
-            times.append(time.perf_counter() - start)
+    copy.calc = calc
     copy.positions += 1e-4
     with torch.autograd.profiler.profile() as profile:
         copy.get_forces()
     events = profile.key_averages()
     return {
-        "ms_median": 1e3 * float(np.median(times)),
+        "ms_median": ms,
         "operator_calls": int(sum(e.count for e in events)),
         "aten_calls": int(sum(e.count for e in events if e.key.startswith("aten::"))),
     }

@@ -54,6 +54,11 @@ REPO = Path(__file__).resolve().parents[1]
 PARITY = 1e-10
 
 
+def _energy_forces(cpu: tuple, other: tuple) -> dict[str, float]:
+    """Parity of two ``(energy, forces)`` results."""
+    return {"energy": _relative(cpu[0], other[0]), "forces": _relative(cpu[1], other[1])}
+
+
 def _relative(cpu: np.ndarray, gpu: np.ndarray) -> float:
     cpu, gpu = np.asarray(cpu, dtype=float), np.asarray(gpu, dtype=float)
     return float(np.abs(cpu - gpu).max() / max(np.abs(cpu).max(), 1e-300))
@@ -105,7 +110,7 @@ def openmm_parity(model: Path, atoms: Atoms, device: str) -> dict[str, float]:
             state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
             state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer),
         ))  # fmt: skip
-    return {"energy": _relative(out[0][0], out[1][0]), "forces": _relative(out[0][1], out[1][1])}
+    return _energy_forces(*out)
 
 
 def lammps_parity(
@@ -128,7 +133,7 @@ def lammps_parity(
         dump = np.loadtxt(workdir / "dump.txt", skiprows=9)
         forces = dump[np.argsort(dump[:, 0]), 1:4]  # in atom id order
         out.append((energy, forces))
-    return {"energy": _relative(out[0][0], out[1][0]), "forces": _relative(out[0][1], out[1][1])}
+    return _energy_forces(*out)
 
 
 def ase_ms(model: Path, atoms: Atoms, device: str, calls: int) -> float:

@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,10 +89,6 @@ def test_gpu_check_runs_on_the_cpu_in_quick_mode(tmp_path):
     """``benchmarks/gpu_check.py --device cpu --quick``: the GPU check with the CPU in the
     GPU's place (CI has no GPU), every engine, the shipped student; CPU against CPU agrees
     to well inside the parity threshold and the table has every engine's speed."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     repo = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, str(repo / "benchmarks/gpu_check.py"), "--device", "cpu", "--quick",
