@@ -280,6 +280,16 @@ class ExportedStudent(nn.Module):
         origin gets the same forces as at the origin). The energies come back in the
         precision of ``positions``.
         """
+        species, edge_index, vectors = self._edges(positions, numbers, cell, pbc)
+        energies = self.model(vectors.to(self.model_dtype.dtype), edge_index, species)
+        self._check_energies(energies.detach())
+        return energies.to(positions.dtype)
+
+    def _edges(
+        self, positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Species, ``edge_index`` and edge vectors (in the precision of ``positions``, and
+        differentiable with respect to positions and cell) of a checked structure."""
         if positions.shape[0] == 0:
             raise ValueError("no atoms")
         device = positions.device
@@ -300,15 +310,16 @@ class ExportedStudent(nn.Module):
         cell = cell.to(positions.dtype)
         vectors = positions[edge_index[1]] - positions[edge_index[0]] + shifts.to(cell.dtype) @ cell
         self.check_distances(vectors.detach(), edge_index)
-        energies = self.model(vectors.to(self.model_dtype.dtype), edge_index, species)
-        finite = torch.isfinite(energies.detach())
+        return species, edge_index, vectors
+
+    def _check_energies(self, energies: torch.Tensor) -> None:
+        finite = torch.isfinite(energies)
         if not bool(finite.all()):
             atom = int((~finite).nonzero()[0, 0])
             raise ValueError(
                 "the student returned a non-finite energy for atom " + str(atom) + "; "
                 "its inputs were finite, so the exported file is broken: export it again"
             )
-        return energies.to(positions.dtype)
 
     def check_finite(self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> None:
         """NaN or infinite positions (and periodic cells) are errors naming the first atom."""
@@ -365,27 +376,27 @@ class ExportedStudent(nn.Module):
         """Everything an engine needs from one call: ``energy`` (eV, 0-dim), per-atom
         ``energies`` ``[N]``, ``forces`` ``[N, 3]`` (−∂E/∂r, eV/Å) and, with
         ``compute_virial``, ``virial`` ``[3, 3]`` (∂E/∂ε under a homogeneous strain ε of
-        positions and cell, eV; the stress is ``virial / volume``). The derivatives are
-        taken here, with respect to positions and strain only (the weights are frozen), in
-        the precision of ``positions``; nothing is left attached to an autograd graph."""
+        positions and cell, eV; the stress is ``virial / volume``). All of them come from
+        the student's gradient with respect to its edge vectors
+        (``energies_and_gradient``; the weights are frozen), summed in the precision of
+        ``positions``; nothing is left attached to an autograd graph."""
         dtype = positions.dtype
-        device = positions.device
-        positions = positions.detach().requires_grad_(True)
-        strain = torch.zeros(3, 3, dtype=dtype, device=device)
+        positions = positions.detach()
+        cell = cell.detach().to(device=positions.device, dtype=dtype)
+        species, edge_index, vectors = self._edges(positions, numbers, cell, pbc)
+        energies, gradient = self.model.energies_and_gradient(
+            vectors.to(self.model_dtype.dtype), edge_index, species
+        )
+        self._check_energies(energies)
+        energies = energies.to(dtype)
+        gradient = gradient.to(dtype)
+        # Edge e is r_j − r_i (+ its image offset): its gradient pulls on j and pushes i.
+        forces = torch.zeros_like(positions).index_add(0, edge_index[0], gradient)
+        forces = forces.index_add(0, edge_index[1], -gradient)
+        out = {"energy": energies.sum(), "energies": energies, "forces": forces}
         if compute_virial:
-            strain.requires_grad_(True)
-        deformation = torch.eye(3, dtype=dtype, device=device) + strain
-        cell = cell.to(device=device, dtype=dtype)
-        energies = self.atomic_energies(positions @ deformation, numbers, cell @ deformation, pbc)
-        energy = energies.sum()
-        inputs = [positions, strain] if compute_virial else [positions]
-        grads = torch.autograd.grad([energy], inputs, allow_unused=True)
-        gradient = grads[0]
-        forces = torch.zeros_like(positions) if gradient is None else -gradient
-        out = {"energy": energy.detach(), "energies": energies.detach(), "forces": forces}
-        if compute_virial:
-            virial = grads[1]
-            out["virial"] = torch.zeros_like(strain) if virial is None else virial
+            # Under a strain ε every edge vector becomes v (1 + ε): ∂E/∂ε = Σ_e v_eᵀ g_e.
+            out["virial"] = vectors.t() @ gradient
         return out
 
     @torch.jit.export
@@ -399,13 +410,10 @@ class ExportedStudent(nn.Module):
         """:meth:`local_energies` and their sum's gradient with respect to every edge vector
         (``[E, 3]``, eV/Å; LAMMPS turns it into forces on both atoms of each edge and into
         the per-atom virial)."""
-        vectors = vectors.detach().requires_grad_(True)
-        energies = self.local_energies(vectors, centre, centre_species, neighbour_species)
-        grads = torch.autograd.grad([energies.sum()], [vectors], allow_unused=True)
-        gradient = grads[0]
-        if gradient is None:
-            gradient = torch.zeros_like(vectors)
-        return energies.detach(), gradient
+        n_centres = centre_species.shape[0]
+        species, edge_index = self._proxy_graph(centre, centre_species, neighbour_species)
+        energies, gradient = self.model.energies_and_gradient(vectors.detach(), edge_index, species)
+        return energies[:n_centres], gradient
 
     @torch.jit.export
     def local_energies(
@@ -425,9 +433,17 @@ class ExportedStudent(nn.Module):
         Each edge points at one proxy node per species instead; the result has ``C`` entries.
         """
         n_centres = centre_species.shape[0]
+        species, edge_index = self._proxy_graph(centre, centre_species, neighbour_species)
+        return self.model(vectors, edge_index, species)[:n_centres]
+
+    def _proxy_graph(
+        self, centre: torch.Tensor, centre_species: torch.Tensor, neighbour_species: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Species and ``edge_index`` of :meth:`local_energies`' graph: the centres, then one
+        proxy node per species that every edge's neighbour points at."""
+        n_centres = centre_species.shape[0]
         proxies = torch.arange(
             self.atomic_numbers.shape[0], dtype=torch.long, device=centre_species.device
         )
         species = torch.cat([centre_species, proxies])
-        edge_index = torch.stack([centre, neighbour_species + n_centres])
-        return self.model(vectors, edge_index, species)[:n_centres]
+        return species, torch.stack([centre, neighbour_species + n_centres])

@@ -36,6 +36,12 @@ class PolynomialEnvelope(nn.Module):
         )
         return torch.where(x < 1.0, u, torch.zeros_like(u))
 
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        """``du/dx``: ``−p(p+1)(p+2)/2 · xᵖ⁻¹ (1 − x)²`` for ``x < 1``, zero beyond."""
+        p = float(self.p)
+        du = -0.5 * p * (p + 1.0) * (p + 2.0) * torch.pow(x, self.p - 1) * (1.0 - x) * (1.0 - x)
+        return torch.where(x < 1.0, du, torch.zeros_like(du))
+
 
 class BesselBasis(nn.Module):
     """``sqrt(2/r_c) · sin(kπ r / r_c) / r`` for ``k = 1..n`` (finite as ``r → 0``)."""
@@ -55,6 +61,13 @@ class BesselBasis(nn.Module):
             / self.cutoff
             * torch.sinc(self.frequencies * x / math.pi)
         )
+
+    def derivative(self, r: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """``d/dr`` of :meth:`forward`'s ``values`` at ``r`` (``[E]``, > 0):
+        ``(sqrt(2/r_c) ω cos(ω r) − values) / r`` with ``ω = kπ / r_c``."""
+        omega = self.frequencies / self.cutoff
+        rr = r.unsqueeze(-1)
+        return (self.prefactor * omega * torch.cos(omega * rr) - values) / rr
 
 
 # Universal ZBL screening function (Ziegler, Biersack, Littmark 1985).
@@ -173,6 +186,46 @@ class ZBLRepulsion(nn.Module):
         phi = (c * torch.exp(-d * x.unsqueeze(-1))).sum(-1)
         energy = self.coulomb * zi * zj / r * phi
         return energy * (1.0 - self.handover(r, si, sj))
+
+    def energy_and_derivative(
+        self,
+        r: torch.Tensor,
+        si: torch.Tensor,
+        sj: torch.Tensor,
+        handover: torch.Tensor,
+        handover_derivative: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` and its derivative with respect to ``r``, given the
+        :meth:`handover` at ``r`` and its derivative (:meth:`handover_and_derivative`)."""
+        close = r < 0.05
+        r = r.clamp(min=0.05)
+        zi = self.z[si].to(r.dtype)
+        zj = self.z[sj].to(r.dtype)
+        a = 0.46850 / (torch.pow(zi, 0.23) + torch.pow(zj, 0.23))
+        x = r / a
+        c = self.zbl_c.to(r.dtype)
+        d = self.zbl_d.to(r.dtype)
+        terms = c * torch.exp(-d * x.unsqueeze(-1))
+        phi = terms.sum(-1)
+        dphi = -(terms * d).sum(-1) / a
+        charge = self.coulomb * zi * zj
+        bare = charge / r * phi
+        d_bare = charge * (dphi - phi / r) / r
+        d_bare = torch.where(close, torch.zeros_like(d_bare), d_bare)
+        energy = bare * (1.0 - handover)
+        return energy, d_bare * (1.0 - handover) - bare * handover_derivative
+
+    def handover_and_derivative(
+        self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`handover` and its derivative with respect to ``r``."""
+        rsum = (self.rcov[si] + self.rcov[sj]).to(r.dtype)
+        width = (self.outer - self.inner) * rsum
+        start = torch.maximum(self.inner * rsum, self.floor[si, sj].to(r.dtype) - width)
+        t = ((r - start) / width).clamp(0.0, 1.0)
+        value = t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)
+        one_minus = 1.0 - t
+        return value, 30.0 * t * t * one_minus * one_minus / width
 
     def handover(self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor) -> torch.Tensor:
         """The learned part's share of each pair: a C² smoothstep from 0 at ``inner × (rcov_i

@@ -59,6 +59,36 @@ def sum_outer(
     return torch.bmm(padded_left.transpose(1, 2), padded_right)
 
 
+def outer_grad(
+    centre: torch.Tensor,
+    n_atoms: int,
+    slots: tuple[torch.Tensor, int],
+    left: torch.Tensor,
+    right: torch.Tensor,
+    grad: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The derivative of a loss through :func:`sum_outer`: given ``grad [N, A, B]`` (the
+    loss's gradient with respect to its output), ``d left [E, A]`` (``Σ_b grad[i, a, b] ·
+    right[e, b]``) and ``d right [E, B]`` (``Σ_a left[e, a] · grad[i, a, b]``), ``i`` being each
+    edge's centre; two batched matrix products over the same padded layout."""
+    flat, width = slots
+    a = left.shape[1]
+    b = right.shape[1]
+    if width == 0:
+        per_edge = grad.index_select(0, centre)  # [E, A, B]
+        d_left = torch.bmm(per_edge, right.unsqueeze(2)).squeeze(2)
+        d_right = torch.bmm(left.unsqueeze(1), per_edge).squeeze(1)
+        return d_left, d_right
+    rows = n_atoms * width
+    padded_left = torch.zeros(rows, a, dtype=left.dtype, device=left.device)
+    padded_right = torch.zeros(rows, b, dtype=right.dtype, device=right.device)
+    padded_left = padded_left.index_copy(0, flat, left).view(n_atoms, width, a)
+    padded_right = padded_right.index_copy(0, flat, right).view(n_atoms, width, b)
+    d_left = torch.bmm(padded_right, grad.transpose(1, 2)).view(rows, a)
+    d_right = torch.bmm(padded_left, grad).view(rows, b)
+    return d_left.index_select(0, flat), d_right.index_select(0, flat)
+
+
 def mix_by_pair(
     basis: torch.Tensor, pair: torch.Tensor, weights: torch.Tensor, sorted_above: int = 2048
 ) -> torch.Tensor:

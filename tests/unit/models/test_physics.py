@@ -484,6 +484,37 @@ def test_pair_floors_are_the_shortest_distances_of_the_data():
     assert floors["C-C"] == floors["O-O"] == 5.0  # never within the cutoff
 
 
+def close_contacts() -> Atoms:
+    """C–O at 0.75 Å (inside the core's switching range, where the ZBL and the handover
+    both change), an H near the O and an H–H pair at 0.6 Å."""
+    return Atoms("COHH", positions=[[0, 0, 0], [0.75, 0, 0], [0, 1.0, 0.2], [0.1, 1.55, 0.5]])
+
+
+@pytest.mark.parametrize("system", ["molecule", "triclinic", "cubic3", "close"])
+def test_written_out_gradient_equals_autograd_of_the_energy(model, system):
+    """``energies_and_gradient`` (every engine's forces and virial come from it) gives the
+    per-atom energies of ``forward`` and the gradient autograd takes of their sum."""
+    atoms = close_contacts() if system == "close" else SYSTEMS[system]()
+    graph = build_graph(atoms, float(model.cutoff), [int(z) for z in model.atomic_numbers])
+    batch = collate([graph], torch.float64)
+    edge_index = batch["edge_index"]
+    cell = torch.tensor(atoms.cell.array)
+    positions = batch["positions"]
+    vectors = positions[edge_index[1]] - positions[edge_index[0]] + batch["shifts"] @ cell
+    vectors.requires_grad_(True)
+    energies = model(vectors, edge_index, batch["species"])
+    (want,) = torch.autograd.grad(energies.sum(), [vectors])
+    got_energies, got = model.energies_and_gradient(vectors.detach(), edge_index, batch["species"])
+    assert float(want.abs().max()) > 1e-3  # a gradient worth comparing
+    torch.testing.assert_close(got_energies, energies.detach(), rtol=1e-14, atol=1e-13)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12 * float(want.abs().max()))
+    scripted = torch.jit.script(model)
+    got_energies, got = scripted.energies_and_gradient(
+        vectors.detach(), edge_index, batch["species"]
+    )
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12 * float(want.abs().max()))
+
+
 # --- TorchScript and precision --------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mlff_distiller.models.segments import centre_slots, mix_by_pair, sum_outer
+from mlff_distiller.models.segments import centre_slots, mix_by_pair, outer_grad, sum_outer
 
 
 def _edges(n_atoms: int, n_edges: int, grouped: bool, seed: int = 0) -> torch.Tensor:
@@ -45,6 +45,30 @@ def test_sum_outer_equals_index_add_of_outer_products(grouped, layout, scripted)
     got_grads = torch.autograd.grad((got * weight).sum(), [left, right])
     want_grads = torch.autograd.grad((want * weight).sum(), [left, right])
     for a, b in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+@pytest.mark.parametrize("layout", ["padded", "fallback"])
+@pytest.mark.parametrize("scripted", [False, True])
+def test_outer_grad_is_the_gradient_through_sum_outer(grouped, layout, scripted):
+    """The written-out derivative (what the students' force path uses) equals autograd's."""
+    n_atoms, n_edges = 50, 600
+    centre = _edges(n_atoms, n_edges, grouped, seed=3)
+    if layout == "fallback":
+        centre = torch.where(torch.arange(n_edges) % 4 == 0, centre, torch.zeros_like(centre))
+    generator = torch.Generator().manual_seed(4)
+    left = torch.randn(n_edges, 6, dtype=torch.float64, generator=generator, requires_grad=True)
+    right = torch.randn(n_edges, 10, dtype=torch.float64, generator=generator, requires_grad=True)
+    grad = torch.randn(n_atoms, 6, 10, dtype=torch.float64, generator=generator)
+    slots = centre_slots(centre, n_atoms)
+    assert (slots[1] == 0) == (layout == "fallback")
+    want = torch.autograd.grad(
+        (_obvious_sum(centre, n_atoms, left, right) * grad).sum(), [left, right]
+    )
+    grad_fn = torch.jit.script(outer_grad) if scripted else outer_grad
+    got = grad_fn(centre, n_atoms, slots, left.detach(), right.detach(), grad)
+    for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
