@@ -15,6 +15,7 @@ from .exporter import (
     export_module,
     is_exported,
     load_exported,
+    student_checkpoint,
 )
 from .module import ExportedStudent
 
@@ -27,4 +28,5 @@ __all__ = [
     "export_module",
     "is_exported",
     "load_exported",
+    "student_checkpoint",
 ]

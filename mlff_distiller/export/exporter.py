@@ -79,13 +79,10 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, dtype: str = 
     if dtype not in DTYPES:
         raise ExportError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     as_torch = torch_dtype(dtype)
+    data = student_checkpoint(checkpoint)
     provenance: dict[str, Any] = {"checkpoint": str(checkpoint)}
-    if is_exported(checkpoint):
-        earlier_module, earlier = _load_file(Path(checkpoint))
-        _, data = _rebuilt(earlier_module, earlier, str(checkpoint))  # checked against the file
-        provenance = {"checkpoint": earlier.get("checkpoint"), "exported_from": str(checkpoint)}
-    else:
-        data = load_checkpoint(checkpoint)
+    if "exported_from" in data:
+        provenance = {"checkpoint": data.get("checkpoint"), "exported_from": str(checkpoint)}
     model = model_from_checkpoint(data, as_torch)
     metadata = student_metadata(
         model,
@@ -99,6 +96,19 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, dtype: str = 
         **provenance,
     )
     return export_module(model, path, metadata)
+
+
+def student_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint data (:func:`~mlff_distiller.models.checkpoint.load_checkpoint`'s
+    dict) of a training checkpoint or of an exported file of any format version; for an
+    exported file its weights, rebuilt by this version's code and checked to give the
+    file's own energy and forces, and ``exported_from`` (the file) and ``checkpoint`` (the
+    one it was exported from) are set."""
+    if not is_exported(path):
+        return load_checkpoint(path)
+    module, metadata = _load_file(Path(path))
+    _, data = _rebuilt(module, metadata, str(path))
+    return {**data, "exported_from": str(path), "checkpoint": metadata.get("checkpoint")}
 
 
 def _checkpoint_of_exported(

@@ -107,6 +107,17 @@ def _validation_lines(report_path: Path) -> tuple[list[str], list[str], dict[str
 _ENGINES = ("ase", "openmm", "lammps")
 
 
+def _start_lines(training: dict[str, Any]) -> list[str]:
+    """Where the student's weights started, when not from a random initialisation."""
+    if not training.get("init_from"):
+        return []
+    return [
+        f"- Fine-tuned from `{training['init_from']}`: it started from that student's weights, "
+        "elements, pair floors and normalisation, so it also carries what that student learnt "
+        "from its own data (see its card); the frames above are only this run's."
+    ]
+
+
 def write_model_card(
     summary: dict[str, Any], config: dict[str, Any], path: Path, command: str
 ) -> Path:
@@ -142,12 +153,18 @@ def write_model_card(
             for step in config["structures"].get("sampling") or []
         ),
         *data_lines,
+        *_start_lines(config["student"].get("training") or {}),
         "",
         "## Accuracy against the teacher",
         "",
         f"- Held-out {held_out_kind(test)} ({test['split']} split, "
         + (
-            "whole molecules never trained on"
+            (
+                "whole molecules this run did not train on; the student it was fine-tuned "
+                "from may have"
+                if (config["student"].get("training") or {}).get("init_from")
+                else "whole molecules never trained on"
+            )
             if test.get("split_by", "group") == "group"
             else "random frames of molecules that are also in the training set"
         )

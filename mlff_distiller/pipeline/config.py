@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from ..errors import InputError
+from ..shipped import resolve_student
 
 #: Every key the pipeline reads, with its default.
 DEFAULTS: dict[str, Any] = {
@@ -141,8 +142,12 @@ def _check(config: dict[str, Any], where: str) -> None:
     from ..training.config import make_config
 
     try:  # checked now, not after an hour of labeling
-        make_config(config["student"]["preset"], dict(config["student"]["training"] or {}))
-    except ValueError as exc:
+        training = make_config(
+            config["student"]["preset"], dict(config["student"]["training"] or {})
+        )
+        if "init_from" in training:
+            resolve_student(training["init_from"])
+    except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(f"student: in {where}: {exc}") from None
     if config["export"]["dtype"] not in ("float32", "float64"):
         raise ConfigError(f"export: dtype: must be float32 or float64 in {where}")

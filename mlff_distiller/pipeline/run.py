@@ -30,6 +30,7 @@ from typing import Any
 
 from .._progress import say
 from ..files import write_json
+from ..shipped import resolve_student
 from ..training.config import DEFAULTS as TRAINING_DEFAULTS
 from . import active, md
 from .card import held_out_kind, write_model_card
@@ -87,6 +88,8 @@ class Pipeline:
         if epochs is not None:
             training["epochs"] = epochs
         inputs = {"dataset": file_digest(dataset), "preset": student["preset"], **training}
+        if "init_from" in training:  # the student it starts from, by content
+            inputs["init_from_digest"] = file_digest(resolve_student(training["init_from"]))
 
         def work(restart: bool) -> dict[str, Any]:
             best = train(

@@ -48,13 +48,18 @@ DEFAULTS: dict[str, Any] = {
     "deterministic": True,
     "threads": 0,
 }
+#: Options with no default, in a config only when given. ``init_from``: a training
+#: checkpoint, an exported student file or ``shipped:NAME`` (a student shipped with the
+#: package, e.g. ``shipped:sevennet0-tiny``) whose weights, elements, model and
+#: normalisation the student starts from (fine-tuning) instead of a random initialisation.
+OPTIONAL = ("init_from",)
 
 
 def make_config(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Defaults, then the preset's model keys, then ``overrides``; unknown keys are errors."""
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    known = set(DEFAULTS) | set(MODEL_KEYS)
+    known = set(DEFAULTS) | set(MODEL_KEYS) | set(OPTIONAL)
     unknown = set(overrides) - known
     if unknown:
         raise InputError(
@@ -76,6 +81,9 @@ def make_config(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
         raise InputError(
             f"select_on must be one of {', '.join(SELECT_ON)}, got {config['select_on']!r}"
         )
+    init = config.get("init_from")
+    if "init_from" in config and (not isinstance(init, str) or not init.strip()):
+        raise InputError(f"training option init_from must be a path or shipped:NAME, got {init!r}")
     for key in ("epochs", "batch_size"):
         if int(config[key]) < 1:
             raise InputError(f"{key} must be at least 1, got {config[key]}")

@@ -23,9 +23,15 @@ from ..data import dataset_metadata, read_dataset, split_indices
 from ..devices import torch_dtype
 from ..errors import InputError, MissingFileError
 from ..models import build_graph, build_model, collate, evaluate
-from ..models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..models.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 from ..models.graph import edge_vectors, pair_floors
 from ..models.presets import MODEL_KEYS
+from ..shipped import resolve_student
 from .config import config_hash, make_config
 from .metrics import write_metrics
 from .report import test_report
@@ -83,6 +89,31 @@ def _labels(items: list[_Item], dtype: torch.dtype) -> dict[str, torch.Tensor]:
         "stress": torch.tensor(np.stack(stress), dtype=dtype),
         "volume": torch.tensor([it.volume for it in items], dtype=dtype),
     }
+
+
+def _initial_student(path: Path, preset: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint data of ``init_from``'s student, checked against the run's preset
+    and model options (a fine-tuned student keeps its starting student's model)."""
+    from ..export import student_checkpoint
+
+    data = student_checkpoint(path)
+    if data.get("preset") != preset:
+        raise InputError(
+            f"init_from {str(path)!r} is a {data.get('preset')!r} student, but this run trains "
+            f"a {preset!r} one; use preset {data.get('preset')!r} or another init_from"
+        )
+    given = data["model_config"]
+    differ = [
+        f"{key}={cfg[key]!r} (its {given[key]!r})"
+        for key in MODEL_KEYS
+        if key in given and key != "pair_floors" and key in cfg and cfg[key] != given[key]
+    ]
+    if differ:
+        raise InputError(
+            f"init_from {str(path)!r} was built with other model options than this run asks: "
+            f"{', '.join(differ)}; drop those options or init_from"
+        )
+    return data
 
 
 def _normalisation(
@@ -241,6 +272,11 @@ def train(
         )
     dataset_hash = _file_hash(dataset)
     run_key = {"config": config_hash(cfg), "dataset": dataset_hash}
+    init = None
+    if "init_from" in cfg:
+        init_path = resolve_student(cfg["init_from"])
+        run_key["init_from"] = _file_hash(init_path)
+        init = _initial_student(init_path, preset, cfg)
 
     resume = _resume_state(out, run_key, overwrite)
     # Finished means trained and reported; a run killed while writing its report only
@@ -261,6 +297,14 @@ def train(
     frames = read_dataset(dataset)
     teacher = dataset_metadata(dataset).get("teacher", {})
     elements = sorted({s for f in frames for s in f.get_chemical_symbols()}, key=_z)
+    if init is not None:
+        unknown = sorted(set(elements) - set(init["elements"]), key=_z)
+        if unknown:
+            raise InputError(
+                f"the dataset has {', '.join(unknown)}, which init_from's student "
+                f"({', '.join(init['elements'])}) does not know; train without init_from"
+            )
+        elements = list(init["elements"])
     numbers = [_z(el) for el in elements]
     splits = split_indices(
         frames, tuple(cfg["split_fractions"]), by=cfg["split_by"], seed=cfg["seed"]
@@ -274,16 +318,27 @@ def train(
         for name, idx in splits.items()
     }
 
-    norm = _normalisation(items["train"], numbers, cfg["atom_energy_weight"] > 0)
-    model_cfg = {k: cfg[k] for k in MODEL_KEYS if k in cfg}
-    if model_cfg.get("pair_floors") == "data":
-        graphs = [it.graph for it in items["train"]]
-        model_cfg["pair_floors"] = pair_floors(graphs, numbers, float(cfg["cutoff"]))
-    model = build_model(preset, elements, **model_cfg, avg_neighbors=norm["avg_neighbors"])
-    model = model.to(dtype)  # before the shifts, so float64 runs keep them exact
-    model.energy_shift.copy_(torch.tensor(norm["energy_shift"], dtype=torch.float64))
-    model.energy_scale.fill_(norm["energy_scale"])
-    _standardise_features(model, items["train"], dtype, cfg["batch_size"])
+    if init is not None:
+        # Fine-tuning: the student's model, floors and normalisation stay those of the
+        # student it starts from, so that its weights keep their meaning.
+        model = model_from_checkpoint(init, dtype).train()
+        model_cfg = {k: v for k, v in init["model_config"].items() if k != "avg_neighbors"}
+        norm = {
+            "energy_shift": model.energy_shift.double().tolist(),
+            "energy_scale": float(model.energy_scale),
+            "avg_neighbors": float(init["model_config"]["avg_neighbors"]),
+        }
+    else:
+        norm = _normalisation(items["train"], numbers, cfg["atom_energy_weight"] > 0)
+        model_cfg = {k: cfg[k] for k in MODEL_KEYS if k in cfg}
+        if model_cfg.get("pair_floors") == "data":
+            graphs = [it.graph for it in items["train"]]
+            model_cfg["pair_floors"] = pair_floors(graphs, numbers, float(cfg["cutoff"]))
+        model = build_model(preset, elements, **model_cfg, avg_neighbors=norm["avg_neighbors"])
+        model = model.to(dtype)  # before the shifts, so float64 runs keep them exact
+        model.energy_shift.copy_(torch.tensor(norm["energy_shift"], dtype=torch.float64))
+        model.energy_scale.fill_(norm["energy_scale"])
+        _standardise_features(model, items["train"], dtype, cfg["batch_size"])
     params = [p for p in model.parameters()]
     optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     ema = [p.detach().clone() for p in params]

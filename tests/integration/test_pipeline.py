@@ -362,6 +362,7 @@ def test_rerun_does_nothing_and_edits_redo_only_what_they_concern(pipeline_run, 
         ({**CONFIG, "student": {"epochs": 3}}, "under student"),
         ({**CONFIG, "student": {"training": {"epoch": 3}}}, "unknown training option"),
         ({**CONFIG, "student": {"preset": "huge"}}, "unknown preset"),
+        ({**CONFIG, "student": {"training": {"init_from": "shipped:nope"}}}, "no shipped student"),
     ],
 )
 def test_bad_configs_are_one_line_errors(config, message):

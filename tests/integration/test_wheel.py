@@ -26,6 +26,7 @@ from pathlib import Path
 import mlff_distiller
 from mlff_distiller.data import water_box
 from mlff_distiller.engines.lammps import lammps_session, plugin_path, write_data
+from mlff_distiller.shipped import resolve_student, shipped_names
 from mlff_distiller.validation.suite import builtin_suites
 
 model, workdir = Path(sys.argv[1]), Path(sys.argv[2])
@@ -42,7 +43,8 @@ run 0
 ''')
     energy = lmp.get_thermo("pe")
 print(json.dumps({"package": mlff_distiller.__file__, "plugin": str(plugin_path()),
-                  "suites": builtin_suites(), "energy": energy}))
+                  "suites": builtin_suites(), "energy": energy,
+                  "shipped": {n: str(resolve_student("shipped:" + n)) for n in shipped_names()}}))
 """
 
 
@@ -98,6 +100,11 @@ def test_an_installed_wheel_builds_the_plugin_and_runs_lammps(
     assert Path(got["package"]).is_relative_to(wheel_env), got["package"]
     assert Path(got["plugin"]).is_relative_to(wheel_env), got["plugin"]
     assert {"quick", "smoke", "standard"} <= set(got["suites"])
+    # The shipped students travel as files (the checkout's links, followed), for init_from.
+    assert set(got["shipped"]) == {"sevennet0-tiny", "sevennet0-standard"}
+    for name, file in got["shipped"].items():
+        assert Path(file).is_relative_to(wheel_env) and not Path(file).is_symlink(), file
+        assert Path(file).read_bytes() == (ROOT / "torchscript_exports" / f"{name}.pt").read_bytes()
     from mlff_distiller.data import water_box
 
     atoms = water_box(32)

@@ -416,3 +416,95 @@ def test_cli_bad_input_exits_nonzero_with_one_line(
     assert len(lines) == 1 and lines[0].startswith("mlff-distill: error:")
     assert message in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------- fine-tuning
+def test_fine_tuning_starts_from_the_given_student(dataset, reference, tmp_path):
+    """``init_from`` (a checkpoint or its exported file) starts from those weights, elements,
+    floors and normalisation: its first epoch is already as good as the student it started
+    from, where a random start is far off, and a few epochs improve on it."""
+    from mlff_distiller.export import export
+
+    frames = _split(dataset, "test")
+    start = _errors(reference / "best.pt", frames)["force_rmse_eV_per_A"]
+    exported = export(reference / "best.pt", tmp_path / "reference.pt", dtype="float64")
+    one = {**CONFIG, "epochs": 1, "lr": 1e-3}
+    scratch = train(dataset, PRESET, tmp_path / "scratch", progress=False, **one)
+    tuned = {}
+    for name, init in (("checkpoint", reference / "best.pt"), ("exported", exported)):
+        out = tmp_path / name
+        best = train(dataset, PRESET, out, progress=False, **one, init_from=str(init))
+        tuned[name] = _errors(best, frames)["force_rmse_eV_per_A"]
+        data, ref = load_checkpoint(best), load_checkpoint(reference / "best.pt")
+        assert data["elements"] == ref["elements"]
+        assert data["model_config"] == ref["model_config"]
+        assert data["normalization"]["energy_shift"] == pytest.approx(
+            ref["normalization"]["energy_shift"], rel=1e-12
+        )
+        assert load_checkpoint(out / "last.pt")["run_key"]["init_from"]
+    assert tuned["checkpoint"] == pytest.approx(tuned["exported"], rel=1e-6)
+    assert tuned["checkpoint"] < 1.2 * start
+    assert _errors(scratch, frames)["force_rmse_eV_per_A"] > 2 * tuned["checkpoint"]
+
+
+def test_fine_tuning_on_fewer_elements_keeps_the_students_elements(dataset, reference, tmp_path):
+    """A dataset of water only fine-tunes the H/C/N/O student into an H/C/N/O student (its
+    carbon and nitrogen weights kept), not an H/O one."""
+    waters = [f for f in read_dataset(dataset) if len(f) == 96]
+    water_data = label(waters, _labels_of(waters), tmp_path / "water.h5", progress=False)
+    best = train(
+        water_data,
+        PRESET,
+        tmp_path / "tuned",
+        progress=False,
+        **{**CONFIG, "epochs": 1, "split_fractions": [0.5, 0.5, 0.0]},
+        init_from=str(reference / "best.pt"),
+    )
+    assert load_checkpoint(best)["elements"] == load_checkpoint(reference / "best.pt")["elements"]
+
+
+def _labels_of(frames):
+    """A calculator that answers with each frame's stored teacher labels (no new labelling)."""
+    from ase.calculators.calculator import Calculator, all_changes
+
+    stored = {f.positions.tobytes(): f.calc.results for f in frames}
+
+    class Stored(Calculator):
+        implemented_properties = ["energy", "forces", "stress"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            self.results = dict(stored[atoms.positions.tobytes()])
+
+    return Stored()
+
+
+@pytest.mark.parametrize(
+    ("init", "options", "error", "message"),
+    [
+        ("missing.pt", {}, FileNotFoundError, "student 'missing.pt' does not exist"),
+        (
+            "shipped:nope",
+            {},
+            FileNotFoundError,
+            "no shipped student 'nope'; shipped: sevennet0-standard, sevennet0-tiny",
+        ),
+        ("shipped:sevennet0-tiny", {}, ValueError, "a 'tiny' student, but this run trains"),
+        ("REFERENCE", {"hidden": [16, 16]}, ValueError, r"hidden=\[16, 16\] \(its \[32, 32\]\)"),
+        ("", {}, ValueError, "init_from must be a path or shipped:NAME"),
+    ],
+)
+def test_bad_init_from_is_refused_before_any_work(
+    dataset, reference, tmp_path, init, options, error, message
+):
+    init = str(reference / "best.pt") if init == "REFERENCE" else init
+    with pytest.raises(error, match=message):
+        train(
+            dataset,
+            PRESET,
+            tmp_path / "run",
+            progress=False,
+            **{**CONFIG, **options},
+            init_from=init,
+        )
+    assert not (tmp_path / "run").exists()
