@@ -107,12 +107,12 @@ def _validation_lines(report_path: Path) -> tuple[list[str], list[str], dict[str
 _ENGINES = ("ase", "openmm", "lammps")
 
 
-def _start_lines(training: dict[str, Any]) -> list[str]:
+def _start_lines(init_from: str | None) -> list[str]:
     """Where the student's weights started, when not from a random initialisation."""
-    if not training.get("init_from"):
+    if not init_from:
         return []
     return [
-        f"- Fine-tuned from `{training['init_from']}`: it started from that student's weights, "
+        f"- Fine-tuned from `{init_from}`: it started from that student's weights, "
         "elements, pair floors and normalisation, so it also carries what that student learnt "
         "from its own data (see its card); the frames above are only this run's."
     ]
@@ -130,6 +130,7 @@ def write_model_card(
     test = summary["test"]
     sha = hashlib.sha256(model.read_bytes()).hexdigest()
     data_lines, elements = _dataset_facts(summary["dataset"])
+    init_from = (config["student"].get("training") or {}).get("init_from")
     lines = [
         f"# {summary['name']}",
         "",
@@ -153,7 +154,7 @@ def write_model_card(
             for step in config["structures"].get("sampling") or []
         ),
         *data_lines,
-        *_start_lines(config["student"].get("training") or {}),
+        *_start_lines(init_from),
         "",
         "## Accuracy against the teacher",
         "",
@@ -162,7 +163,7 @@ def write_model_card(
             (
                 "whole molecules this run did not train on; the student it was fine-tuned "
                 "from may have"
-                if (config["student"].get("training") or {}).get("init_from")
+                if init_from
                 else "whole molecules never trained on"
             )
             if test.get("split_by", "group") == "group"
