@@ -177,15 +177,22 @@ class ZBLRepulsion(nn.Module):
     def forward(self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor) -> torch.Tensor:
         """Pair energies (eV) for distances ``r`` between species indices ``si`` and ``sj``."""
         r = r.clamp(min=0.05)  # finite (huge) energy even for atoms on top of each other
+        charge, _, terms, _ = self._screening(r, si, sj)
+        energy = charge / r * terms.sum(-1)
+        return energy * (1.0 - self.handover(r, si, sj))
+
+    def _screening(
+        self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``k zi zj`` (eV Å), the screening length ``a`` (Å), the four terms ``c_k exp(−d_k
+        r / a)`` of the screening function (``[E, 4]``) and the ``d_k``."""
         zi = self.z[si].to(r.dtype)
         zj = self.z[sj].to(r.dtype)
         a = 0.46850 / (torch.pow(zi, 0.23) + torch.pow(zj, 0.23))
         x = r / a
         c = self.zbl_c.to(r.dtype)
         d = self.zbl_d.to(r.dtype)
-        phi = (c * torch.exp(-d * x.unsqueeze(-1))).sum(-1)
-        energy = self.coulomb * zi * zj / r * phi
-        return energy * (1.0 - self.handover(r, si, sj))
+        return self.coulomb * zi * zj, a, c * torch.exp(-d * x.unsqueeze(-1)), d
 
     def energy_and_derivative(
         self,
@@ -199,16 +206,9 @@ class ZBLRepulsion(nn.Module):
         :meth:`handover` at ``r`` and its derivative (:meth:`handover_and_derivative`)."""
         close = r < 0.05
         r = r.clamp(min=0.05)
-        zi = self.z[si].to(r.dtype)
-        zj = self.z[sj].to(r.dtype)
-        a = 0.46850 / (torch.pow(zi, 0.23) + torch.pow(zj, 0.23))
-        x = r / a
-        c = self.zbl_c.to(r.dtype)
-        d = self.zbl_d.to(r.dtype)
-        terms = c * torch.exp(-d * x.unsqueeze(-1))
+        charge, a, terms, d = self._screening(r, si, sj)
         phi = terms.sum(-1)
         dphi = -(terms * d).sum(-1) / a
-        charge = self.coulomb * zi * zj
         bare = charge / r * phi
         d_bare = charge * (dphi - phi / r) / r
         d_bare = torch.where(close, torch.zeros_like(d_bare), d_bare)
@@ -219,10 +219,7 @@ class ZBLRepulsion(nn.Module):
         self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`handover` and its derivative with respect to ``r``."""
-        rsum = (self.rcov[si] + self.rcov[sj]).to(r.dtype)
-        width = (self.outer - self.inner) * rsum
-        start = torch.maximum(self.inner * rsum, self.floor[si, sj].to(r.dtype) - width)
-        t = ((r - start) / width).clamp(0.0, 1.0)
+        t, width = self._switch(r, si, sj)
         value = t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)
         one_minus = 1.0 - t
         return value, 30.0 * t * t * one_minus * one_minus / width
@@ -232,11 +229,17 @@ class ZBLRepulsion(nn.Module):
         + rcov_j)`` to 1 at ``outer × (rcov_i + rcov_j)``, or, where the pair's floor lies
         farther out, over the same width ending at the floor; the core's share is one minus
         it."""
+        t, _ = self._switch(r, si, sj)
+        return t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)
+
+    def _switch(
+        self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """How far each pair is through its switching range (0..1), and the range's width."""
         rsum = (self.rcov[si] + self.rcov[sj]).to(r.dtype)
         width = (self.outer - self.inner) * rsum
         start = torch.maximum(self.inner * rsum, self.floor[si, sj].to(r.dtype) - width)
-        t = ((r - start) / width).clamp(0.0, 1.0)
-        return t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)
+        return ((r - start) / width).clamp(0.0, 1.0), width
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
