@@ -230,6 +230,11 @@ def export_module(
             raise ExportError(
                 f"the model has no {attribute}; only students with one can be exported"
             )
+    if not hasattr(model, "energies_and_gradient"):
+        raise ExportError(
+            f"{type(model).__name__} has no energies_and_gradient; derive it from "
+            "mlff_distiller.models.Student (autograd through forward) to export it"
+        )
     if float(model.cutoff) <= 0 or model.atomic_numbers.numel() == 0:
         raise ExportError("the model's cutoff or element list is empty")
     missing = [k for k in REQUIRED_KEYS if k not in metadata]

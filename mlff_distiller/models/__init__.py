@@ -12,6 +12,7 @@ from ase.data import atomic_numbers as _Z
 from ase.data import covalent_radii as _RCOV
 
 from ..errors import InputError
+from .base import Student
 from .graph import build_graph, collate, evaluate, species_indices
 from .moment import MomentStudent
 from .presets import PRESETS, model_config
@@ -20,6 +21,7 @@ from .tensor_moment import TensorMomentStudent
 __all__ = [
     "PRESETS",
     "MomentStudent",
+    "Student",
     "TensorMomentStudent",
     "build_graph",
     "build_model",

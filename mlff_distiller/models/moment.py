@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from .base import Student
 from .radial import (
     BesselBasis,
     PolynomialEnvelope,
@@ -36,7 +37,7 @@ def _pair_index(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return rows, cols
 
 
-class MomentStudent(nn.Module):
+class MomentStudent(Student):
     """A strictly local, energy-conserving student.
 
     Parameters

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from .base import Student
 from .radial import (
     BesselBasis,
     PolynomialEnvelope,
@@ -79,7 +80,7 @@ def _full_index(rank: int) -> list[int]:
     return index
 
 
-class TensorMomentStudent(nn.Module):
+class TensorMomentStudent(Student):
     """A strictly local, energy-conserving student with moments up to rank ``max_rank``
     (presets ``*-l3``).
 
@@ -235,21 +236,6 @@ class TensorMomentStudent(nn.Module):
         centre = edge_index[0]
         pair = 0.5 * self.zbl(r, species[centre], species[edge_index[1]])
         return atomic.index_add(0, centre, pair)
-
-    @torch.jit.export
-    def energies_and_gradient(
-        self, vectors: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`forward`'s per-atom energies and the gradient of their sum with respect to
-        every edge vector (``[E, 3]``, eV/Å), by autograd through :meth:`forward` (the
-        contract of ``MomentStudent.energies_and_gradient``, which writes it out)."""
-        vectors = vectors.detach().requires_grad_(True)
-        energies = self.forward(vectors, edge_index, species)
-        grads = torch.autograd.grad([energies.sum()], [vectors], allow_unused=True)
-        gradient = grads[0]
-        if gradient is None:
-            gradient = torch.zeros_like(vectors)
-        return energies.detach(), gradient
 
     def descriptors(
         self, vectors: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor

@@ -23,6 +23,7 @@ from mlff_distiller.cli import main
 from mlff_distiller.data import label, perturb, rattle_strain, structures_from_smiles, water_box
 from mlff_distiller.engines.runs import Trajectory
 from mlff_distiller.export import export, export_module, load_exported
+from mlff_distiller.models import Student
 from mlff_distiller.models.checkpoint import load_checkpoint, model_from_checkpoint
 from mlff_distiller.training import train
 from mlff_distiller.validation import load_suite, validate
@@ -125,7 +126,7 @@ def test_rerun_reuses_the_teacher_references(quick_report, distilled, tmp_path):
 
 
 # ------------------------------------------------------------------------ broken students
-class Scaled(nn.Module):
+class Scaled(Student):
     """A student whose energy (so every force) is ``factor`` times the original."""
 
     def __init__(self, inner: nn.Module, factor: float) -> None:
@@ -139,7 +140,7 @@ class Scaled(nn.Module):
         return self.factor * self.inner(vectors, edge_index, species)
 
 
-class Discontinuous(nn.Module):
+class Discontinuous(Student):
     """A student with an energy step of ``jump`` eV per pair closer than ``radius`` Å: the
     forces are the original ones, but the energy is not their potential."""
 
@@ -157,7 +158,7 @@ class Discontinuous(nn.Module):
         return energies.index_add(0, edge_index[0], 0.5 * self.jump * inside.detach())
 
 
-class Welled(nn.Module):
+class Welled(Student):
     """A student with an extra H–H well, ``depth`` eV deep at ``r0`` Å (Gaussian, ``width``
     Å): far closer than any pair of an MD frame, so only the close-contact check sees it."""
 

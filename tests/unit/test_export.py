@@ -355,6 +355,18 @@ def test_exporter_refusals(checkpoint, tmp_path):
         export_module(model, tmp_path / "x.pt", {"format": "x"})
     with pytest.raises(ExportError, match="dtype"):
         export(checkpoint, tmp_path / "x.pt", dtype="float16")
+
+    class Plain(torch.nn.Module):  # a student's interface but not a Student
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.cutoff = inner, inner.cutoff
+            self.register_buffer("atomic_numbers", inner.atomic_numbers.clone())
+
+        def forward(self, vectors, edge_index, species):
+            return self.inner(vectors, edge_index, species)
+
+    with pytest.raises(ExportError, match="Plain has no energies_and_gradient; derive it from"):
+        export_module(Plain(model).eval(), tmp_path / "x.pt", {})
     assert not (tmp_path / "x.pt").exists()
 
 
