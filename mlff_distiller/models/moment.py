@@ -29,7 +29,17 @@ from .radial import (
     check_core_window,
     check_pair_floors,
 )
-from .segments import centre_slots, mix_by_pair, outer_grad, sum_outer
+from .segments import (
+    centre_slots,
+    mix_by_blocks,
+    mix_by_pair,
+    outer_grad,
+    padded_outer_grad,
+    padded_sum_outer,
+    pair_groups,
+    species_slots,
+    sum_outer,
+)
 
 
 def _pair_index(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,10 +115,8 @@ class MomentStudent(Student):
         self.radial_weights = nn.Parameter(
             torch.randn(n_basis, n_species * n_species * n_radial) / n_basis**0.5
         )
-        # Double-counting weights of the 6 independent entries of a symmetric 3×3 tensor,
-        # and where each of the 9 entries sits among the 6.
+        # Double-counting weights of the 6 independent entries of a symmetric 3×3 tensor.
         self.register_buffer("sym_weights", torch.tensor([1.0, 1.0, 1.0, 2.0, 2.0, 2.0]))
-        self.register_buffer("sym_index", torch.tensor([0, 3, 4, 3, 1, 5, 4, 5, 2]))
         rows, cols = _pair_index(n_radial)
         self.register_buffer("pair_rows", rows)
         self.register_buffer("pair_cols", cols)
@@ -134,6 +142,16 @@ class MomentStudent(Student):
             atomic_numbers, covalent_radii, *check_core_window(core_window), pair_floors=floors
         )
         self.core_handover = bool(core_handover)
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+    ):
+        # States written before 2026-12-06 carry the index of the 9 entries of a symmetric
+        # 3×3 tensor among its 6, which nothing uses since; it is a constant, not a weight.
+        state_dict.pop(prefix + "sym_index", None)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+        )
 
     def forward(
         self, vectors: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor
@@ -179,9 +197,7 @@ class MomentStudent(Student):
         self, vectors: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Edge lengths, unit vectors and the species of each edge's two atoms."""
-        r2 = (vectors * vectors).sum(dim=1)
-        r = torch.sqrt(r2.clamp(min=1e-12))
-        unit = vectors / r.unsqueeze(1)
+        r, unit = self._lengths(vectors)
         return r, unit, species[edge_index[0]], species[edge_index[1]]
 
     def _pair_weights(self, dtype: torch.dtype) -> torch.Tensor:
@@ -190,45 +206,46 @@ class MomentStudent(Student):
         weights = self.radial_weights.to(dtype).view(
             n_basis, self.n_species * self.n_species, self.n_radial
         )
-        return weights.transpose(0, 1).contiguous()
+        return weights.transpose(0, 1)
 
-    def _radial(self, basis: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+    def _radial(
+        self,
+        basis: torch.Tensor,
+        pair: torch.Tensor,
+        groups: tuple[torch.Tensor, list[int]] | None = None,
+    ) -> torch.Tensor:
         """Radial channels ``[E, R]`` of enveloped basis values ``[E, K]``: each edge mixes
         its basis with its own element pair's weights only, so the cost does not grow with
         the square of the element count."""
-        radial = mix_by_pair(basis, pair, self._pair_weights(basis.dtype))
+        radial = mix_by_pair(basis, pair, self._pair_weights(basis.dtype).contiguous(), groups)
         return radial / self.avg_neighbors.to(basis.dtype)
 
     def _angular(self, unit: torch.Tensor) -> torch.Tensor:
         """Angular parts of each edge ``[E, 10]``: 1, r̂ (3) and the 6 independent
         components of r̂⊗r̂ (xx, yy, zz, xy, xz, yz)."""
-        ux = unit[:, 0]
-        uy = unit[:, 1]
-        uz = unit[:, 2]
-        return torch.stack(
-            [torch.ones_like(ux), ux, uy, uz, ux * ux, uy * uy, uz * uz, ux * uy, ux * uz, uy * uz],
-            dim=1,
-        )
+        return torch.cat([torch.ones_like(unit[:, :1]), unit, _squares(unit)], dim=1)
+
+    def _pair_slots(self) -> torch.Tensor:
+        """Where each kept pair ``n ≤ m`` sits in a flattened ``[R, R]`` matrix."""
+        return self.pair_rows * self.n_radial + self.pair_cols
 
     def _invariants(self, moments: torch.Tensor) -> torch.Tensor:
         """The features ``[N, F]`` of the moments ``[N, R, 10]``: ``A0_n``, ``A1_n·A1_m``
-        and ``A2_n:A2_m`` (``n ≤ m``) and ``A1_n·A2_m·A1_n``."""
+        and ``A2_n:A2_m`` (``n ≤ m``) and ``A1_n·A2_m·A1_n``; the last as ``A2_m`` contracted
+        with the 6 independent components of ``A1_n⊗A1_n`` (weights 1 on the diagonal, 2
+        off it), like ``A2_n:A2_m``."""
         n_atoms = moments.shape[0]
+        n_square = self.n_radial * self.n_radial
         a0 = moments[:, :, 0]
         a1 = moments[:, :, 1:4]
         a2 = moments[:, :, 4:10]
-        g1 = torch.bmm(a1, a1.transpose(1, 2))  # [N, R, R]  A1_n · A1_m
-        g2 = torch.bmm(a2 * self.sym_weights.to(a2.dtype), a2.transpose(1, 2))  # A2_n : A2_m
-        # Full 3×3 A2 (symmetric) for A1_n · A2_m · A1_n.
-        full = a2[:, :, self.sym_index].view(n_atoms, self.n_radial, 3, 3)
-        t = torch.einsum("nac,nmcd,nad->nam", a1, full, a1)  # [N, R, R]
+        weighted = a2 * self.sym_weights.to(a2.dtype)
+        g1 = torch.bmm(a1, a1.transpose(1, 2)).view(n_atoms, n_square)  # A1_n · A1_m
+        g2 = torch.bmm(weighted, a2.transpose(1, 2)).view(n_atoms, n_square)  # A2_n : A2_m
+        t = torch.bmm(_squares(a1), weighted.transpose(1, 2))  # [N, R, R]
+        slots = self._pair_slots()
         return torch.cat(
-            [
-                a0,
-                g1[:, self.pair_rows, self.pair_cols],
-                g2[:, self.pair_rows, self.pair_cols],
-                t.reshape(n_atoms, self.n_radial * self.n_radial),
-            ],
+            [a0, g1.index_select(1, slots), g2.index_select(1, slots), t.view(n_atoms, n_square)],
             dim=1,
         )
 
@@ -246,33 +263,110 @@ class MomentStudent(Student):
         per-edge intermediates is kept for a backward pass. Forces, virials and LAMMPS's
         per-edge forces all come from this gradient (``ExportedStudent.compute``,
         ``local_energies_and_gradient``); tests compare it with autograd of :meth:`forward`.
+
+        Where the neighbour counts allow, the edges are laid out padded once, at the
+        start (:func:`~.segments.species_slots`): atoms grouped by element, each owning as
+        many rows per neighbour element as the most such neighbours any atom has, and a row
+        no edge fills holds a vector twice the cutoff long, whose every term (envelope,
+        handover, core) is exactly zero. Every per-edge step then works on that layout: the
+        per-atom sums are batched matrix products and each element pair's radial mixing
+        one matrix product, with nothing sorted, gathered or scattered between them.
         """
         vectors = vectors.detach()
         n_atoms = species.shape[0]
         centre = edge_index[0]
-        r, unit, s_i, s_j = self._geometry(vectors, edge_index, species)
+        s_j = species[edge_index[1]]
+        n_species = self.n_species
+        flat, order, blocks, columns = species_slots(centre, s_j, species, n_species)
+        if len(columns) == 0:  # lopsided neighbour counts: the edges as they are
+            s_i = species[centre]
+            none: list[int] = []
+            return self._energies_and_gradient(
+                vectors, s_i, s_j, species, centre, centre_slots(centre, n_atoms), none, none
+            )
+        width = columns[-1]
+        padded = torch.zeros(n_atoms * width, 3, dtype=vectors.dtype, device=vectors.device)
+        padded[:, 0] = 2.0 * self.cutoff.to(vectors.dtype)
+        padded = padded.index_copy(0, flat, vectors)
+        grouped = species[order]
+        widths = torch.tensor(columns, device=species.device)
+        column_species = torch.arange(n_species, device=species.device).repeat_interleave(
+            widths[1:] - widths[:-1]
+        )
+        energies, gradient = self._energies_and_gradient(
+            padded,
+            grouped.repeat_interleave(width),
+            column_species.repeat(n_atoms),
+            grouped,
+            centre,
+            (flat, width),
+            blocks,
+            columns,
+        )
+        return torch.empty_like(energies).index_copy(0, order, energies), gradient.index_select(
+            0, flat
+        )
+
+    def _energies_and_gradient(
+        self,
+        vectors: torch.Tensor,
+        s_i: torch.Tensor,
+        s_j: torch.Tensor,
+        species: torch.Tensor,
+        centre: torch.Tensor,
+        slots: tuple[torch.Tensor, int],
+        blocks: list[int],
+        columns: list[int],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`energies_and_gradient` of rows in :func:`~.segments.species_slots`'
+        layout (``columns`` not empty; ``species`` in its atom order, ``centre`` unused), or
+        of edges as they are (``centre`` and ``slots`` from
+        :func:`~.segments.centre_slots`)."""
+        n_atoms = species.shape[0]
+        dense = len(columns) > 0
+        dtype = vectors.dtype
+        r, unit = self._lengths(vectors)
         x = r / self.cutoff
         envelope = self.envelope(x)
-        d_envelope = self.envelope.derivative(x) / self.cutoff.to(r.dtype)
+        d_envelope = self.envelope.derivative(x) / self.cutoff.to(dtype)
         # The core's share of each pair is 1 − handover; with core_handover the learned
-        # part's edge weight is the handover times the envelope.
-        handover, d_handover = self.zbl.handover_and_derivative(r, s_i, s_j)
+        # part's edge weight is the handover times the envelope. Only pairs closer than the
+        # core's reach have a handover below 1 or a core energy: both are evaluated for
+        # those alone (elsewhere they are exactly 1 and 0).
+        close = torch.nonzero(r < self.zbl.reach().to(dtype)).squeeze(1)
+        r_close = r.index_select(0, close)
+        si_close = s_i.index_select(0, close)
+        sj_close = s_j.index_select(0, close)
+        h_close, dh_close = self.zbl.handover_and_derivative(r_close, si_close, sj_close)
+        handover = torch.ones_like(r).index_copy(0, close, h_close)
+        d_handover = torch.zeros_like(r).index_copy(0, close, dh_close)
         if self.core_handover:
             window = envelope * handover
             d_window = d_envelope * handover + envelope * d_handover
         else:
             window = envelope
             d_window = d_envelope
-        bessel = self.basis(r)
-        basis = bessel * window.unsqueeze(1)  # [E, K]
-        d_basis = self.basis.derivative(r, bessel) * window.unsqueeze(
-            1
-        ) + bessel * d_window.unsqueeze(1)
+        # The Bessel basis is b_k = c sin(ω_k r) / r (BesselBasis); the learned part sees
+        # b_k times the window, mixed into radial channels per element pair.
+        omega = (self.basis.frequencies / self.basis.cutoff).to(dtype)
+        phase = r.unsqueeze(1) * omega
+        sines = torch.sin(phase)
+        scale = self.basis.prefactor.to(dtype) / r
+        basis = sines * (scale * window).unsqueeze(1)  # [E, K]
         pair = s_i * self.n_species + s_j
-        radial = self._radial(basis, pair)
+        weights = self._pair_weights(dtype) / self.avg_neighbors.to(dtype)  # [S*S, K, R]
+        # Many rows are mixed per element pair (by slabs of the padded layout, else sorted
+        # by pair once for both directions); few gather each row's weights.
+        no_groups: list[int] = []
+        groups = (pair[:0], no_groups)
+        if not dense:
+            groups = pair_groups(pair, self.n_species * self.n_species)
+        radial = _mix(basis, pair, weights, groups, blocks, columns)
         angular = self._angular(unit)
-        slots = centre_slots(centre, n_atoms)
-        moments = sum_outer(centre, n_atoms, slots, radial, angular)
+        if dense:
+            moments = padded_sum_outer(radial, angular, n_atoms)
+        else:
+            moments = sum_outer(centre, n_atoms, slots, radial, angular)
         features = self._invariants(moments).detach().requires_grad_(True)
 
         learned = self.learned_energies(features, species)
@@ -282,55 +376,104 @@ class MomentStudent(Student):
             d_features = torch.zeros_like(features)
         d_moments = self._invariants_gradient(moments, d_features.detach())
 
-        d_radial, d_angular = outer_grad(centre, n_atoms, slots, radial, angular, d_moments)
-        d_radial = d_radial / self.avg_neighbors.to(r.dtype)
-        weights = self._pair_weights(r.dtype).transpose(1, 2).contiguous()  # [S*S, R, K]
-        d_r = (mix_by_pair(d_radial, pair, weights) * d_basis).sum(dim=1)
+        if dense:
+            d_radial, d_angular = padded_outer_grad(radial, angular, d_moments)
+        else:
+            d_radial, d_angular = outer_grad(centre, n_atoms, slots, radial, angular, d_moments)
+        d_basis = _mix(d_radial, pair, weights.transpose(1, 2), groups, blocks, columns)
+        # d/dr [c sin(ω r) / r · w] = c / r · [ω cos(ω r) w + sin(ω r) (w′ − w / r)], w the window
+        d_r = scale * (
+            window * ((d_basis * torch.cos(phase)) @ omega)
+            + (d_window - window / r) * (d_basis * sines).sum(dim=1)
+        )
 
-        zbl, d_zbl = self.zbl.energy_and_derivative(r, s_i, s_j, handover, d_handover)
-        d_r = d_r + 0.5 * d_zbl
-        energies = learned.detach().index_add(0, centre, 0.5 * zbl)
+        zbl, d_zbl = self.zbl.energy_and_derivative(r_close, si_close, sj_close, h_close, dh_close)
+        d_r = d_r.index_add(0, close, 0.5 * d_zbl)
+        if dense:
+            width = r.shape[0] // n_atoms
+            core = torch.zeros_like(learned).index_add(
+                0, torch.div(close, width, rounding_mode="floor"), 0.5 * zbl
+            )
+        else:
+            core = torch.zeros_like(learned).index_add(0, centre.index_select(0, close), 0.5 * zbl)
+        energies = learned.detach() + core
 
         # ∂/∂r̂ of the angular parts, then r̂ = v / r and r = |v|.
-        ux = unit[:, 0]
-        uy = unit[:, 1]
-        uz = unit[:, 2]
-        g = d_angular
-        d_unit = torch.stack(
-            [
-                g[:, 1] + 2.0 * ux * g[:, 4] + uy * g[:, 7] + uz * g[:, 8],
-                g[:, 2] + 2.0 * uy * g[:, 5] + ux * g[:, 7] + uz * g[:, 9],
-                g[:, 3] + 2.0 * uz * g[:, 6] + ux * g[:, 8] + uy * g[:, 9],
-            ],
-            dim=1,
-        )
+        d_unit = d_angular[:, 1:4] + _squares_gradient(unit, d_angular[:, 4:10])
         radial_part = (d_unit * unit).sum(dim=1)
         gradient = (d_unit - radial_part.unsqueeze(1) * unit) / r.unsqueeze(1)
         gradient = gradient + d_r.unsqueeze(1) * unit
         return energies, gradient
+
+    def _lengths(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Edge lengths ``[E]`` and unit vectors ``[E, 3]``."""
+        r = torch.sqrt((vectors * vectors).sum(dim=1).clamp(min=1e-12))
+        return r, vectors / r.unsqueeze(1)
 
     def _invariants_gradient(self, moments: torch.Tensor, d_features: torch.Tensor) -> torch.Tensor:
         """The gradient with respect to the moments ``[N, R, 10]`` of a loss whose gradient
         with respect to :meth:`_invariants`' features is ``d_features [N, F]``."""
         n_atoms = moments.shape[0]
         n_radial = self.n_radial
+        n_square = n_radial * n_radial
         n_pairs = self.pair_rows.shape[0]
         a1 = moments[:, :, 1:4]
         a2 = moments[:, :, 4:10]
+        sym = self.sym_weights.to(a2.dtype)
         d_a0 = d_features[:, :n_radial]
-        # g[n, m] = A_n · A_m kept for n ≤ m: its gradient as a full matrix, symmetrised.
-        rows = self.pair_rows
-        cols = self.pair_cols
-        s1 = torch.zeros(n_atoms, n_radial, n_radial, dtype=moments.dtype, device=moments.device)
-        s1[:, rows, cols] = d_features[:, n_radial : n_radial + n_pairs]
+        # g[n, m] = A_n · A_m kept for n ≤ m: its gradient as a full matrix, symmetrised
+        # (a diagonal entry counts twice, as it should: d(A_n · A_n) = 2 A_n dA_n).
+        slots = self._pair_slots()
+        mirrored = self.pair_cols * n_radial + self.pair_rows
+        d_g1 = d_features[:, n_radial : n_radial + n_pairs]
+        d_g2 = d_features[:, n_radial + n_pairs : n_radial + 2 * n_pairs]
+        s1 = torch.zeros(n_atoms, n_square, dtype=moments.dtype, device=moments.device)
         s2 = torch.zeros_like(s1)
-        s2[:, rows, cols] = d_features[:, n_radial + n_pairs : n_radial + 2 * n_pairs]
+        s1 = s1.index_add(1, slots, d_g1).index_add(1, mirrored, d_g1)
+        s2 = s2.index_add(1, slots, d_g2).index_add(1, mirrored, d_g2)
+        # t[n, a, m] = squares(A1_a) · (w ∘ A2_m)
         d_t = d_features[:, n_radial + 2 * n_pairs :].reshape(n_atoms, n_radial, n_radial)
-        full = a2[:, :, self.sym_index].view(n_atoms, n_radial, 3, 3)
-        d_a1 = torch.bmm(s1 + s1.transpose(1, 2), a1)
-        d_a1 = d_a1 + 2.0 * torch.einsum("nam,nmcd,nad->nac", d_t, full, a1)
-        d_a2 = torch.bmm(s2 + s2.transpose(1, 2), a2) * self.sym_weights.to(a2.dtype)
-        d_full = torch.einsum("nam,nac,nad->nmcd", d_t, a1, a1).reshape(n_atoms, n_radial, 9)
-        # The gather by sym_index, reversed: each of the 9 entries adds to its independent one.
-        d_a2 = d_a2.index_add(2, self.sym_index, d_full)
+        d_squares = torch.bmm(d_t, a2) * sym  # [N, R, 6]
+        d_a1 = torch.bmm(s1.view(n_atoms, n_radial, n_radial), a1)
+        d_a1 = d_a1 + _squares_gradient(a1, d_squares)
+        d_a2 = torch.bmm(s2.view(n_atoms, n_radial, n_radial), a2)
+        d_a2 = (d_a2 + torch.bmm(d_t.transpose(1, 2), _squares(a1))) * sym
         return torch.cat([d_a0.unsqueeze(2), d_a1, d_a2], dim=2)
+
+
+def _mix(
+    values: torch.Tensor,
+    pair: torch.Tensor,
+    weights: torch.Tensor,
+    groups: tuple[torch.Tensor, list[int]],
+    blocks: list[int],
+    columns: list[int],
+) -> torch.Tensor:
+    """Each row's ``values [E, C]`` times its element pair's ``weights [S*S, C, D]``: by
+    the slabs of :func:`~.segments.species_slots`' layout (``columns`` not empty) when the
+    rows are many, else by :func:`~.segments.mix_by_pair` with ``groups``."""
+    if len(columns) > 0 and values.shape[0] > 2048:
+        return mix_by_blocks(values, weights, blocks, columns)
+    return mix_by_pair(values, pair, weights.contiguous(), groups)
+
+
+def _squares(v: torch.Tensor) -> torch.Tensor:
+    """The 6 independent components of ``v ⊗ v`` (xx, yy, zz, xy, xz, yz) of vectors
+    ``v [..., 3]``, as ``[..., 6]``."""
+    x = v[..., 0:1]
+    y = v[..., 1:2]
+    z = v[..., 2:3]
+    return torch.cat([v * v, x * y, x * z, y * z], dim=-1)
+
+
+def _squares_gradient(v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """The gradient with respect to ``v [..., 3]`` of ``Σ g · _squares(v)`` (``g [..., 6]``)."""
+    x = v[..., 0:1]
+    y = v[..., 1:2]
+    z = v[..., 2:3]
+    gxy = g[..., 3:4]
+    gxz = g[..., 4:5]
+    gyz = g[..., 5:6]
+    return 2.0 * v * g[..., 0:3] + torch.cat(
+        [y * gxy + z * gxz, x * gxy + z * gyz, x * gxz + y * gyz], dim=-1
+    )

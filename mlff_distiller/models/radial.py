@@ -44,7 +44,7 @@ class PolynomialEnvelope(nn.Module):
 
 
 class BesselBasis(nn.Module):
-    """``sqrt(2/r_c) · sin(kπ r / r_c) / r`` for ``k = 1..n`` (finite as ``r → 0``)."""
+    """``sqrt(2/r_c) · sin(kπ r / r_c) / r`` for ``k = 1..n``."""
 
     def __init__(self, cutoff: float, n: int = 8) -> None:
         super().__init__()
@@ -53,14 +53,11 @@ class BesselBasis(nn.Module):
         self.register_buffer("cutoff", torch.tensor(float(cutoff)))
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
-        x = (r / self.cutoff).unsqueeze(-1)
-        # sin(kπx)/(x r_c): written with sinc so r → 0 gives the finite limit kπ/r_c.
-        return (
-            self.prefactor
-            * self.frequencies
-            / self.cutoff
-            * torch.sinc(self.frequencies * x / math.pi)
-        )
+        """Values ``[E, n]`` at distances ``r [E]`` (> 0; the students clamp them to at
+        least 1e-6 Å, where ``sin(ω r) / r`` is ``ω`` to float64 precision)."""
+        omega = self.frequencies / self.cutoff
+        rr = r.unsqueeze(-1)
+        return self.prefactor * torch.sin(omega * rr) / rr
 
     def derivative(self, r: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """``d/dr`` of :meth:`forward`'s ``values`` at ``r`` (``[E]``, > 0):
@@ -188,7 +185,8 @@ class ZBLRepulsion(nn.Module):
         r / a)`` of the screening function (``[E, 4]``) and the ``d_k``."""
         zi = self.z[si].to(r.dtype)
         zj = self.z[sj].to(r.dtype)
-        a = 0.46850 / (torch.pow(zi, 0.23) + torch.pow(zj, 0.23))
+        powers = torch.pow(self.z.to(r.dtype), 0.23)  # per element, not per edge
+        a = 0.46850 / (powers[si] + powers[sj])
         x = r / a
         c = self.zbl_c.to(r.dtype)
         d = self.zbl_d.to(r.dtype)
@@ -214,6 +212,12 @@ class ZBLRepulsion(nn.Module):
         d_bare = torch.where(close, torch.zeros_like(d_bare), d_bare)
         energy = bare * (1.0 - handover)
         return energy, d_bare * (1.0 - handover) - bare * handover_derivative
+
+    def reach(self) -> torch.Tensor:
+        """The distance (Å) beyond which every pair is the learned part's alone (handover
+        exactly 1, no core energy): the farthest end of any pair's switching range."""
+        rsum = self.rcov.unsqueeze(1) + self.rcov.unsqueeze(0)
+        return torch.maximum(self.outer * rsum, self.floor).max()
 
     def handover_and_derivative(
         self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor

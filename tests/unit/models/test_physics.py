@@ -20,6 +20,7 @@ from ase.build import molecule
 from scipy.spatial.transform import Rotation
 
 from mlff_distiller.models import PRESETS, build_graph, build_model, collate, evaluate
+from mlff_distiller.models.segments import centre_slots
 
 ELEMENTS = ["H", "C", "O"]
 VOIGT = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
@@ -490,11 +491,41 @@ def close_contacts() -> Atoms:
     return Atoms("COHH", positions=[[0, 0, 0], [0.75, 0, 0], [0, 1.0, 0.2], [0.1, 1.55, 0.5]])
 
 
-@pytest.mark.parametrize("system", ["molecule", "triclinic", "cubic3", "close"])
+def crowded(n_atoms: int = 60, edge: float = 7.5) -> Atoms:
+    """``n_atoms`` atoms in an ``edge`` Å cube (random, at least 1 Å apart): thousands of
+    edges, so the radial mixing mixes by element pair rather than per edge."""
+    rng = np.random.default_rng(5)
+    positions: list[np.ndarray] = []
+    while len(positions) < n_atoms:
+        trial = rng.uniform(0.0, edge, 3)
+        if all(np.linalg.norm(trial - p) > 1.0 for p in positions):
+            positions.append(trial)
+    return Atoms("CHO" * (n_atoms // 3), positions=positions, cell=[edge] * 3, pbc=True)
+
+
+def lopsided() -> Atoms:
+    """120 atoms of :func:`crowded`, out of a cell, beside 2,028 lone hydrogens 6 Å
+    apart: padding every atom to the crowd's neighbour count would be far wider than the
+    edges, so the sums take their fallback (and the mixing sorts by pair)."""
+    grid = [
+        [6.0 * a, 6.0 * b, 6.0 * c + 20.0] for a in range(13) for b in range(13) for c in range(12)
+    ]
+    crowd = crowded(120, 9.0)
+    crowd.pbc = False
+    crowd.cell = None
+    return crowd + Atoms(f"H{len(grid)}", positions=grid)
+
+
+@pytest.mark.parametrize(
+    "system", ["molecule", "triclinic", "cubic3", "close", "crowded", "lopsided"]
+)
 def test_written_out_gradient_equals_autograd_of_the_energy(model, system):
     """``energies_and_gradient`` (every engine's forces and virial come from it) gives the
-    per-atom energies of ``forward`` and the gradient autograd takes of their sum."""
-    atoms = close_contacts() if system == "close" else SYSTEMS[system]()
+    per-atom energies of ``forward`` and the gradient autograd takes of their sum, on both
+    edge layouts (padded, and the fallback for lopsided neighbour counts) and both ways of
+    mixing the radial channels (gathered, and sorted by element pair above 2,048 edges)."""
+    builders = {"close": close_contacts, "crowded": crowded, "lopsided": lopsided}
+    atoms = builders.get(system, SYSTEMS.get(system, methanol))()
     graph = build_graph(atoms, float(model.cutoff), [int(z) for z in model.atomic_numbers])
     batch = collate([graph], torch.float64)
     edge_index = batch["edge_index"]
@@ -506,6 +537,9 @@ def test_written_out_gradient_equals_autograd_of_the_energy(model, system):
     (want,) = torch.autograd.grad(energies.sum(), [vectors])
     got_energies, got = model.energies_and_gradient(vectors.detach(), edge_index, batch["species"])
     assert float(want.abs().max()) > 1e-3  # a gradient worth comparing
+    width = centre_slots(edge_index[0], len(atoms))[1]
+    assert (width == 0) == (system == "lopsided")
+    assert (edge_index.shape[1] > 2048) == (system in ("crowded", "lopsided"))
     torch.testing.assert_close(got_energies, energies.detach(), rtol=1e-14, atol=1e-13)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12 * float(want.abs().max()))
     scripted = torch.jit.script(model)

@@ -7,7 +7,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mlff_distiller.models.segments import centre_slots, mix_by_pair, outer_grad, sum_outer
+from mlff_distiller.models.segments import (
+    centre_slots,
+    mix_by_blocks,
+    mix_by_pair,
+    outer_grad,
+    pad_rows,
+    padded_sum_outer,
+    species_slots,
+    sum_outer,
+)
 
 
 def _edges(n_atoms: int, n_edges: int, grouped: bool, seed: int = 0) -> torch.Tensor:
@@ -101,3 +110,52 @@ def test_mix_by_pair_uses_each_edges_own_pair_weights(n_edges, scripted):
     second = torch.autograd.grad(got_grads[0].square().sum(), [weights])[0]
     expected = torch.autograd.grad(want_grads[0].square().sum(), [weights])[0]
     torch.testing.assert_close(second, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("scripted", [False, True])
+def test_species_slots_put_each_edge_in_its_own_row_of_its_element_pairs_slab(scripted):
+    n_atoms, n_edges, n_species = 70, 1500, 4
+    generator = torch.Generator().manual_seed(6)
+    centre = torch.randint(0, n_atoms, (n_edges,), generator=generator)
+    neighbour = torch.randint(0, n_atoms, (n_edges,), generator=generator)
+    species = torch.randint(0, n_species - 1, (n_atoms,), generator=generator)  # 3 absent
+    slots_fn = torch.jit.script(species_slots) if scripted else species_slots
+    flat, order, blocks, columns = slots_fn(centre, species[neighbour], species, n_species)
+    width = columns[-1]
+    assert torch.unique(flat).numel() == n_edges  # no two edges share a row
+    assert torch.equal(torch.sort(order).values, torch.arange(n_atoms))
+    position = flat // width  # the block position of each edge's centre
+    assert torch.equal(order[position], centre)
+    column = flat % width
+    for s in range(n_species):
+        in_block = (position >= blocks[s]) & (position < blocks[s + 1])
+        assert torch.equal(in_block, species[centre] == s)
+        in_columns = (column >= columns[s]) & (column < columns[s + 1])
+        assert torch.equal(in_columns, species[neighbour] == s)
+    assert columns[4] == columns[3] and blocks[4] == blocks[3]  # species 3: no rows
+
+    # The sums over a species layout are the obvious ones, in block order.
+    values = torch.randn(n_edges, 5, dtype=torch.float64, generator=generator)
+    other = torch.randn(n_edges, 3, dtype=torch.float64, generator=generator)
+    padded = (flat, width)
+    got = padded_sum_outer(
+        pad_rows(values, padded, n_atoms), pad_rows(other, padded, n_atoms), n_atoms
+    )
+    want = _obvious_sum(centre, n_atoms, values, other)[order]
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+    # Mixing by slabs is mixing each row by its own element pair's weights.
+    weights = torch.randn(n_species * n_species, 5, 6, dtype=torch.float64, generator=generator)
+    mix = torch.jit.script(mix_by_blocks) if scripted else mix_by_blocks
+    got = mix(pad_rows(values, padded, n_atoms), weights, blocks, columns)[flat]
+    pair = species[centre] * n_species + species[neighbour]
+    torch.testing.assert_close(got, mix_by_pair(values, pair, weights), rtol=1e-12, atol=1e-12)
+
+
+def test_species_slots_fall_back_when_padding_would_be_far_too_wide():
+    n_atoms = 600
+    centre = torch.cat([torch.zeros(200, dtype=torch.long), torch.arange(1, 101)])
+    neighbour = torch.cat([torch.arange(1, 201), torch.zeros(100, dtype=torch.long)])
+    species = torch.zeros(n_atoms, dtype=torch.long)
+    flat, order, blocks, columns = species_slots(centre, species[neighbour], species, 2)
+    assert columns == [] and blocks == [0, n_atoms, n_atoms]
