@@ -177,6 +177,36 @@ class MomentStudent(Student):
         atomic = self.readout(h).squeeze(1) * self.energy_scale.to(h.dtype)
         return atomic + self.energy_shift.to(h.dtype)[species]
 
+    def _learned_energies_and_gradient(
+        self, features: torch.Tensor, species: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`learned_energies` and the gradient of their sum with respect to the
+        features, written out (each hidden layer is a linear map followed by SiLU,
+        ``silu′(z) = σ(z) (1 + z (1 − σ(z)))``, then the linear readout): a dozen operators
+        where autograd runs hundreds."""
+        std = self.feature_std.to(features.dtype)
+        h = (features - self.feature_mean.to(features.dtype)) / std
+        weights: list[torch.Tensor] = []
+        slopes: list[torch.Tensor] = []
+        first = True
+        for layer in self.hidden_layers:
+            if hasattr(layer, "weight"):  # nn.Linear
+                weights.append(layer.weight)
+                h = layer(h)
+                if first:
+                    h = h + self.species_embedding(species).to(h.dtype)
+                    first = False
+            else:  # nn.SiLU
+                sigmoid = torch.sigmoid(h)
+                slopes.append(sigmoid * (1.0 + h * (1.0 - sigmoid)))
+                h = h * sigmoid
+        scale = self.energy_scale.to(h.dtype)
+        atomic = self.readout(h).squeeze(1) * scale + self.energy_shift.to(h.dtype)[species]
+        grad = (self.readout.weight * scale).expand(h.shape[0], h.shape[1])
+        for k in range(len(weights) - 1, -1, -1):
+            grad = (grad * slopes[k]) @ weights[k]
+        return atomic, grad / std
+
     def descriptors(
         self, vectors: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -367,14 +397,10 @@ class MomentStudent(Student):
             moments = padded_sum_outer(radial, angular, n_atoms)
         else:
             moments = sum_outer(centre, n_atoms, slots, radial, angular)
-        features = self._invariants(moments).detach().requires_grad_(True)
-
-        learned = self.learned_energies(features, species)
-        grads = torch.autograd.grad([learned.sum()], [features], allow_unused=True)
-        d_features = grads[0]
-        if d_features is None:
-            d_features = torch.zeros_like(features)
-        d_moments = self._invariants_gradient(moments, d_features.detach())
+        learned, d_features = self._learned_energies_and_gradient(
+            self._invariants(moments), species
+        )
+        d_moments = self._invariants_gradient(moments, d_features)
 
         if dense:
             d_radial, d_angular = padded_outer_grad(radial, angular, d_moments)
