@@ -120,6 +120,14 @@ class MomentStudent(Student):
         rows, cols = _pair_index(n_radial)
         self.register_buffer("pair_rows", rows)
         self.register_buffer("pair_cols", cols)
+        # The kept pairs n ≤ m spread back to a full symmetric [R, R] matrix (flattened):
+        # entry (n, m) and (m, n) each get the pair's value, so the diagonal gets it twice,
+        # as the derivative of A_n · A_n (2 A_n) needs. A constant of the shape, not state.
+        spread = torch.zeros(rows.numel(), n_radial * n_radial)
+        pairs = torch.arange(rows.numel())
+        spread[pairs, rows * n_radial + cols] += 1.0
+        spread[pairs, cols * n_radial + rows] += 1.0
+        self.register_buffer("pair_spread", spread, persistent=False)
         n_features = n_radial + 2 * rows.numel() + n_radial * n_radial
         self.n_features = n_features
         # Standardisation of the features (set from training data by the trainer).
@@ -251,19 +259,23 @@ class MomentStudent(Student):
         return radial / self.avg_neighbors.to(basis.dtype)
 
     def _angular(self, unit: torch.Tensor) -> torch.Tensor:
-        """Angular parts of each edge ``[E, 10]``: 1, r̂ (3) and the 6 independent
-        components of r̂⊗r̂ (xx, yy, zz, xy, xz, yz)."""
-        return torch.cat([torch.ones_like(unit[:, :1]), unit, _squares(unit)], dim=1)
+        """Angular parts of each edge ``[E, 12]``: 1, r̂ (3) and the 6 independent
+        components of r̂⊗r̂ (xx, yy, zz, xy, xz, yz), then two zeros. The zeros cost
+        nothing in the moments' features; they make the per-atom batched products about
+        twice as fast (measured on 3,072 waters, one thread: 12 columns are a shape the
+        BLAS kernels handle well, 10 are not)."""
+        ones = torch.ones_like(unit[:, :1])
+        return torch.cat([ones, unit, _squares(unit), torch.zeros_like(unit[:, :2])], dim=1)
 
     def _pair_slots(self) -> torch.Tensor:
         """Where each kept pair ``n ≤ m`` sits in a flattened ``[R, R]`` matrix."""
         return self.pair_rows * self.n_radial + self.pair_cols
 
     def _invariants(self, moments: torch.Tensor) -> torch.Tensor:
-        """The features ``[N, F]`` of the moments ``[N, R, 10]``: ``A0_n``, ``A1_n·A1_m``
-        and ``A2_n:A2_m`` (``n ≤ m``) and ``A1_n·A2_m·A1_n``; the last as ``A2_m`` contracted
-        with the 6 independent components of ``A1_n⊗A1_n`` (weights 1 on the diagonal, 2
-        off it), like ``A2_n:A2_m``."""
+        """The features ``[N, F]`` of the moments ``[N, R, 12]`` (:meth:`_angular`):
+        ``A0_n``, ``A1_n·A1_m`` and ``A2_n:A2_m`` (``n ≤ m``) and ``A1_n·A2_m·A1_n``; the last
+        as ``A2_m`` contracted with the 6 independent components of ``A1_n⊗A1_n`` (weights 1
+        on the diagonal, 2 off it), like ``A2_n:A2_m``."""
         n_atoms = moments.shape[0]
         n_square = self.n_radial * self.n_radial
         a0 = moments[:, :, 0]
@@ -363,7 +375,8 @@ class MomentStudent(Student):
         # part's edge weight is the handover times the envelope. Only pairs closer than the
         # core's reach have a handover below 1 or a core energy: both are evaluated for
         # those alone (elsewhere they are exactly 1 and 0).
-        close = torch.nonzero(r < self.zbl.reach().to(dtype)).squeeze(1)
+        pair = s_i * self.n_species + s_j
+        close = torch.nonzero(r < self.zbl.reach().to(dtype).view(-1)[pair]).squeeze(1)
         r_close = r.index_select(0, close)
         si_close = s_i.index_select(0, close)
         sj_close = s_j.index_select(0, close)
@@ -383,7 +396,6 @@ class MomentStudent(Student):
         sines = torch.sin(phase)
         scale = self.basis.prefactor.to(dtype) / r
         basis = sines * (scale * window).unsqueeze(1)  # [E, K]
-        pair = s_i * self.n_species + s_j
         weights = self._pair_weights(dtype) / self.avg_neighbors.to(dtype)  # [S*S, K, R]
         # Many rows are mixed per element pair (by slabs of the padded layout, else sorted
         # by pair once for both directions); few gather each row's weights.
@@ -437,34 +449,31 @@ class MomentStudent(Student):
         return r, vectors / r.unsqueeze(1)
 
     def _invariants_gradient(self, moments: torch.Tensor, d_features: torch.Tensor) -> torch.Tensor:
-        """The gradient with respect to the moments ``[N, R, 10]`` of a loss whose gradient
+        """The gradient with respect to the moments ``[N, R, 12]`` of a loss whose gradient
         with respect to :meth:`_invariants`' features is ``d_features [N, F]``."""
         n_atoms = moments.shape[0]
         n_radial = self.n_radial
-        n_square = n_radial * n_radial
         n_pairs = self.pair_rows.shape[0]
         a1 = moments[:, :, 1:4]
         a2 = moments[:, :, 4:10]
         sym = self.sym_weights.to(a2.dtype)
         d_a0 = d_features[:, :n_radial]
-        # g[n, m] = A_n · A_m kept for n ≤ m: its gradient as a full matrix, symmetrised
-        # (a diagonal entry counts twice, as it should: d(A_n · A_n) = 2 A_n dA_n).
-        slots = self._pair_slots()
-        mirrored = self.pair_cols * n_radial + self.pair_rows
-        d_g1 = d_features[:, n_radial : n_radial + n_pairs]
-        d_g2 = d_features[:, n_radial + n_pairs : n_radial + 2 * n_pairs]
-        s1 = torch.zeros(n_atoms, n_square, dtype=moments.dtype, device=moments.device)
-        s2 = torch.zeros_like(s1)
-        s1 = s1.index_add(1, slots, d_g1).index_add(1, mirrored, d_g1)
-        s2 = s2.index_add(1, slots, d_g2).index_add(1, mirrored, d_g2)
+        # g[n, m] = A_n · A_m kept for n ≤ m (and the same of A2): their gradients as full
+        # symmetric matrices.
+        spread = torch.matmul(
+            d_features[:, n_radial : n_radial + 2 * n_pairs].reshape(n_atoms, 2, n_pairs),
+            self.pair_spread.to(d_features.dtype),
+        )
+        s1 = spread[:, 0].reshape(n_atoms, n_radial, n_radial)
+        s2 = spread[:, 1].reshape(n_atoms, n_radial, n_radial)
         # t[n, a, m] = squares(A1_a) · (w ∘ A2_m)
         d_t = d_features[:, n_radial + 2 * n_pairs :].reshape(n_atoms, n_radial, n_radial)
         d_squares = torch.bmm(d_t, a2) * sym  # [N, R, 6]
-        d_a1 = torch.bmm(s1.view(n_atoms, n_radial, n_radial), a1)
+        d_a1 = torch.bmm(s1, a1)
         d_a1 = d_a1 + _squares_gradient(a1, d_squares)
-        d_a2 = torch.bmm(s2.view(n_atoms, n_radial, n_radial), a2)
+        d_a2 = torch.bmm(s2, a2)
         d_a2 = (d_a2 + torch.bmm(d_t.transpose(1, 2), _squares(a1))) * sym
-        return torch.cat([d_a0.unsqueeze(2), d_a1, d_a2], dim=2)
+        return torch.cat([d_a0.unsqueeze(2), d_a1, d_a2, torch.zeros_like(d_a1[:, :, :2])], dim=2)
 
 
 def _mix(

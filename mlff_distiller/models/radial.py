@@ -214,10 +214,11 @@ class ZBLRepulsion(nn.Module):
         return energy, d_bare * (1.0 - handover) - bare * handover_derivative
 
     def reach(self) -> torch.Tensor:
-        """The distance (Å) beyond which every pair is the learned part's alone (handover
-        exactly 1, no core energy): the farthest end of any pair's switching range."""
+        """``[S, S]``, Å: per element pair, the distance beyond which the pair is the
+        learned part's alone (handover exactly 1, no core energy), the end of its
+        switching range."""
         rsum = self.rcov.unsqueeze(1) + self.rcov.unsqueeze(0)
-        return torch.maximum(self.outer * rsum, self.floor).max()
+        return torch.maximum(self.outer * rsum, self.floor)
 
     def handover_and_derivative(
         self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor

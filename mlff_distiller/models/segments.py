@@ -185,9 +185,12 @@ def species_slots(
     if n_atoms * width > 4 * n_edges + 1024:
         return centre, order, blocks, empty
     starts = torch.cumsum(counts, 0) - counts
-    by_key = torch.argsort(key, stable=True)
     rank = torch.arange(n_edges, device=centre.device)
-    slot = torch.empty_like(rank).index_copy(0, by_key, rank - starts[key[by_key]])
+    if bool((key[1:] >= key[:-1]).all()):  # grouped already (LAMMPS's plugin does so)
+        slot = rank - starts[key]
+    else:
+        by_key = torch.argsort(key, stable=True)
+        slot = torch.empty_like(rank).index_copy(0, by_key, rank - starts[key[by_key]])
     position = torch.empty_like(order).index_copy(
         0, order, torch.arange(n_atoms, device=centre.device)
     )

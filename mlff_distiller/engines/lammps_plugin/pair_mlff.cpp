@@ -543,6 +543,7 @@ void PairMLFF::compute(int eflag, int vflag)
   neighbour_species_.clear();
   centre_species_.clear();
   edge_j_.clear();
+  scratch_.clear();
   centre_atom_.clear();
 
   // Centres are this rank's own atoms of mapped types; edges reach ghosts too. Positions of
@@ -580,14 +581,36 @@ void PairMLFF::compute(int eflag, int vflag)
                    "{} Angstrom: remove the duplicated atom and check the units of the data file",
                    tag[i], tag[j], std::sqrt(rsq) * length_to_angstrom_, MIN_DISTANCE_ANGSTROM);
       }
-      vectors_.push_back(dx * length_to_angstrom_);
-      vectors_.push_back(dy * length_to_angstrom_);
-      vectors_.push_back(dz * length_to_angstrom_);
-      rsq_.push_back(rsq * angstrom_sq);
-      centre_.push_back(node);
-      neighbour_species_.push_back(sj);
-      edge_j_.push_back(j);
+      scratch_.emplace_back(j, sj);
     }
+    // Emit this centre's edges grouped by neighbour species (a stable counting sort): the
+    // model lays edges out by (centre, neighbour species) and skips its own sort when they
+    // come so.
+    const size_t n_species = atomic_numbers_.size();
+    species_start_.assign(n_species + 1, 0);
+    for (const auto &edge : scratch_) species_start_[edge.second + 1]++;
+    for (size_t s = 0; s < n_species; s++) species_start_[s + 1] += species_start_[s];
+    const size_t first = edge_j_.size();
+    const size_t count = scratch_.size();
+    vectors_.resize(3 * (first + count));
+    rsq_.resize(first + count);
+    centre_.resize(first + count, node);
+    neighbour_species_.resize(first + count);
+    edge_j_.resize(first + count);
+    for (const auto &edge : scratch_) {
+      const int j = edge.first;
+      const size_t k = first + static_cast<size_t>(species_start_[edge.second]++);
+      const double dx = x[j][0] - x[i][0];
+      const double dy = x[j][1] - x[i][1];
+      const double dz = x[j][2] - x[i][2];
+      vectors_[3 * k] = dx * length_to_angstrom_;
+      vectors_[3 * k + 1] = dy * length_to_angstrom_;
+      vectors_[3 * k + 2] = dz * length_to_angstrom_;
+      rsq_[k] = (dx * dx + dy * dy + dz * dz) * angstrom_sq;
+      neighbour_species_[k] = edge.second;
+      edge_j_[k] = j;
+    }
+    scratch_.clear();
   }
 
   const int64_t n_centres = static_cast<int64_t>(centre_atom_.size());

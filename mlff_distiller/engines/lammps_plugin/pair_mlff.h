@@ -92,6 +92,10 @@ class PairMLFF : public Pair {
   std::vector<double> vectors_, rsq_;
   std::vector<int64_t> centre_, neighbour_species_, centre_species_;
   std::vector<int> edge_j_, centre_atom_;
+  // One centre's neighbours (j, model species) before they are emitted grouped by species,
+  // and the per-species counts of that grouping.
+  std::vector<std::pair<int, int>> scratch_;
+  std::vector<int64_t> species_start_;
 };
 
 }    // namespace LAMMPS_NS

@@ -112,13 +112,17 @@ def test_mix_by_pair_uses_each_edges_own_pair_weights(n_edges, scripted):
     torch.testing.assert_close(second, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("grouped", [True, False])  # by (centre, neighbour species), or not
 @pytest.mark.parametrize("scripted", [False, True])
-def test_species_slots_put_each_edge_in_its_own_row_of_its_element_pairs_slab(scripted):
+def test_species_slots_put_each_edge_in_its_own_row_of_its_element_pairs_slab(grouped, scripted):
     n_atoms, n_edges, n_species = 70, 1500, 4
     generator = torch.Generator().manual_seed(6)
     centre = torch.randint(0, n_atoms, (n_edges,), generator=generator)
     neighbour = torch.randint(0, n_atoms, (n_edges,), generator=generator)
     species = torch.randint(0, n_species - 1, (n_atoms,), generator=generator)  # 3 absent
+    if grouped:
+        order = torch.argsort(centre * n_species + species[neighbour], stable=True)
+        centre, neighbour = centre[order], neighbour[order]
     slots_fn = torch.jit.script(species_slots) if scripted else species_slots
     flat, order, blocks, columns = slots_fn(centre, species[neighbour], species, n_species)
     width = columns[-1]
