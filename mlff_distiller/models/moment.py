@@ -380,18 +380,27 @@ class MomentStudent(Student):
         # those alone (elsewhere they are exactly 1 and 0).
         pair = s_i * self.n_species + s_j
         close = torch.nonzero(r < self.zbl.reach().to(dtype).view(-1)[pair]).squeeze(1)
-        r_close = r.index_select(0, close)
-        si_close = s_i.index_select(0, close)
-        sj_close = s_j.index_select(0, close)
-        h_close, dh_close = self.zbl.handover_and_derivative(r_close, si_close, sj_close)
-        handover = torch.ones_like(r).index_copy(0, close, h_close)
-        d_handover = torch.zeros_like(r).index_copy(0, close, dh_close)
-        if self.core_handover:
-            window = envelope * handover
-            d_window = d_envelope * handover + envelope * d_handover
-        else:
-            window = envelope
-            d_window = d_envelope
+        any_close = close.shape[0] > 0  # most structures have none: the core costs nothing
+        window = envelope
+        d_window = d_envelope
+        r_close = r[:0]
+        si_close = s_i[:0]
+        sj_close = s_j[:0]
+        h_close = r[:0]
+        dh_close = r[:0]
+        if any_close:
+            r_close = r.index_select(0, close)
+            si_close = s_i.index_select(0, close)
+            sj_close = s_j.index_select(0, close)
+            h_close, dh_close = self.zbl.handover_and_derivative(r_close, si_close, sj_close)
+            if self.core_handover:
+                envelope_close = envelope.index_select(0, close)
+                window = envelope.index_copy(0, close, envelope_close * h_close)
+                d_window = d_envelope.index_copy(
+                    0,
+                    close,
+                    d_envelope.index_select(0, close) * h_close + envelope_close * dh_close,
+                )
         # The Bessel basis is b_k = c sin(ω_k r) / r (BesselBasis); the learned part sees
         # b_k times the window, mixed into radial channels per element pair.
         omega = (self.basis.frequencies / self.basis.cutoff).to(dtype)
@@ -428,16 +437,17 @@ class MomentStudent(Student):
             + (d_window - window / r) * _row_sums(d_basis * sines)
         )
 
-        zbl, d_zbl = self.zbl.energy_and_derivative(r_close, si_close, sj_close, h_close, dh_close)
-        d_r = d_r.index_add(0, close, 0.5 * d_zbl)
-        if dense:
-            width = r.shape[0] // n_atoms
-            core = torch.zeros_like(learned).index_add(
-                0, torch.div(close, width, rounding_mode="floor"), 0.5 * zbl
+        energies = learned
+        if any_close:
+            zbl, d_zbl = self.zbl.energy_and_derivative(
+                r_close, si_close, sj_close, h_close, dh_close
             )
-        else:
-            core = torch.zeros_like(learned).index_add(0, centre.index_select(0, close), 0.5 * zbl)
-        energies = learned.detach() + core
+            d_r = d_r.index_add(0, close, 0.5 * d_zbl)
+            if dense:
+                owner = torch.div(close, r.shape[0] // n_atoms, rounding_mode="floor")
+            else:
+                owner = centre.index_select(0, close)
+            energies = energies.index_add(0, owner, 0.5 * zbl)
 
         # ∂/∂r̂ of the angular parts, then r̂ = v / r and r = |v|.
         d_unit = d_angular[:, 1:4] + _squares_gradient(unit, d_angular[:, 4:10])
