@@ -150,6 +150,9 @@ class MomentStudent(Student):
             atomic_numbers, covalent_radii, *check_core_window(core_window), pair_floors=floors
         )
         self.core_handover = bool(core_handover)
+        #: energies_and_gradient is written out in differentiable operations: training
+        #: takes forces from it (models.graph.evaluate) and differentiates them once.
+        self.gradient_written_out = True
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors

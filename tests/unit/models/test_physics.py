@@ -549,6 +549,38 @@ def test_written_out_gradient_equals_autograd_of_the_energy(model, system):
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12 * float(want.abs().max()))
 
 
+@pytest.mark.parametrize("system", ["molecule", "triclinic", "crowded"])
+def test_training_gradients_through_the_written_out_forces_equal_the_double_backward(model, system):
+    """Training takes a student's forces and stress from its written-out gradient and
+    differentiates a loss on them once; the weights' gradients are those of the double
+    backward through ``forward`` that autograd gives."""
+    if not getattr(model, "gradient_written_out", False):
+        pytest.skip("this architecture's forces come from autograd of forward only")
+    atoms = crowded() if system == "crowded" else SYSTEMS[system]()
+    periodic = bool(atoms.pbc.all())
+    graph = build_graph(atoms, float(model.cutoff), [int(z) for z in model.atomic_numbers])
+    batch = collate([graph, graph], torch.float64)
+    generator = torch.Generator().manual_seed(3)
+    target = torch.randn(batch["positions"].shape, dtype=torch.float64, generator=generator)
+    results = []
+    for written in (True, False):
+        trial = copy.deepcopy(model).train()
+        trial.gradient_written_out = written
+        out = evaluate(trial, batch, compute_stress=periodic, create_graph=True)
+        loss = ((out["forces"] - target) ** 2).sum() + out["energy"].square().sum()
+        if periodic:
+            loss = loss + out["stress"].square().sum()
+        loss.backward()
+        results.append({name: p.grad for name, p in trial.named_parameters()})
+    written, autograd = results
+    assert written.keys() == autograd.keys()
+    for name, want in autograd.items():
+        assert float(want.abs().max()) > 0, name  # every weight has a say
+        torch.testing.assert_close(
+            written[name], want, rtol=1e-9, atol=1e-9 * float(want.abs().max())
+        )
+
+
 # --- TorchScript and precision --------------------------------------------------------------
 
 
