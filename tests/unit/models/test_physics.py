@@ -20,7 +20,7 @@ from ase.build import molecule
 from scipy.spatial.transform import Rotation
 
 from mlff_distiller.models import PRESETS, build_graph, build_model, collate, evaluate
-from mlff_distiller.models.segments import centre_slots
+from mlff_distiller.models.segments import centre_slots, species_slots
 
 ELEMENTS = ["H", "C", "O"]
 VOIGT = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
@@ -539,6 +539,9 @@ def test_written_out_gradient_equals_autograd_of_the_energy(model, system):
     assert float(want.abs().max()) > 1e-3  # a gradient worth comparing
     width = centre_slots(edge_index[0], len(atoms))[1]
     assert (width == 0) == (system == "lopsided")
+    species = batch["species"]
+    layout = species_slots(edge_index[0], species[edge_index[1]], species, len(ELEMENTS))
+    assert (len(layout[3]) == 0) == (system == "lopsided")  # species layout or fallback
     assert (edge_index.shape[1] > 2048) == (system in ("crowded", "lopsided"))
     torch.testing.assert_close(got_energies, energies.detach(), rtol=1e-14, atol=1e-13)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12 * float(want.abs().max()))
