@@ -302,15 +302,17 @@ class MomentStudent(Student):
         self, vectors: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`forward`'s per-atom energies and the gradient of their sum with respect
-        to every edge vector (``[E, 3]``, eV/Å), without a graph through the descriptor.
+        to every edge vector (``[E, 3]``, eV/Å).
 
-        The chain rule through the descriptor is written out (moments, radial channels,
-        envelope, handover, ZBL core); only the energy MLP is differentiated by autograd,
-        with respect to the features. On a small molecule that is a few hundred operators
-        instead of the ~1,500 that autograd through the whole forward runs, and none of the
-        per-edge intermediates is kept for a backward pass. Forces, virials and LAMMPS's
-        per-edge forces all come from this gradient (``ExportedStudent.compute``,
-        ``local_energies_and_gradient``); tests compare it with autograd of :meth:`forward`.
+        The chain rule is written out through the whole student (energy MLP, invariants,
+        moments, radial channels, envelope, handover, ZBL core): no autograd runs inside.
+        On a small molecule that is a few hundred operators instead of the ~1,500 that
+        autograd through :meth:`forward` runs, and no per-edge intermediate is kept for a
+        backward pass. Forces, virials and LAMMPS's per-edge forces all come from this
+        gradient (``ExportedStudent.compute``, ``local_energies_and_gradient``); tests hold
+        it to autograd of :meth:`forward`. It is made of differentiable operations, so
+        where the weights require gradients the result's graph reaches them: training
+        differentiates a loss on these forces once (``models.graph.evaluate``).
 
         Where the neighbour counts allow, the edges are laid out padded once, at the
         start (:func:`~.segments.species_slots`): atoms grouped by element, each owning as
@@ -326,7 +328,7 @@ class MomentStudent(Student):
         s_j = species[edge_index[1]]
         n_species = self.n_species
         flat, order, blocks, columns = species_slots(centre, s_j, species, n_species)
-        if len(columns) == 0:  # lopsided neighbour counts: the edges as they are
+        if len(columns) == 0:  # that padding would be too wide: the edges as they are
             s_i = species[centre]
             none: list[int] = []
             return self._energies_and_gradient(
