@@ -190,7 +190,7 @@ def run_speed(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Measure every system, engine and student; write ``benchmark.json``/``.md``/``.png``."""
-    import torch  # noqa: F401  (before openmm)
+    import torch  # before openmm
 
     from ._progress import say
     from .calculators import StudentCalculator
@@ -256,7 +256,8 @@ def run_speed(
             "teacher and ASE students: median ms per get_forces call, an atom moved first",
             "OpenMM: median ms per VerletIntegrator step (CPU platform)",
             "LAMMPS: LAMMPS' loop time per step of the timed run, one torch thread per rank",
-            "ASE and OpenMM use torch's default threads (all cores)",
+            f"ASE and OpenMM use this process's {torch.get_num_threads()} torch thread(s) "
+            "(torch's default is all cores; OMP_NUM_THREADS=1 makes it one)",
             "ns/day at 0.5 fs for every model, TIP3P included (rigid TIP3P could take 2 fs)",
         ],
         **_provenance(start),
