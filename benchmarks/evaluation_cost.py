@@ -33,6 +33,7 @@ import torch
 from mlff_distiller.benchmarking import write_json
 from mlff_distiller.data import water_box
 from mlff_distiller.export import export, load_exported
+from mlff_distiller.timing import median_ms
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,17 +45,6 @@ def _water(n_atoms: int):
     if repeat is None:
         raise SystemExit(f"--sizes: {n_atoms} above 768 must be 3072 or 9216")
     return water_box(256) * repeat
-
-
-def _median_ms(call, calls: int) -> float:
-    call()
-    call()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
 
 
 def measure(module, n_atoms: int, calls: int) -> dict:
@@ -80,11 +70,11 @@ def measure(module, n_atoms: int, calls: int) -> dict:
 
     row = {"atoms": len(atoms), "edges_per_atom": edges.shape[1] / len(atoms)}
     with torch.jit.optimized_execution(False):
-        row["model_ms"] = _median_ms(model, calls)
+        row["model_ms"] = median_ms(model, calls)
         module.skin = 0.0
-        row["compute_fresh_ms"] = _median_ms(compute, calls)
+        row["compute_fresh_ms"] = median_ms(compute, calls)
         module.skin = 1.0
-        row["compute_cached_ms"] = _median_ms(compute, calls)
+        row["compute_cached_ms"] = median_ms(compute, calls)
     for key in ("model", "compute_fresh", "compute_cached"):
         row[f"{key}_us_per_atom"] = 1e3 * row[f"{key}_ms"] / len(atoms)
     return row

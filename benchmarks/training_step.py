@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from mlff_distiller.data import structures_from_smiles
 from mlff_distiller.data.builtin import organic_set
 from mlff_distiller.files import write_text
 from mlff_distiller.models import build_graph, build_model, collate, evaluate
+from mlff_distiller.timing import median_ms
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,14 +42,7 @@ def _step_ms(model: torch.nn.Module, batch: dict, target: torch.Tensor, steps: i
         loss = ((out["forces"] - target) ** 2).mean() + 1e-3 * out["energy"].square().mean()
         loss.backward()
 
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return median_ms(step, steps, warmup=3)
 
 
 def main(argv: list[str] | None = None) -> int:

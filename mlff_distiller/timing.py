@@ -29,6 +29,19 @@ def latency_ms(calc: Calculator, structures: list[Atoms], repeats: int) -> float
     return 1e3 * statistics.median(times)
 
 
+def median_ms(call, calls: int, warmup: int = 2) -> float:
+    """Median milliseconds of ``calls`` timed calls of ``call()`` after ``warmup`` untimed
+    ones (TorchScript optimises on its first calls)."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
 def untrained_student(
     preset: str, elements: list[str], path: str | os.PathLike, dtype: str = "float32"
 ) -> Path:

@@ -37,6 +37,7 @@ from .segments import (
     padded_outer_grad,
     padded_sum_outer,
     pair_groups,
+    row_sums,
     species_slots,
     sum_outer,
 )
@@ -252,16 +253,11 @@ class MomentStudent(Student):
         )
         return weights.transpose(0, 1)
 
-    def _radial(
-        self,
-        basis: torch.Tensor,
-        pair: torch.Tensor,
-        groups: tuple[torch.Tensor, list[int]] | None = None,
-    ) -> torch.Tensor:
+    def _radial(self, basis: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
         """Radial channels ``[E, R]`` of enveloped basis values ``[E, K]``: each edge mixes
         its basis with its own element pair's weights only, so the cost does not grow with
         the square of the element count."""
-        radial = mix_by_pair(basis, pair, self._pair_weights(basis.dtype).contiguous(), groups)
+        radial = mix_by_pair(basis, pair, self._pair_weights(basis.dtype).contiguous())
         return radial / self.avg_neighbors.to(basis.dtype)
 
     def _angular(self, unit: torch.Tensor) -> torch.Tensor:
@@ -439,7 +435,7 @@ class MomentStudent(Student):
         # d/dr [c sin(ω r) / r · w] = c / r · [ω cos(ω r) w + sin(ω r) (w′ − w / r)], w the window
         d_r = scale * (
             window * ((d_basis * torch.cos(phase)) @ omega)
-            + (d_window - window / r) * _row_sums(d_basis * sines)
+            + (d_window - window / r) * row_sums(d_basis * sines)
         )
 
         energies = learned
@@ -456,14 +452,14 @@ class MomentStudent(Student):
 
         # ∂/∂r̂ of the angular parts, then r̂ = v / r and r = |v|.
         d_unit = d_angular[:, 1:4] + _squares_gradient(unit, d_angular[:, 4:10])
-        radial_part = _row_sums(d_unit * unit)
+        radial_part = row_sums(d_unit * unit)
         gradient = (d_unit - radial_part.unsqueeze(1) * unit) / r.unsqueeze(1)
         gradient = gradient + d_r.unsqueeze(1) * unit
         return energies, gradient
 
     def _lengths(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Edge lengths ``[E]`` and unit vectors ``[E, 3]``."""
-        r = torch.sqrt(_row_sums(vectors * vectors).clamp(min=1e-12))
+        r = torch.sqrt(row_sums(vectors * vectors).clamp(min=1e-12))
         return r, vectors / r.unsqueeze(1)
 
     def _invariants_gradient(self, moments: torch.Tensor, d_features: torch.Tensor) -> torch.Tensor:
@@ -508,12 +504,6 @@ def _mix(
     if len(columns) > 0 and values.shape[0] > 2048:
         return mix_by_blocks(values, weights, blocks, columns)
     return mix_by_pair(values, pair, weights.contiguous(), groups)
-
-
-def _row_sums(x: torch.Tensor) -> torch.Tensor:
-    """``x.sum(dim=1)`` of a ``[E, C]`` tensor with few columns, as a matrix-vector product:
-    on the CPU a sum over a dimension of 3 to 8 is several times slower."""
-    return x @ torch.ones(x.shape[1], dtype=x.dtype, device=x.device)
 
 
 def _squares(v: torch.Tensor) -> torch.Tensor:

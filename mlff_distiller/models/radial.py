@@ -59,13 +59,6 @@ class BesselBasis(nn.Module):
         rr = r.unsqueeze(-1)
         return self.prefactor * torch.sin(omega * rr) / rr
 
-    def derivative(self, r: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """``d/dr`` of :meth:`forward`'s ``values`` at ``r`` (``[E]``, > 0):
-        ``(sqrt(2/r_c) ω cos(ω r) − values) / r`` with ``ω = kπ / r_c``."""
-        omega = self.frequencies / self.cutoff
-        rr = r.unsqueeze(-1)
-        return (self.prefactor * omega * torch.cos(omega * rr) - values) / rr
-
 
 # Universal ZBL screening function (Ziegler, Biersack, Littmark 1985).
 _ZBL_C = (0.18175, 0.50986, 0.28022, 0.02817)
