@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models.graph import MIN_CELL_SPACING, MIN_DISTANCE, model_dtype
+from ..models.graph import MIN_CELL_SPACING, MIN_DISTANCE, edge_forces, model_dtype
 from ..models.segments import row_sums
 
 
@@ -435,9 +435,7 @@ class ExportedStudent(nn.Module):
         self._check_energies(energies)
         energies = energies.to(dtype)
         gradient = gradient.to(dtype)
-        # Edge e is r_j − r_i (+ its image offset): its gradient pulls on j and pushes i.
-        forces = torch.zeros_like(positions).index_add(0, edge_index[0], gradient)
-        forces = forces.index_add(0, edge_index[1], -gradient)
+        forces = edge_forces(gradient, edge_index, positions)
         out = {"energy": energies.sum(), "energies": energies, "forces": forces}
         if compute_virial:
             # Under a strain ε every edge vector becomes v (1 + ε): ∂E/∂ε = Σ_e v_eᵀ g_e.

@@ -254,10 +254,7 @@ def evaluate(
     out = {"energy": energy, "atomic_energies": atomic, "forces": forces}
     if compute_stress:
         virial = grads[1] if grads[1] is not None else torch.zeros_like(strain)
-        volume = torch.linalg.det(cell).abs()
-        stress = virial / volume.clamp(min=1e-12).view(-1, 1, 1)
-        periodic = batch["periodic"].view(-1, 1, 1)
-        out["stress"] = torch.where(periodic, stress, torch.full_like(stress, float("nan")))
+        out["stress"] = _stress(virial, cell, batch["periodic"])
     return out
 
 
@@ -280,16 +277,27 @@ def _evaluate_written_out(
     gradient = gradient.to(positions.dtype)
     energy = torch.zeros(n_graphs, dtype=atomic.dtype, device=atomic.device)
     energy = energy.index_add(0, atom_batch, atomic)
-    # Edge e is r_j − r_i (+ its image offset): its gradient pulls on j and pushes i.
-    forces = torch.zeros_like(positions).index_add(0, edge_index[0], gradient)
-    forces = forces.index_add(0, edge_index[1], -gradient)
+    forces = edge_forces(gradient, edge_index, positions)
     out = {"energy": energy, "atomic_energies": atomic, "forces": forces}
     if compute_stress:
         edge_batch = atom_batch[edge_index[0]]
         virial = torch.zeros(n_graphs, 3, 3, dtype=positions.dtype, device=positions.device)
         virial = virial.index_add(0, edge_batch, vectors.unsqueeze(2) * gradient.unsqueeze(1))
-        volume = torch.linalg.det(cell).abs()
-        stress = virial / volume.clamp(min=1e-12).view(-1, 1, 1)
-        periodic = batch["periodic"].view(-1, 1, 1)
-        out["stress"] = torch.where(periodic, stress, torch.full_like(stress, float("nan")))
+        out["stress"] = _stress(virial, cell, batch["periodic"])
     return out
+
+
+def edge_forces(
+    gradient: torch.Tensor, edge_index: torch.Tensor, positions: torch.Tensor
+) -> torch.Tensor:
+    """Forces ``[N, 3]`` (like ``positions``) from the energy's gradient with respect to each
+    edge vector ``r_j − r_i`` (+ its image offset): each edge's gradient pulls on its
+    centre ``i`` and pushes its neighbour ``j``. Scriptable (the exported module uses it)."""
+    forces = torch.zeros_like(positions).index_add(0, edge_index[0], gradient)
+    return forces.index_add(0, edge_index[1], -gradient)
+
+
+def _stress(virial: torch.Tensor, cell: torch.Tensor, periodic: torch.Tensor) -> torch.Tensor:
+    """Per structure, ``virial / volume``; NaN for a structure that is not periodic."""
+    stress = virial / torch.linalg.det(cell).abs().clamp(min=1e-12).view(-1, 1, 1)
+    return torch.where(periodic.view(-1, 1, 1), stress, torch.full_like(stress, float("nan")))
