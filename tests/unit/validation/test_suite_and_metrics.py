@@ -248,6 +248,38 @@ def _measured(**stability) -> dict:
     }  # fmt: skip
 
 
+def test_the_stability_temperature_leaves_out_the_first_half_where_the_start_relaxes():
+    """A run that is hot while its start relaxes and at the target after is measured at the
+    target; one that stays hot is measured hot; a run that blew up is not finite."""
+    from mlff_distiller.validation.core import stability_measures
+
+    atoms = molecule("H2O")
+    steps = 10
+
+    def run(temperatures):
+        # Kinetic energy of 3N - 3 degrees of freedom at each temperature.
+        kinetic = np.array([0.5 * (3 * len(atoms) - 3) * units.kB * t for t in temperatures])
+        return Trajectory(
+            engine="ase", protocol="nvt", timestep_fs=0.5, record_every=1,
+            numbers=atoms.numbers, times_ps=np.arange(steps) * 5e-4,
+            positions=np.repeat(atoms.positions[None], steps, axis=0), cell=np.zeros((3, 3)),
+            potential_energy=np.zeros(steps), kinetic_energy=kinetic,
+            forces=np.zeros((steps, len(atoms), 3)), step_seconds=np.ones(steps),
+        )  # fmt: skip
+
+    relaxing = run([400.0] * 5 + [300.0] * 5)
+    hot = run([400.0] * steps)
+    measured = stability_measures(relaxing)
+    second_half = float(relaxing.temperature_K[5:].mean())
+    assert measured["mean_temperature_K"] == pytest.approx(second_half)
+    assert measured["mean_temperature_K"] < 0.8 * float(relaxing.temperature_K[:5].mean())
+    assert stability_measures(hot)["mean_temperature_K"] == pytest.approx(
+        float(hot.temperature_K[0])
+    )
+    assert measured["finite"] and measured["min_distance_A"] == pytest.approx(0.9686, abs=1e-3)
+    assert stability_measures(None, "lost atoms") == {"finite": False, "error": "lost atoms"}
+
+
 def test_the_declared_checks_judge_a_systems_measurements():
     """Every declared check finds its instances in the measurements; a value outside its
     threshold fails that check alone and, for an engine's check, names the engine; a run
