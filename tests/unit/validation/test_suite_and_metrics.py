@@ -278,6 +278,17 @@ def test_the_stability_temperature_leaves_out_the_first_half_where_the_start_rel
     )
     assert measured["finite"] and measured["min_distance_A"] == pytest.approx(0.9686, abs=1e-3)
     assert stability_measures(None, "lost atoms") == {"finite": False, "error": "lost atoms"}
+    assert stability_measures(hot)["temperature_stderr_K"] == 0.0  # no scatter at all
+
+
+def test_block_stderr_is_the_standard_error_of_an_uncorrelated_mean():
+    from mlff_distiller.validation.core import block_stderr
+
+    rng = np.random.default_rng(0)
+    noise = rng.normal(300.0, 30.0, size=(200, 1000))
+    errors = [block_stderr(row) for row in noise]
+    assert np.mean(errors) == pytest.approx(30.0 / np.sqrt(1000), rel=0.1)
+    assert block_stderr(np.arange(8.0)) == 0.0  # too short for two values per block
 
 
 def test_the_declared_checks_judge_a_systems_measurements():
@@ -304,6 +315,12 @@ def test_the_declared_checks_judge_a_systems_measurements():
     hot = _measured(finite=True, min_distance_A=0.9, mean_temperature_K=400.0)
     failed = [e for _, e in _judge(hot, th) if e["verdict"] == "FAIL"]
     assert [(e["name"], round(e["value"], 3)) for e in failed] == [("stability_temperature", 0.333)]
+    # 13 % off the target: within the threshold only when the run's own scatter allows it.
+    for stderr, verdict in ((0.0, "FAIL"), (3.0, "FAIL"), (10.0, "PASS")):
+        warm = _measured(finite=True, min_distance_A=0.9, mean_temperature_K=340.0,
+                         temperature_stderr_K=stderr)  # fmt: skip
+        entry = _judge(warm, th)[-1][1]
+        assert (entry["name"], entry["verdict"]) == ("stability_temperature", verdict)
 
     drifting = _measured()
     drifting["engines"]["lammps"]["energy_drift_meV_per_atom_ps"] = -5.0
