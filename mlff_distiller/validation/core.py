@@ -131,13 +131,12 @@ def _worst_contact(result: dict, th: dict) -> list[tuple[str, float, float]]:
     return [(pair, wells[pair]["excess_eV"], th["close_contact_well_eV"])]
 
 
-def _stability(key: str, threshold: str, value: Callable[[float, dict], float] = None):
+def _stability(key: str, threshold: str):
     def instances(result: dict, th: dict) -> list[tuple[str, float, float]]:
         stability = result["stability"]
         if key not in stability:
             return []  # the run blew up: only stability_finite is judged
-        measured = stability[key] if value is None else value(stability[key], result)
-        return [("", measured, th[threshold])]
+        return [("", stability[key], th[threshold])]
 
     return instances
 
