@@ -5,12 +5,13 @@
         [--seeds 5] [--system builtin:water-32] [--steps 1000] \
         [--ensemble nve --temperature 330]
 
-The ``quick`` suite judges stability from one 0.5 ps Langevin run (seed 0) at 300 K: mean
-temperature after the first fifth within 10 % of the target. One run of 96 atoms has a
-seed-to-seed spread of several per cent, so this repeats the same protocol
-(``engines.runs.run_ase``, friction 10/ps, 0.5 fs) over seeds: the mean over seeds
-says whether a student runs hot, and a run that ends in an error (atoms fused, NaN) is a
-failure that one seed may not see.
+The validation suites judge stability from one Langevin run (seed 0) at 300 K. One run has a
+seed-to-seed spread of several per cent, so this repeats a Langevin protocol
+(``engines.runs.run_ase``, friction 10/ps, 0.5 fs) over seeds: the mean over seeds says
+whether a student runs hot, and a run that ends in an error (atoms fused, NaN) is a failure
+that one seed may not see. Its mean temperature is taken after the first fifth of each run,
+as the suites did until 2026-12-06 (they now take the second half,
+``validation.core.stability_measures``), so that its committed results stay comparable.
 
 ``--ensemble nve`` starts from ``--temperature`` and lets the run heat itself, with no
 thermostat: the protocol that found the 2026-12-06 standard's water collapse (protons hopped
@@ -56,7 +57,6 @@ def transfers(traj) -> tuple[float | None, int]:
 
 def run(model: Path, system: str, seeds: int, steps: int, ensemble: str,
         temperature_K: float) -> dict:  # fmt: skip
-
     from mlff_distiller import StudentCalculator
     from mlff_distiller.data import load_source
     from mlff_distiller.engines.runs import initial_velocities, run_ase
