@@ -5,7 +5,9 @@ The files live in ``mlff_distiller/data/builtin/`` (package data, no Python insi
 small molecules, elements H C N O F S Cl only, all neutral), ``functional_groups.csv`` (the
 same columns: about a hundred small molecules, one or two functional groups each, for
 coverage of chemistry the first set lacks; none of them is in ``organic.csv`` or in the
-unseen-molecule set of ``benchmarks/fidelity.py``) and ``water_<N>.extxyz``, periodic boxes
+unseen-molecule set of ``benchmarks/fidelity.py``), ``functional_groups_2.csv`` (about 125
+more, in none of the sets above: heteroaromatics, nitriles, fluorinated and chlorinated
+groups, amides and ureas, sulfur groups, capped amino acids) and ``water_<N>.extxyz``, periodic boxes
 of ``N`` equilibrated water molecules made by :mod:`mlff_distiller.data.waterbox`.
 
 >>> from mlff_distiller.data.builtin import organic_set, water_box
@@ -39,7 +41,7 @@ __all__ = [
 
 #: The shipped molecule sets, each a source ``builtin:NAME`` read from ``NAME.csv`` (dashes
 #: as underscores).
-MOLECULE_SETS: tuple[str, ...] = ("organic", "functional-groups")
+MOLECULE_SETS: tuple[str, ...] = ("organic", "functional-groups", "functional-groups-2")
 #: Categories used in ``organic.csv``.
 ORGANIC_CATEGORIES: tuple[str, ...] = ("drug-like", "peptide", "small")
 #: Numbers of water molecules of the shipped boxes.

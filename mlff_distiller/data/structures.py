@@ -155,7 +155,7 @@ def builtin_molecules(
     n_conformers: int = 1, seed: int = 0, names: list[str] | None = None, set_name: str = "organic"
 ) -> list[Atoms]:
     """A built-in molecule set as 3D conformers: ``organic`` (drug-like molecules, small
-    peptides) or ``functional-groups`` (see :mod:`.builtin`)."""
+    peptides), ``functional-groups`` or ``functional-groups-2`` (see :mod:`.builtin`)."""
     from .builtin import molecule_set
 
     entries = molecule_set(set_name)
@@ -182,7 +182,8 @@ def builtin_molecules(
 def load_source(spec: str, n_conformers: int = 1, seed: int = 0) -> list[Atoms]:
     """Structures from one command-line source spec.
 
-    ``builtin:organic``, ``builtin:functional-groups``, ``builtin:water-64`` (a shipped box
+    ``builtin:organic``, ``builtin:functional-groups``, ``builtin:functional-groups-2``,
+    ``builtin:water-64`` (a shipped box
     of 64 molecules),
     ``smiles:CCO`` (one molecule; several with ``smiles:CCO,c1ccccc1``), or a file path.
     """
@@ -197,8 +198,8 @@ def load_source(spec: str, n_conformers: int = 1, seed: int = 0) -> list[Atoms]:
 
             return [water_box(int(value[6:]))]
         raise StructureError(
-            f"unknown built-in set {value!r}; use 'builtin:organic', "
-            "'builtin:functional-groups' or 'builtin:water-N'"
+            f"unknown built-in set {value!r}; use one of "
+            f"{', '.join('builtin:' + name for name in MOLECULE_SETS)} or 'builtin:water-N'"
         )
     if sep and kind == "smiles":
         return structures_from_smiles(value.split(","), n_conformers=n_conformers, seed=seed)
