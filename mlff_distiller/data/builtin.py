@@ -7,8 +7,9 @@ same columns: about a hundred small molecules, one or two functional groups each
 coverage of chemistry the first set lacks; none of them is in ``organic.csv`` or in the
 unseen-molecule set of ``benchmarks/fidelity.py``), ``functional_groups_2.csv`` (about 125
 more, in none of the sets above: heteroaromatics, nitriles, fluorinated and chlorinated
-groups, amides and ureas, sulfur groups, capped amino acids) and ``water_<N>.extxyz``, periodic boxes
-of ``N`` equilibrated water molecules made by :mod:`mlff_distiller.data.waterbox`.
+groups, amides and ureas, sulfur groups, capped amino acids) and ``water_<N>.extxyz``,
+periodic boxes of ``N`` equilibrated water molecules made by
+:mod:`mlff_distiller.data.waterbox`.
 
 >>> from mlff_distiller.data.builtin import organic_set, water_box
 >>> [entry.smiles for entry in organic_set() if entry.name == "aspirin"]

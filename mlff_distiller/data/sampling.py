@@ -7,6 +7,7 @@ the method, its parameters and the seed. The same seed gives the same samples.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -173,6 +174,11 @@ def md_sampling(
 
     Velocities start from a Maxwell–Boltzmann distribution drawn with ``seed``; the Langevin
     noise is seeded too, so a rerun gives the same frames.
+
+    A trajectory whose calculator gives up (a student driving MD outside what it learned
+    can pull two atoms together until its evaluation refuses them) or whose positions stop
+    being finite ends there: the frames it gave before are kept, the other structures go on,
+    and a :class:`UserWarning` names each trajectory cut short and why.
     """
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
@@ -180,6 +186,7 @@ def md_sampling(
     if every < 1 or n_frames < 1:
         raise InputError("md_sampling needs n_frames >= 1 and every >= 1")
     samples = []
+    cut: list[str] = []
     for atoms, rng in zip(structures, _rngs(seed, len(structures))):
         work = atoms.copy()
         work.calc = calculator
@@ -193,21 +200,36 @@ def md_sampling(
             fixcm=False,
             rng=rng,
         )
-        if equilibration_steps:
-            dyn.run(equilibration_steps)
-        for i in range(n_frames):
-            dyn.run(every)
-            sample = _tagged(
-                work,
-                "md",
-                seed,
-                temperature_K=temperature_K,
-                every=every,
-                timestep_fs=timestep_fs,
-                friction_per_fs=friction_per_fs,
-                step=equilibration_steps + (i + 1) * every,
-            )
-            samples.append(sample)
+        work.get_forces()  # what the calculator refuses at the start is the input's fault
+        name = str(atoms.info.get("name", atoms.get_chemical_formula()))
+        kept = 0
+        try:
+            if equilibration_steps:
+                dyn.run(equilibration_steps)
+            for i in range(n_frames):
+                dyn.run(every)
+                if not np.isfinite(work.positions).all():
+                    raise InputError("positions are no longer finite")
+                sample = _tagged(
+                    work,
+                    "md",
+                    seed,
+                    temperature_K=temperature_K,
+                    every=every,
+                    timestep_fs=timestep_fs,
+                    friction_per_fs=friction_per_fs,
+                    step=equilibration_steps + (i + 1) * every,
+                )
+                samples.append(sample)
+                kept += 1
+        except InputError as error:
+            cut.append(f"{name} after {kept} of {n_frames} frames ({error})")
+    if cut:
+        warnings.warn(
+            f"md sampling at {temperature_K:g} K cut {len(cut)} of {len(structures)} "
+            f"trajectories short where the calculator gave up: {'; '.join(cut)}",
+            stacklevel=2,
+        )
     return samples
 
 

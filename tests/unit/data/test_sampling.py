@@ -15,6 +15,7 @@ from mlff_distiller.data import (
     rattle_strain,
 )
 from mlff_distiller.data.sampling import hessian
+from mlff_distiller.errors import InputError
 
 
 def test_perturb_has_the_requested_amplitude_and_is_reproducible():
@@ -204,6 +205,55 @@ def test_md_driven_by_a_student_needs_no_teacher_and_says_so(tmp_path, make_stud
     assert frames[0].info["sampling"]["driver"] == "best.pt"
     assert np.abs(frames[2].positions - frames[0].positions).max() > 1e-3
     np.testing.assert_allclose(again[2].positions, frames[2].positions, atol=1e-10)
+
+
+class _GivesUp:
+    """Wraps a real student calculator and refuses one molecule from its ``after``-th forces
+    call on, with the error the exported module gives when a student pulls two atoms
+    together (a blow-up cannot be provoked on demand in a few steps of a good student; this
+    stands in for one)."""
+
+    def __init__(self, calculator, n_atoms: int, after: int):
+        self.calculator, self.n_atoms, self.after, self.calls = calculator, n_atoms, after, 0
+
+    def __getattr__(self, name):
+        return getattr(self.calculator, name)
+
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        if name == "forces" and atoms is not None and len(atoms) == self.n_atoms:
+            self.calls += 1
+            if self.calls >= self.after:
+                raise InputError("atoms 7 and 8 are 0.050 Å apart, closer than 0.100 Å")
+        return self.calculator.get_property(name, atoms, allow_calculation)
+
+    def get_forces(self, atoms=None):
+        return self.get_property("forces", atoms)
+
+    def get_potential_energy(self, atoms=None, force_consistent=False):
+        return self.get_property("energy", atoms)
+
+
+def test_md_sampling_cuts_a_trajectory_its_driver_gives_up_on_and_keeps_the_rest(
+    tmp_path, make_student_checkpoint
+):
+    """A student driving MD outside what it learned can collapse a molecule; that trajectory
+    ends with the frames it gave, the others go on, and a warning names it. A structure the
+    calculator refuses before any step is the input's fault and still raises."""
+    from mlff_distiller import StudentCalculator
+    from mlff_distiller.data import load_source
+
+    driver = StudentCalculator(str(make_student_checkpoint(tmp_path / "best.pt", ("H", "C", "O"))))
+    ethanol, water = load_source("smiles:CCO")[0], load_source("smiles:O")[0]
+    assert len(ethanol) == 9
+    give_up = _GivesUp(driver, n_atoms=9, after=24)  # ~3 asks a step: frame 2
+    with pytest.warns(UserWarning, match=r"cut 1 of 2 trajectories.*after 1 of 3 frames"):
+        frames = md_sampling([ethanol, water], give_up, n_frames=3, every=5, temperature_K=300)
+    assert [len(f) for f in frames] == [9, 3, 3, 3]
+    assert [f.info["sampling"]["step"] for f in frames] == [5, 5, 10, 15]
+
+    at_once = _GivesUp(driver, n_atoms=9, after=1)
+    with pytest.raises(InputError, match="closer than"):
+        md_sampling([ethanol], at_once, n_frames=3, every=5, temperature_K=300)
 
 
 def test_needs_calculator_only_for_teacher_driven_sampling():
