@@ -25,14 +25,19 @@ def centre_slots(centre: torch.Tensor, n_atoms: int) -> tuple[torch.Tensor, int]
     width = int(counts.max())
     if n_atoms * width > 4 * n_edges + 1024:
         return centre, 0
+    return centre * width + rank_in_group(centre, counts), width
+
+
+def rank_in_group(key: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Each entry's place among the entries of the same ``key`` (0, 1, ... in their order),
+    given ``counts = bincount(key)``; no sort where ``key`` is grouped already (LAMMPS's
+    plugin hands edges over grouped by centre and neighbour element)."""
     starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(n_edges, device=centre.device)
-    if bool((centre[1:] >= centre[:-1]).all()):
-        slot = rank - starts[centre]
-    else:
-        order = torch.argsort(centre, stable=True)
-        slot = torch.empty_like(rank).index_copy(0, order, rank - starts[centre[order]])
-    return centre * width + slot, width
+    rank = torch.arange(key.shape[0], device=key.device)
+    if bool((key[1:] >= key[:-1]).all()):
+        return rank - starts[key]
+    order = torch.argsort(key, stable=True)
+    return torch.empty_like(rank).index_copy(0, order, rank - starts[key[order]])
 
 
 def sum_outer(
@@ -188,13 +193,7 @@ def species_slots(
     width = columns[-1]
     if 2 * n_atoms * width > 3 * n_edges + 2048:
         return centre, order, blocks, empty
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(n_edges, device=centre.device)
-    if bool((key[1:] >= key[:-1]).all()):  # grouped already (LAMMPS's plugin does so)
-        slot = rank - starts[key]
-    else:
-        by_key = torch.argsort(key, stable=True)
-        slot = torch.empty_like(rank).index_copy(0, by_key, rank - starts[key[by_key]])
+    slot = rank_in_group(key, counts)
     position = torch.empty_like(order).index_copy(
         0, order, torch.arange(n_atoms, device=centre.device)
     )
