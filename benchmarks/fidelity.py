@@ -384,6 +384,16 @@ def table(payload: dict) -> str:
                 text += f" (unstable at step {own['runs'][s]['steps_run']})"
             cells.append(text)
         lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Force RMSE on teacher MD of the molecules never trained on, per molecule (eV/Å):")
+    lines.append("")
+    unseen = list(UNSEEN_SYSTEMS)
+    lines.append("| student | " + " | ".join(unseen) + " |")
+    lines.append("| --- |" + " --- |" * len(unseen))
+    for r in payload["results"]:
+        blocks = r["unseen_300K"]["systems"]
+        cells = [f"{blocks[m]['force_rmse_eV_per_A']:.3f}" if m in blocks else "–" for m in unseen]
+        lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
