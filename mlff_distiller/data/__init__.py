@@ -27,7 +27,9 @@ from .sampling import (
     normal_mode_sampling,
     perturb,
     rattle_strain,
+    squeeze_cells,
     torsion_sampling,
+    whole_molecules,
 )
 from .splits import split_indices
 from .structures import (
@@ -58,6 +60,8 @@ __all__ = [
     "compress_bonds",
     "compress_contacts",
     "rattle_strain",
+    "squeeze_cells",
+    "whole_molecules",
     "read_dataset",
     "read_structures",
     "split_indices",

@@ -12,7 +12,8 @@
 >>> structures = build_structures(recipe)                     # doctest: +SKIP
 
 Each sampling step applies to the structures it suits (``normal_modes`` and ``torsions`` to
-molecules, ``rattle_strain`` to periodic cells, ``perturb``, ``md``, ``compress`` (squeezed
+molecules, ``rattle_strain`` and ``squeeze`` (cells compressed with their molecules
+kept whole) to periodic cells, ``perturb``, ``md``, ``compress`` (squeezed
 bonds) and ``contacts`` (squeezed non-bonded pairs) to both); the result is the original
 structures (unless ``include_originals: false``)
 followed by every step's samples.
@@ -45,6 +46,7 @@ from .sampling import (
     normal_mode_sampling,
     perturb,
     rattle_strain,
+    squeeze_cells,
     torsion_sampling,
 )
 from .structures import load_source
@@ -58,6 +60,7 @@ _METHODS = {
     "torsions": (torsion_sampling, "molecule", False),
     "compress": (compress_bonds, "any", False),
     "contacts": (compress_contacts, "any", False),
+    "squeeze": (squeeze_cells, "periodic", False),
 }
 #: A step's optional ``apply_to:`` key narrows it to molecules or to periodic cells. (Not
 #: ``on:``, which YAML 1.1 reads as the boolean true.)

@@ -12,8 +12,9 @@ Per system (a failure in one is reported and the others still run):
    (on teacher frames, and on student frames relabelled by the teacher: the error that
    matters in MD), per-step latency and the speed-up over the teacher measured in this run,
    structure (RDF or bonds, angles, dihedrals) against the teacher's, close contacts
-   (isolated pairs pushed inside 0.8 × their radii sum, student against teacher), and a
-   longer student run for stability.
+   (isolated pairs pushed inside 0.8 × their radii sum, student against teacher), the
+   pressure of a periodic system squeezed to 0.85 of its edge with its molecules whole
+   (student against teacher), and a longer student run for stability.
 
 In the code, a system goes through four steps: ``_run_system`` (every engine call, through
 :mod:`mlff_distiller.engines.runs`), ``_measure`` (the numbers, no verdicts), ``_judge``
@@ -47,6 +48,7 @@ from ..engines.runs import Trajectory, evaluate_ase, initial_velocities, peak_me
 from ..errors import InputError
 from ..files import write_json
 from . import metrics
+from .compression import compression_curve
 from .contacts import close_contact_wells
 from .suite import (
     Suite,
@@ -131,6 +133,13 @@ def _worst_contact(result: dict, th: dict) -> list[tuple[str, float, float]]:
     return [(pair, wells[pair]["excess_eV"], th["close_contact_well_eV"])]
 
 
+def _compression(result: dict, th: dict) -> list[tuple[str, float, float]]:
+    curve = result.get("compression") or {}
+    if not curve:
+        return []  # not periodic: nothing to squeeze
+    return [("", curve["worst_rel"], th["compression_pressure_rel"])]
+
+
 def _stability(key: str, threshold: str):
     def instances(result: dict, th: dict) -> list[tuple[str, float, float]]:
         stability = result["stability"]
@@ -184,6 +193,9 @@ CHECKS = {
         Check("close_contact_well", "close_contact_well_eV", True,
               "eV (an isolated pair's energy well inside 0.8 × its radii sum, beyond the "
               "teacher's; the worst pair)", instances=_worst_contact),
+        Check("compression_pressure", "compression_pressure_rel", True,
+              "relative (pressure of the cell squeezed to 0.85-1 of its edge, molecules "
+              "whole, against the teacher's; the worst fraction)", instances=_compression),
         Check("stability_finite", None, False,
               instances=lambda result, th: [("", float(result["stability"]["finite"]), 1.0)]),
         Check("stability_min_distance", "min_distance_A", False, "Å",
@@ -262,6 +274,7 @@ class _Runs:
     relabel: list[int]  # the relabelled student frames, indices into student_nvt
     teacher_on_student: np.ndarray  # teacher forces on them
     contacts: dict[str, dict[str, float]]  # close-contact wells per element pair
+    compression: dict[str, Any]  # pressures of the squeezed cell ({} for a molecule)
     stability_engine: str
     stability: Trajectory | None  # None: the run blew up
     crashed: str | None
@@ -330,6 +343,8 @@ def _run_system(spec: SystemSpec, atoms, teacher, teacher_key: str, model_path: 
 
     # Isolated pairs of the system's elements pushed together, student and teacher.
     contacts = close_contact_wells(student, teacher, atoms.get_chemical_symbols())
+    # A periodic system squeezed with its molecules whole, student and teacher.
+    compression = compression_curve(student, teacher, atoms)
 
     # Stability: a longer student NVT in the fastest engine available.
     stable_engine = "lammps" if "lammps" in p["engines"] else "ase"
@@ -354,7 +369,7 @@ def _run_system(spec: SystemSpec, atoms, teacher, teacher_key: str, model_path: 
     return _Runs(
         teacher_nve, teacher_nvt, bool(cached_nve and cached_nvt), timing, nve, student_nvt,
         picks, on_picks, student_on_teacher, relabel, np.array(teacher_f), contacts,
-        stable_engine, long, crashed, memory,
+        compression, stable_engine, long, crashed, memory,
     )  # fmt: skip
 
 
@@ -440,6 +455,7 @@ def _measure(runs: _Runs, numbers: np.ndarray, p: dict, tolerance: dict) -> dict
                                                         runs.student_nvt.frames())  # fmt: skip
 
     result["close_contacts"] = runs.contacts
+    result["compression"] = runs.compression
     stability = stability_measures(runs.stability, runs.crashed)
     stability.update({"engine": runs.stability_engine, "steps": p["stability_steps"]})
     result["stability"] = stability

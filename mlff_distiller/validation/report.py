@@ -164,6 +164,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> Path:
             "",
             _contacts_line(system.get("close_contacts", {})),
             "",
+            _compression_line(system.get("compression", {})),
+            "",
             "Memory is the peak resident size of the validating process after each stage; it only "
             "grows, so a later engine's figure includes the earlier ones.",
             "",
@@ -192,4 +194,19 @@ def _contacts_line(wells: dict) -> str:
     return (
         "Close contacts (isolated pairs, energy well inside 0.8 × the covalent radii sum; "
         "a physical pair has none): " + "; ".join(parts) + "."
+    )
+
+
+def _compression_line(curve: dict) -> str:
+    """The pressures of a periodic system squeezed with its molecules whole."""
+    if not curve:
+        return "Compression: not measured (not periodic)."
+    parts = [
+        f"{f:.2f} × edge: {s:.1f} (teacher {t:.1f})"
+        for f, s, t in zip(curve["fractions"], curve["student_GPa"], curve["teacher_GPa"])
+    ]
+    return (
+        "Compression (cell squeezed with its molecules whole; pressure in GPa): "
+        + "; ".join(parts)
+        + f". Worst relative error {curve['worst_rel']:.2f} at {curve['at_fraction']:.2f}."
     )

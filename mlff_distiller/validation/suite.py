@@ -77,6 +77,9 @@ THRESHOLD_DEFAULTS: dict[str, Any] = {
     # Close contacts: the deepest energy well of an isolated pair of the system's elements
     # inside 0.8 x their covalent radii sum, beyond the teacher's own (validation.contacts).
     "close_contact_well_eV": 1.0,
+    # Compression: a periodic system's pressure with its cell squeezed to 0.85-1 of its edge
+    # (molecules whole), relative to the teacher's; the worst fraction (validation.compression).
+    "compression_pressure_rel": 0.5,
     # Stability run.
     "min_distance_A": 0.6,
     "temperature_fraction": 0.1,  # mean temperature within ±10 % of the target

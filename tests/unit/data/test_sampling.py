@@ -371,6 +371,54 @@ def test_compress_contacts_squeezes_non_bonded_pairs_and_keeps_every_bond():
         compress_contacts([box], n_samples=1, within=0.0)
 
 
+def test_squeeze_cells_scales_the_cell_and_keeps_every_molecule_whole():
+    """A squeezed water box: the cell is scaled by the drawn factor in [low, high], every
+    water's bonds keep their lengths (to 1e-12 Å, across the boundary too) and its centre
+    moves with the cell; the density rises as factor**-3; a recipe step names it."""
+    from mlff_distiller.data import squeeze_cells, water_box, whole_molecules
+
+    box = water_box(32)
+    box.positions[1] += box.cell.array[0]  # one hydrogen stored an image away from its O
+    whole, ids = whole_molecules(box)
+    assert len(set(ids)) == 32
+    assert np.linalg.norm(whole[1] - whole[0]) < 1.1  # made whole again
+    samples = squeeze_cells([box], n_samples=12, low=0.8, high=0.95, rattle=0.0, seed=3)
+    assert len(samples) == 12
+    factors = [s.info["sampling"]["factor"] for s in samples]
+    assert all(0.8 <= f <= 0.95 for f in factors) and len(set(factors)) == 12
+    for sample, factor in zip(samples, factors):
+        np.testing.assert_allclose(sample.cell.array, factor * box.cell.array, rtol=1e-14)
+        assert sample.get_volume() == pytest.approx(factor**3 * box.get_volume(), rel=1e-12)
+        for m in range(32):
+            for a, b in ((0, 1), (0, 2), (1, 2)):
+                d = sample.get_distance(3 * m + a, 3 * m + b, mic=True)
+                assert d == pytest.approx(
+                    box.get_distance(3 * m + a, 3 * m + b, mic=True), abs=1e-12
+                )
+        # the centre of each water, in the cell's fractional coordinates, does not move
+        inside = sample.get_scaled_positions(wrap=False)
+        centre = np.array(
+            [whole_molecules(sample)[0][3 * m : 3 * m + 3].mean(0) for m in range(32)]
+        )
+        before = np.array([whole[3 * m : 3 * m + 3].mean(0) for m in range(32)])
+        shift = centre @ np.linalg.inv(sample.cell.array) - before @ np.linalg.inv(box.cell.array)
+        np.testing.assert_allclose(shift - np.round(shift), 0.0, atol=1e-12)
+        assert inside.min() >= 0.0 and inside.max() < 1.0  # wrapped back into the cell
+    rattled = squeeze_cells([box], n_samples=1, low=0.9, high=0.9, rattle=0.05, seed=3)[0]
+    still = squeeze_cells([box], n_samples=1, low=0.9, high=0.9, rattle=0.0, seed=3)[0]
+    moved = (rattled.positions - still.positions) @ np.linalg.inv(still.cell.array)
+    moved = (moved - np.round(moved)) @ still.cell.array  # minimum image: wrapping aside
+    assert np.std(moved) == pytest.approx(0.05, rel=0.2)
+    with pytest.raises(ValueError, match="needs fully periodic cells"):
+        squeeze_cells([molecule("H2O")], n_samples=1)
+    with pytest.raises(ValueError, match="0 < low <= high"):
+        squeeze_cells([box], n_samples=1, low=0.9, high=0.8)
+    recipe = {"sources": ["smiles:O", "builtin:water-32"],
+              "sampling": [{"method": "squeeze", "n_samples": 3, "low": 0.85}]}  # fmt: skip
+    built = build_structures(recipe)
+    assert [s.info.get("sampling", {}).get("method") for s in built[2:]] == ["squeeze"] * 3
+
+
 def test_compress_bonds_finds_bonds_across_a_periodic_boundary():
     from mlff_distiller.data import compress_bonds
 

@@ -243,6 +243,7 @@ def _measured(**stability) -> dict:
         "force_error": {"student_frames": {"force_rmse_eV_per_A": 0.05}},
         "structure_comparison": {"kind": "liquid", "rdf": {"O-H": {"distance": 0.01}}},
         "close_contacts": {"O-H": {"excess_eV": 0.0}, "H-H": {"excess_eV": 0.2}},
+        "compression": {"worst_rel": 0.1, "at_fraction": 0.85},
         "stability": stability or {"finite": True, "min_distance_A": 0.9,
                                    "mean_temperature_K": 310.0},
     }  # fmt: skip
@@ -304,8 +305,8 @@ def test_the_declared_checks_judge_a_systems_measurements():
     assert names == [
         "energy_drift[ase]", "energy_drift[lammps]", "energy_excursion[ase]",
         "energy_excursion[lammps]", "cross_engine_forces[lammps]", "cross_engine_energy[lammps]",
-        "force_rmse_student_frames", "rdf[O-H]", "close_contact_well[H-H]", "stability_finite",
-        "stability_min_distance",
+        "force_rmse_student_frames", "rdf[O-H]", "close_contact_well[H-H]",
+        "compression_pressure", "stability_finite", "stability_min_distance",
         "stability_temperature",
     ]  # fmt: skip
     assert {name.split("[")[0] for name in names} == set(CHECKS) - {"distribution"}
@@ -336,7 +337,14 @@ def test_the_declared_checks_judge_a_systems_measurements():
     failed = [e for _, e in _judge(welled, th) if e["verdict"] == "FAIL"]
     assert [(e["name"], e["value"]) for e in failed] == [("close_contact_well[O-H]", 15.8)]
 
+    attracting = _measured()  # the standard of 2026-12-06: -216 GPa where the teacher has 25
+    attracting["compression"] = {"worst_rel": 9.8, "at_fraction": 0.85}
+    failed = [e for _, e in _judge(attracting, th) if e["verdict"] == "FAIL"]
+    assert [(e["name"], e["value"]) for e in failed] == [("compression_pressure", 9.8)]
+
     molecule = _measured()
+    molecule["compression"] = {}  # nothing to squeeze: not judged
+    assert "compression_pressure" not in [e["name"] for _, e in _judge(molecule, th)]
     molecule["structure_comparison"] = {"kind": "molecule", "bonds": {"total_variation": 0.9}}
     entry = next(e for _, e in _judge(molecule, th) if e["name"] == "bonds_distribution")
     assert entry["verdict"] == "FAIL"
