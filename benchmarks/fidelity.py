@@ -18,6 +18,9 @@ Per student, against SevenNet-0 (the teacher of the shipped students):
   minimum, mean absolute deviation from the teacher's (cm⁻¹);
 - **torsion**: a rigid scan of alanine dipeptide's φ and of ethanol's C–C–O–H dihedral,
   RMSE of the relative energies (meV) where the teacher is within 0.5 eV of its minimum;
+- **compression**: 32 waters squeezed to 1-0.85 of their edge with every molecule whole
+  (``validation.compression``): the student's pressure against the teacher's, worst relative
+  error and the pressures at 0.85 (GPa);
 - **cost**: median ``get_forces`` time per atom through ASE (µs/atom-call) on 32 waters and
   paracetamol, the teacher timed in the same run.
 
@@ -51,6 +54,7 @@ from mlff_distiller.data import label, load_source, md_sampling, read_dataset
 from mlff_distiller.data.sampling import hessian
 from mlff_distiller.files import atomic_path, write_text
 from mlff_distiller.teachers import get_teacher
+from mlff_distiller.validation.compression import compression_curve
 
 RESULTS = Path(__file__).parent / "results"
 SHIPPED = Path(__file__).parent.parent / "torchscript_exports"
@@ -323,6 +327,9 @@ def evaluate_student(name: str, path: Path, teacher, sets: dict, refs: dict, arg
             "rmse_meV": _relative_rmse_meV(energies, reference),
             "energies_eV": energies.tolist(),
         }
+    result["compression"] = compression_curve(
+        calc, teacher, _structure(TRAINING_SYSTEMS["water-32"])
+    )
     result["cost_us_per_atom_call"] = {
         system: cost_us_per_atom(calc, _structure(TRAINING_SYSTEMS[system]), args.calls)
         for system in ("paracetamol", "water-32")
@@ -338,6 +345,14 @@ def _cell(block: dict) -> str:
     )
 
 
+def _squeezed(curve: dict | None) -> str:
+    if not curve:
+        return "not measured"
+    return (
+        f"{curve['worst_rel']:.2f}; {curve['student_GPa'][-1]:.1f} ({curve['teacher_GPa'][-1]:.1f})"
+    )
+
+
 def table(payload: dict) -> str:
     header = [
         "student",
@@ -347,6 +362,7 @@ def table(payload: dict) -> str:
         "(c) own MD: worst system; all",
         "vib. MAD ethanol / paracetamol (cm⁻¹)",
         "torsion RMSE φ / CCOH (meV)",
+        "32 waters squeezed: worst rel. pressure error; GPa at 0.85 (teacher)",
         "µs/atom-call water-32 (teacher)",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -366,6 +382,7 @@ def table(payload: dict) -> str:
             f"{vib['ethanol']['mad_cm']:.0f} / {vib['paracetamol']['mad_cm']:.0f}",
             f"{tors['alanine-dipeptide-phi']['rmse_meV']:.1f} / "
             f"{tors['ethanol-ccoh']['rmse_meV']:.1f}",
+            _squeezed(r.get("compression")),
             f"{r['cost_us_per_atom_call']['water-32']:.1f} ({teacher_cost:.0f})",
         ]
         lines.append("| " + " | ".join(cells) + " |")
