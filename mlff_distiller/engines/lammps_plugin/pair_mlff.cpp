@@ -581,14 +581,14 @@ void PairMLFF::compute(int eflag, int vflag)
                    "{} Angstrom: remove the duplicated atom and check the units of the data file",
                    tag[i], tag[j], std::sqrt(rsq) * length_to_angstrom_, MIN_DISTANCE_ANGSTROM);
       }
-      scratch_.emplace_back(j, sj);
+      scratch_.push_back({j, sj, dx, dy, dz, rsq});
     }
     // Emit this centre's edges grouped by neighbour species (a stable counting sort): the
     // model lays edges out by (centre, neighbour species) and skips its own sort when they
     // come so.
     const size_t n_species = atomic_numbers_.size();
     species_start_.assign(n_species + 1, 0);
-    for (const auto &edge : scratch_) species_start_[edge.second + 1]++;
+    for (const auto &edge : scratch_) species_start_[edge.species + 1]++;
     for (size_t s = 0; s < n_species; s++) species_start_[s + 1] += species_start_[s];
     const size_t first = edge_j_.size();
     const size_t count = scratch_.size();
@@ -598,17 +598,13 @@ void PairMLFF::compute(int eflag, int vflag)
     neighbour_species_.resize(first + count);
     edge_j_.resize(first + count);
     for (const auto &edge : scratch_) {
-      const int j = edge.first;
-      const size_t k = first + static_cast<size_t>(species_start_[edge.second]++);
-      const double dx = x[j][0] - x[i][0];
-      const double dy = x[j][1] - x[i][1];
-      const double dz = x[j][2] - x[i][2];
-      vectors_[3 * k] = dx * length_to_angstrom_;
-      vectors_[3 * k + 1] = dy * length_to_angstrom_;
-      vectors_[3 * k + 2] = dz * length_to_angstrom_;
-      rsq_[k] = (dx * dx + dy * dy + dz * dz) * angstrom_sq;
-      neighbour_species_[k] = edge.second;
-      edge_j_[k] = j;
+      const size_t k = first + static_cast<size_t>(species_start_[edge.species]++);
+      vectors_[3 * k] = edge.dx * length_to_angstrom_;
+      vectors_[3 * k + 1] = edge.dy * length_to_angstrom_;
+      vectors_[3 * k + 2] = edge.dz * length_to_angstrom_;
+      rsq_[k] = edge.rsq * angstrom_sq;
+      neighbour_species_[k] = edge.species;
+      edge_j_[k] = edge.j;
     }
     scratch_.clear();
   }

@@ -92,9 +92,14 @@ class PairMLFF : public Pair {
   std::vector<double> vectors_, rsq_;
   std::vector<int64_t> centre_, neighbour_species_, centre_species_;
   std::vector<int> edge_j_, centre_atom_;
-  // One centre's neighbours (j, model species) before they are emitted grouped by species,
-  // and the per-species counts of that grouping.
-  std::vector<std::pair<int, int>> scratch_;
+  // One centre's neighbours before they are emitted grouped by species (the separation is
+  // kept from the cutoff test, not computed twice), and the per-species counts of that
+  // grouping.
+  struct Neighbour {
+    int j, species;
+    double dx, dy, dz, rsq;
+  };
+  std::vector<Neighbour> scratch_;
   std::vector<int64_t> species_start_;
 };
 
