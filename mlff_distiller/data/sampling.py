@@ -477,11 +477,14 @@ def compress_contacts(
     return samples
 
 
-def whole_molecules(atoms: Atoms) -> tuple[np.ndarray, list[int]]:
+def whole_molecules(atoms: Atoms) -> tuple[np.ndarray, list[int], np.ndarray]:
     """Positions with every molecule made whole across the periodic boundary (each atom moved
     by lattice vectors so that every bond is its minimum image, walking out from the
-    molecule's first atom) and the molecule id per atom (:func:`molecule_ids` of the bonds,
-    periodic images included)."""
+    molecule's first atom), the molecule id per atom (:func:`molecule_ids` of the bonds,
+    periodic images included), and per atom whether its molecule is bonded to its own
+    periodic image (a covalent network such as a crystal: no finite molecule to make whole)."""
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+
     from .structures import covalent_bonds, molecule_ids
 
     bonds = covalent_bonds(atoms)
@@ -509,7 +512,13 @@ def whole_molecules(atoms: Atoms) -> tuple[np.ndarray, list[int]]:
                 positions[j] = positions[i] + vector
                 placed[j] = True
                 queue.append(j)
-    return positions, molecule
+    # Every bond, every image: one that does not join the made-whole positions closes a loop
+    # through the boundary, so its molecule repeats without end.
+    first, second, vectors = neighbor_list("ijD", atoms, natural_cutoffs(atoms, mult=1.2))
+    gaps = np.linalg.norm(positions[second] - positions[first] - vectors, axis=1)
+    ids = np.asarray(molecule)
+    endless = np.isin(ids, ids[first[gaps > 1e-6]])
+    return positions, molecule, endless
 
 
 def squeeze_cells(
@@ -530,7 +539,8 @@ def squeeze_cells(
     Students trained without it have turned attractive under compression (the ``standard``
     of 2026-12-06 gave -216 GPa for 32 waters at 0.85 of their edge, where SevenNet-0 gives
     +25 GPa) and blown up under a 50 kbar barostat. Atoms bonded to no other atom move with
-    the cell like a molecule of one.
+    the cell like a molecule of one; a network bonded to its own periodic image (a covalent
+    crystal) has no centre to move and is scaled with the cell, atom by atom.
 
     Examples
     --------
@@ -551,11 +561,13 @@ def squeeze_cells(
                 f"squeeze_cells needs fully periodic cells; {name} is not periodic (use "
                 "compress or contacts for molecules)"
             )
-        positions, molecule = whole_molecules(atoms)
+        positions, molecule, endless = whole_molecules(atoms)
         ids = np.asarray(molecule)
         centres = np.zeros((ids.max() + 1, 3))
         np.add.at(centres, ids, positions)
         centres /= np.bincount(ids, minlength=len(centres))[:, None].clip(min=1)
+        anchors = centres[ids]
+        anchors[endless] = positions[endless]  # a network moves with the cell, atom by atom
         for n in range(n_samples):
             factor = float(rng.uniform(low, high))
             sample = _tagged(
@@ -563,7 +575,7 @@ def squeeze_cells(
                 factor=factor,
             )  # fmt: skip
             sample.set_cell(atoms.cell.array * factor, scale_atoms=False)
-            sample.positions = positions + (factor - 1.0) * centres[ids]
+            sample.positions = positions + (factor - 1.0) * anchors
             sample.positions += rng.normal(0.0, rattle, size=sample.positions.shape)
             sample.wrap()
             samples.append(sample)

@@ -379,8 +379,8 @@ def test_squeeze_cells_scales_the_cell_and_keeps_every_molecule_whole():
 
     box = water_box(32)
     box.positions[1] += box.cell.array[0]  # one hydrogen stored an image away from its O
-    whole, ids = whole_molecules(box)
-    assert len(set(ids)) == 32
+    whole, ids, endless = whole_molecules(box)
+    assert len(set(ids)) == 32 and not endless.any()
     assert np.linalg.norm(whole[1] - whole[0]) < 1.1  # made whole again
     samples = squeeze_cells([box], n_samples=12, low=0.8, high=0.95, rattle=0.0, seed=3)
     assert len(samples) == 12
@@ -417,6 +417,22 @@ def test_squeeze_cells_scales_the_cell_and_keeps_every_molecule_whole():
               "sampling": [{"method": "squeeze", "n_samples": 3, "low": 0.85}]}  # fmt: skip
     built = build_structures(recipe)
     assert [s.info.get("sampling", {}).get("method") for s in built[2:]] == ["squeeze"] * 3
+
+
+def test_squeeze_cells_scales_a_covalent_network_with_its_cell():
+    """Diamond is one molecule bonded to its own images: it has no centre to move, so every
+    atom moves with the cell and every bond shortens by the factor (moving it whole would
+    leave the bonds across the boundary to take the whole squeeze)."""
+    from mlff_distiller.data import squeeze_cells, whole_molecules
+
+    for crystal in (bulk("C", "diamond", a=3.57), bulk("C", "diamond", a=3.57, cubic=True)):
+        assert whole_molecules(crystal)[2].all()
+        (sample,) = squeeze_cells([crystal], n_samples=1, low=0.9, high=0.9, rattle=0.0)
+        np.testing.assert_allclose(
+            sample.get_scaled_positions(), crystal.get_scaled_positions(), atol=1e-12
+        )
+        shortest = sample.get_all_distances(mic=True)[np.triu_indices(len(sample), 1)].min()
+        assert shortest == pytest.approx(0.9 * 3.57 * np.sqrt(3) / 4, rel=1e-9)
 
 
 def test_compress_bonds_finds_bonds_across_a_periodic_boundary():
