@@ -53,6 +53,16 @@ def perturb(
     return samples
 
 
+def _require_periodic(atoms: Atoms, method: str, instead: str) -> None:
+    """Refuse a structure that is not periodic in all three directions, naming what to use
+    for molecules ``instead``."""
+    if not atoms.pbc.all():
+        raise InputError(
+            f"{method} needs fully periodic cells; {atoms.info.get('source', 'a structure')} "
+            f"is not periodic (use {instead} for molecules)"
+        )
+
+
 def rattle_strain(
     structures: list[Atoms],
     n_samples: int,
@@ -64,12 +74,7 @@ def rattle_strain(
     ``±max_strain``), atoms scaled with the cell, then rattled by ``rattle`` Å (Gaussian)."""
     samples = []
     for atoms, rng in zip(structures, _rngs(seed, len(structures))):
-        if not atoms.pbc.all():
-            raise InputError(
-                "rattle_strain needs fully periodic cells; "
-                f"{atoms.info.get('source', 'a structure')} "
-                "is not periodic (use perturb or normal_mode_sampling for molecules)"
-            )
+        _require_periodic(atoms, "rattle_strain", "perturb or normal_mode_sampling")
         for i in range(n_samples):
             sample = _tagged(
                 atoms, "rattle_strain", seed, rattle_A=rattle, max_strain=max_strain, index=i
@@ -483,11 +488,11 @@ def whole_molecules(atoms: Atoms) -> tuple[np.ndarray, list[int], np.ndarray]:
     molecule's first atom), the molecule id per atom (:func:`molecule_ids` of the bonds,
     periodic images included), and per atom whether its molecule is bonded to its own
     periodic image (a covalent network such as a crystal: no finite molecule to make whole)."""
-    from ase.neighborlist import natural_cutoffs, neighbor_list
+    from .structures import bond_images, covalent_bonds, molecule_ids
 
-    from .structures import covalent_bonds, molecule_ids
-
-    bonds = covalent_bonds(atoms)
+    images = bond_images(atoms)
+    first, second, vectors = images
+    bonds = covalent_bonds(atoms, images=images)
     molecule = molecule_ids(len(atoms), bonds)
     neighbours: list[list[int]] = [[] for _ in range(len(atoms))]
     for i, j in bonds:
@@ -512,9 +517,8 @@ def whole_molecules(atoms: Atoms) -> tuple[np.ndarray, list[int], np.ndarray]:
                 positions[j] = positions[i] + vector
                 placed[j] = True
                 queue.append(j)
-    # Every bond, every image: one that does not join the made-whole positions closes a loop
-    # through the boundary, so its molecule repeats without end.
-    first, second, vectors = neighbor_list("ijD", atoms, natural_cutoffs(atoms, mult=1.2))
+    # A bond image that does not join the made-whole positions closes a loop through the
+    # boundary, so its molecule repeats without end.
     gaps = np.linalg.norm(positions[second] - positions[first] - vectors, axis=1)
     ids = np.asarray(molecule)
     endless = np.isin(ids, ids[first[gaps > 1e-6]])
@@ -555,12 +559,7 @@ def squeeze_cells(
         )
     samples = []
     for atoms, rng in zip(structures, _rngs(seed, len(structures))):
-        if not atoms.pbc.all():
-            name = atoms.info.get("source", "a structure")
-            raise InputError(
-                f"squeeze_cells needs fully periodic cells; {name} is not periodic (use "
-                "compress or contacts for molecules)"
-            )
+        _require_periodic(atoms, "squeeze_cells", "compress or contacts")
         positions, molecule, endless = whole_molecules(atoms)
         ids = np.asarray(molecule)
         centres = np.zeros((ids.max() + 1, 3))

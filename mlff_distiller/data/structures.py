@@ -206,13 +206,23 @@ def load_source(spec: str, n_conformers: int = 1, seed: int = 0) -> list[Atoms]:
     return read_structures(spec)
 
 
-def covalent_bonds(atoms: Atoms, factor: float = 1.2) -> list[tuple[int, int]]:
-    """Pairs ``(i, j)``, ``i < j``, closer than ``factor`` times the sum of their covalent
-    radii (periodic images included; an atom and its own image are not a bond), sorted: the
-    bonds a classical topology would list."""
+def bond_images(atoms: Atoms, factor: float = 1.2) -> tuple:
+    """Every pair closer than ``factor`` times the sum of their covalent radii, once per
+    periodic image and in both directions: first atoms, second atoms and the vectors from
+    first to second (Å)."""
     from ase.neighborlist import natural_cutoffs, neighbor_list
 
-    first, second = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=factor))
+    return neighbor_list("ijD", atoms, natural_cutoffs(atoms, mult=factor))
+
+
+def covalent_bonds(
+    atoms: Atoms, factor: float = 1.2, images: tuple | None = None
+) -> list[tuple[int, int]]:
+    """Pairs ``(i, j)``, ``i < j``, closer than ``factor`` times the sum of their covalent
+    radii (periodic images included; an atom and its own image are not a bond), sorted: the
+    bonds a classical topology would list. ``images``: :func:`bond_images` of the same
+    atoms and factor, already computed."""
+    first, second, _ = bond_images(atoms, factor) if images is None else images
     return sorted({(int(i), int(j)) for i, j in zip(first, second) if i < j})
 
 
