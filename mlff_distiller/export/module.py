@@ -89,11 +89,13 @@ class ExportedStudent(nn.Module):
 
     def species(self, numbers: torch.Tensor) -> torch.Tensor:
         """Model species index of every atom; an element the model does not know is an error."""
-        inside = (numbers >= 0) & (numbers < 119)
-        if not bool(inside.all()):
-            raise ValueError("atomic numbers must lie between 1 and 118")
-        species = self.species_lookup[numbers]
+        # Out-of-range numbers look up entry 0 (no element): -1 like an unknown element,
+        # so one check covers both; the message then says which.
+        species = self.species_lookup[numbers.clamp(0, 118)]
         if bool((species < 0).any()):
+            inside = (numbers >= 1) & (numbers < 119)
+            if not bool(inside.all()):
+                raise ValueError("atomic numbers must lie between 1 and 118")
             unknown: list[int] = torch.unique(numbers[species < 0]).tolist()
             known: list[int] = self.atomic_numbers.tolist()
             raise ValueError(

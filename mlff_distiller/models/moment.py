@@ -335,14 +335,16 @@ class MomentStudent(Student):
         padded[:, 0] = 2.0 * self.cutoff.to(vectors.dtype)
         padded = padded.index_copy(0, flat, vectors)
         grouped = species[order]
-        widths = torch.tensor(columns, device=species.device)
-        column_species = torch.arange(n_species, device=species.device).repeat_interleave(
-            widths[1:] - widths[:-1]
-        )
+        # Every row's element pair: its atom's species and its column's (a few views).
+        column_species: list[int] = []
+        for s in range(n_species):
+            for _ in range(columns[s + 1] - columns[s]):
+                column_species.append(s)
+        row_species = torch.tensor(column_species, dtype=torch.long, device=species.device)
         energies, gradient = self._energies_and_gradient(
             padded,
-            grouped.repeat_interleave(width),
-            column_species.repeat(n_atoms),
+            grouped.unsqueeze(1).expand(n_atoms, width).reshape(-1),
+            row_species.unsqueeze(0).expand(n_atoms, width).reshape(-1),
             grouped,
             centre,
             (flat, width),
