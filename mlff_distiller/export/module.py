@@ -89,8 +89,8 @@ class ExportedStudent(nn.Module):
 
     def species(self, numbers: torch.Tensor) -> torch.Tensor:
         """Model species index of every atom; an element the model does not know is an error."""
-        # Out-of-range numbers look up entry 0 (no element): -1 like an unknown element,
-        # so one check covers both; the message then says which.
+        # Out-of-range numbers look up entry 0 or 118: -1 like an unknown element (no teacher
+        # here knows oganesson, Z = 118), so one check covers both; the message says which.
         species = self.species_lookup[numbers.clamp(0, 118)]
         if bool((species < 0).any()):
             inside = (numbers >= 1) & (numbers < 119)
