@@ -525,6 +525,29 @@ def whole_molecules(atoms: Atoms) -> tuple[np.ndarray, list[int], np.ndarray]:
     return positions, molecule, endless
 
 
+def squeeze_anchors(atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`squeeze_cells` moves with the cell: the positions with every molecule
+    made whole (:func:`whole_molecules`) and, per atom, the point that scales with the cell
+    (its molecule's centre; the atom itself in a network bonded to its own periodic image).
+    At an edge factor ``f`` the atoms sit at ``positions + (f - 1) * anchors``."""
+    positions, molecule, endless = whole_molecules(atoms)
+    ids = np.asarray(molecule)
+    centres = np.zeros((ids.max() + 1, 3))
+    np.add.at(centres, ids, positions)
+    centres /= np.bincount(ids, minlength=len(centres))[:, None].clip(min=1)
+    anchors = centres[ids]
+    anchors[endless] = positions[endless]  # a network moves with the cell, atom by atom
+    return positions, anchors
+
+
+def squeeze_to(atoms: Atoms, positions: np.ndarray, anchors: np.ndarray, factor: float) -> None:
+    """Scale ``atoms``' cell (in place) by the edge factor ``factor`` and place its atoms at
+    ``positions + (factor - 1) * anchors`` (:func:`squeeze_anchors` of the unsqueezed
+    structure); not wrapped."""
+    atoms.set_cell(atoms.cell.array * factor, scale_atoms=False)
+    atoms.positions = positions + (factor - 1.0) * anchors
+
+
 def squeeze_cells(
     structures: list[Atoms],
     n_samples: int,
@@ -560,21 +583,14 @@ def squeeze_cells(
     samples = []
     for atoms, rng in zip(structures, _rngs(seed, len(structures))):
         _require_periodic(atoms, "squeeze_cells", "compress or contacts")
-        positions, molecule, endless = whole_molecules(atoms)
-        ids = np.asarray(molecule)
-        centres = np.zeros((ids.max() + 1, 3))
-        np.add.at(centres, ids, positions)
-        centres /= np.bincount(ids, minlength=len(centres))[:, None].clip(min=1)
-        anchors = centres[ids]
-        anchors[endless] = positions[endless]  # a network moves with the cell, atom by atom
+        positions, anchors = squeeze_anchors(atoms)
         for n in range(n_samples):
             factor = float(rng.uniform(low, high))
             sample = _tagged(
                 atoms, "squeeze", seed, low=low, high=high, rattle_A=rattle, index=n,
                 factor=factor,
             )  # fmt: skip
-            sample.set_cell(atoms.cell.array * factor, scale_atoms=False)
-            sample.positions = positions + (factor - 1.0) * anchors
+            squeeze_to(sample, positions, anchors, factor)
             sample.positions += rng.normal(0.0, rattle, size=sample.positions.shape)
             sample.wrap()
             samples.append(sample)

@@ -1,12 +1,12 @@
 """Compression: a periodic system squeezed as a barostat squeezes it, student against teacher.
 
 The cell is scaled isotropically to each of :data:`FRACTIONS` of its edge with every molecule
-kept whole and moved with its centre (:func:`mlff_distiller.data.squeeze_cells`, no rattle),
-and the pressure (from the stress, GPa) of the student is compared with the teacher's. MD at
-constant volume and density never goes there; NPT at high pressure does, and a student with
-no data there can turn attractive: the ``standard`` shipped on 2026-12-06 gave -216 GPa for
-32 waters at 0.85 of their edge, where SevenNet-0 gives +25 GPa, and a tiny candidate of the
-same day blew up under a 50 kbar barostat.
+kept whole and moved with its centre (as :func:`mlff_distiller.data.squeeze_cells` does, no
+rattle), and the pressure (from the stress, GPa) of the student is compared with the
+teacher's. MD at constant volume and density never goes there; NPT at high pressure does,
+and a student with no data there can turn attractive: the ``standard`` shipped on
+2026-12-06 gave -216 GPa for 32 waters at 0.85 of their edge, where SevenNet-0 gives +25
+GPa, and a tiny candidate of the same day blew up under a 50 kbar barostat.
 
 The error at each fraction is ``|P_student - P_teacher| / max(|P_teacher|, 1 GPa)`` (the floor
 keeps a pressure near zero at the starting density from making a small difference look
@@ -49,13 +49,16 @@ def compression_curve(
     """The student's and the teacher's pressure (GPa) at each of ``fractions`` of the cell's
     edge, the relative error at each, and the worst one with the fraction it is at. ``{}``
     for a structure that is not fully periodic (nothing to squeeze)."""
-    from ..data.sampling import squeeze_cells
+    from ..data.sampling import squeeze_anchors, squeeze_to
 
     if not atoms.pbc.all():
         return {}
+    positions, anchors = squeeze_anchors(atoms)  # the molecules are found once
     student_p, teacher_p = [], []
     for fraction in fractions:
-        squeezed = squeeze_cells([atoms], 1, low=fraction, high=fraction, rattle=0.0)[0]
+        squeezed = atoms.copy()
+        squeeze_to(squeezed, positions, anchors, fraction)
+        squeezed.wrap()
         student_p.append(pressure_gpa(squeezed, student))
         teacher_p.append(pressure_gpa(squeezed, teacher))
     student_a, teacher_a = np.array(student_p), np.array(teacher_p)
