@@ -269,6 +269,11 @@ class MomentStudent(Student):
         ones = torch.ones_like(unit[:, :1])
         return torch.cat([ones, unit, _squares(unit), torch.zeros_like(unit[:, :2])], dim=1)
 
+    def _angular_gradient(self, unit: torch.Tensor, d_angular: torch.Tensor) -> torch.Tensor:
+        """The gradient with respect to the unit vectors ``[E, 3]`` of a loss whose gradient
+        with respect to :meth:`_angular`'s columns is ``d_angular``."""
+        return d_angular[:, 1:4] + _squares_gradient(unit, d_angular[:, 4:10])
+
     def _pair_slots(self) -> torch.Tensor:
         """Where each kept pair ``n ≤ m`` sits in a flattened ``[R, R]`` matrix."""
         return self.pair_rows * self.n_radial + self.pair_cols
@@ -453,7 +458,7 @@ class MomentStudent(Student):
             energies = energies.index_add(0, owner, 0.5 * zbl)
 
         # ∂/∂r̂ of the angular parts, then r̂ = v / r and r = |v|.
-        d_unit = d_angular[:, 1:4] + _squares_gradient(unit, d_angular[:, 4:10])
+        d_unit = self._angular_gradient(unit, d_angular)
         radial_part = row_sums(d_unit * unit)
         gradient = (d_unit - radial_part.unsqueeze(1) * unit) / r.unsqueeze(1)
         gradient = gradient + d_r.unsqueeze(1) * unit

@@ -185,7 +185,13 @@ def _loss(
     de = (out["energy"] - labels["energy"]) / n_atoms
     loss = config["energy_weight"] * (de**2).sum() / n_frames
     df = out["forces"] - labels["forces"]
-    loss = loss + config["forces_weight"] * (df**2).sum() / max(n_force, 1)
+    delta = config["force_huber_delta"]
+    if delta > 0:  # 2 × Huber: the squared error below delta, 2 delta |df| - delta² above
+        zero = torch.zeros_like(df)
+        force_term = 2.0 * torch.nn.functional.huber_loss(df, zero, reduction="sum", delta=delta)
+    else:
+        force_term = (df**2).sum()
+    loss = loss + config["forces_weight"] * force_term / max(n_force, 1)
     if n_stress and "stress" in out:
         mask = ~torch.isnan(labels["stress"][:, 0, 0])
         if mask.any():

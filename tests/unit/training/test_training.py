@@ -342,6 +342,53 @@ def test_stress_labels_enter_the_loss(dataset, tmp_path):
     assert _max_difference(*weights) > 1e-6
 
 
+def test_huber_force_loss_is_the_squared_error_below_delta_and_linear_above():
+    from mlff_distiller.training.trainer import _loss
+
+    labels = {"energy": torch.zeros(1), "forces": torch.zeros(2, 3, dtype=torch.float64)}
+    small = torch.tensor([[0.01, -0.02, 0.03], [0.0, 0.04, -0.01]], dtype=torch.float64)
+    large = small.clone()
+    large[1, 1] = 1.5  # one component of a squeezed bond's size
+    totals = (1, 6, 0, 0)
+    config = {**make_config(PRESET, {}), "energy_weight": 0.0, "forces_weight": 1.0}
+
+    def loss(forces: torch.Tensor, delta: float) -> float:
+        out = {"energy": torch.zeros(1), "forces": forces}
+        cfg = {**config, "force_huber_delta": delta}
+        return float(_loss(out, labels, torch.ones(1), totals, cfg))
+
+    squared = float((small**2).sum()) / 6
+    assert loss(small, 0.05) == pytest.approx(squared, rel=1e-12)
+    assert loss(small, 0.0) == pytest.approx(squared, rel=1e-12)
+    # Above delta the component costs 2 delta |df| - delta², not df².
+    others = float((small**2).sum() - small[1, 1] ** 2)
+    assert loss(large, 0.05) == pytest.approx((others + 2 * 0.05 * 1.5 - 0.05**2) / 6, rel=1e-12)
+    assert loss(large, 0.0) == pytest.approx((others + 1.5**2) / 6, rel=1e-12)
+
+
+def test_huber_delta_changes_the_run_key_only_when_set():
+    from mlff_distiller.training.config import config_hash
+
+    plain = make_config(PRESET, {})
+    # A run started before the option existed (no such key) resumes under the default.
+    before = {k: v for k, v in plain.items() if k != "force_huber_delta"}
+    assert config_hash(plain) == config_hash(before)
+    assert config_hash(make_config(PRESET, {"force_huber_delta": 0.05})) != config_hash(plain)
+
+
+def test_huber_force_loss_trains_other_weights(dataset, tmp_path):
+    one_epoch = {**CONFIG, "epochs": 1}
+    weights = [
+        load_checkpoint(
+            train(
+                dataset, PRESET, tmp_path / str(d), progress=False, force_huber_delta=d, **one_epoch
+            )  # fmt: skip
+        )["model_state"]
+        for d in (0.0, 0.05)
+    ]
+    assert _max_difference(*weights) > 1e-6
+
+
 def _atom_energy_mae(checkpoint: Path, frames: list) -> float:
     """Per-atom energy MAE (eV) of a checkpoint against the teacher's per-atom energies."""
     data = load_checkpoint(checkpoint)
@@ -381,6 +428,7 @@ def test_per_atom_energy_labels_are_learned_when_weighted(dataset, reference, tm
         ({"dtype": "float16"}, "float16"),
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"select_on": "loss"}, "select_on must be one of force_rmse, force_mae"),
+        ({"force_huber_delta": -0.1}, "force_huber_delta must be 0"),
     ],
 )
 def test_bad_options_are_refused_before_any_work(dataset, tmp_path, options, message):
