@@ -382,7 +382,7 @@ def test_huber_force_loss_trains_other_weights(dataset, tmp_path):
         load_checkpoint(
             train(
                 dataset, PRESET, tmp_path / str(d), progress=False, force_huber_delta=d, **one_epoch
-            )  # fmt: skip
+            )
         )["model_state"]
         for d in (0.0, 0.05)
     ]
