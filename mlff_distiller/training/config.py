@@ -146,15 +146,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-#: Options added after runs were made, left out of :func:`config_hash` at their default so
-#: that a run started before them still resumes.
-_HASHED_ONLY_IF_SET = {"force_huber_delta": 0.0}
+#: Options added after runs were made, left out of :func:`config_hash` at their default
+#: (:data:`DEFAULTS`) so that a run started before them still resumes.
+_HASHED_ONLY_IF_SET = ("force_huber_delta",)
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    kept = {
-        k: v
-        for k, v in config.items()
-        if not (k in _HASHED_ONLY_IF_SET and v == _HASHED_ONLY_IF_SET[k])
-    }
+    kept = {k: v for k, v in config.items() if not (k in _HASHED_ONLY_IF_SET and v == DEFAULTS[k])}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
