@@ -46,6 +46,13 @@ DEFAULTS: dict[str, Any] = {
     # epochs: six epochs of the standard v7 with it against six without gave 0.046 against
     # 0.048 (a scratch A/B, both measured by benchmarks/fidelity.py).
     "force_huber_delta": 0.0,
+    # With init_from: the weights written to blended.pt (and returned, and reported on) are
+    # this fraction of init_from's plus the rest of the trained ones (a linear blend of the
+    # two, "WiSE-FT"); 0 is no blend. A fine-tune that improves MD-like frames can also
+    # drift where no frame looks (the standard v9 candidate grew a 1.5 eV energy well
+    # between two lone carbon atoms, which v8, its start, had not); part of the start's
+    # weights puts that back while keeping most of the gain.
+    "init_blend": 0.0,
     # The teacher's per-atom energies (eV per atom, squared) where the dataset has them:
     # one label per atom instead of one per frame. 0 trains on frame energies only.
     # benchmarks/atom_energy_targets.py: weights 5 and 20 cut the energy error on unseen
@@ -98,6 +105,13 @@ def make_config(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
             f"force_huber_delta must be 0 (squared error) or a positive force in eV/Å, "
             f"got {config['force_huber_delta']}"
         )
+    if not 0.0 <= config["init_blend"] < 1.0:
+        raise InputError(
+            f"init_blend must be at least 0 (no blend) and below 1 (all init_from), "
+            f"got {config['init_blend']}"
+        )
+    if config["init_blend"] > 0 and "init_from" not in config:
+        raise InputError("init_blend blends the trained weights with init_from's: give init_from")
     for key in ("epochs", "batch_size"):
         if int(config[key]) < 1:
             raise InputError(f"{key} must be at least 1, got {config[key]}")
@@ -148,7 +162,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 #: Options added after runs were made, left out of :func:`config_hash` at their default
 #: (:data:`DEFAULTS`) so that a run started before them still resumes.
-_HASHED_ONLY_IF_SET = ("force_huber_delta",)
+_HASHED_ONLY_IF_SET = ("force_huber_delta", "init_blend")
 
 
 def config_hash(config: dict[str, Any]) -> str:

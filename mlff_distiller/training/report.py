@@ -21,11 +21,13 @@ def test_report(
     batch_size: int,
     evaluate_items: Callable[..., dict[str, Any]],
     split: str,
+    checkpoint: str = "best.pt",
 ) -> dict[str, Any]:
-    """Evaluate ``best.pt`` on ``items``; write ``test_report.json`` and ``parity.png``."""
+    """Evaluate ``checkpoint`` (in ``out_dir``) on ``items``; write ``test_report.json``
+    (which names it) and ``parity.png``."""
     from ase.data import chemical_symbols
 
-    model = model_from_checkpoint(load_checkpoint(out_dir / "best.pt"), dtype)
+    model = model_from_checkpoint(load_checkpoint(out_dir / checkpoint), dtype)
     result = evaluate_items(model, items, dtype, batch_size)
     numbers = result["_numbers"]
     f_pred, f_ref = result["_forces"]
@@ -38,6 +40,7 @@ def test_report(
             "force_rmse_eV_per_A": float(np.sqrt((err**2).mean())),
         }
     report = {
+        "checkpoint": checkpoint,
         "split": split,
         "frames": len(items),
         **{k: v for k, v in result.items() if not k.startswith("_")},

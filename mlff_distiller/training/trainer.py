@@ -288,10 +288,11 @@ def train(
     # Finished means trained and reported; a run killed while writing its report only
     # writes the report again.
     finished = resume is not None and bool(resume.get("finished"))
+    result = out / ("blended.pt" if cfg["init_blend"] > 0 else "best.pt")
     reported = all((out / name).is_file() for name in ("test_report.json", "parity.png"))
-    if finished and reported:
-        say(progress and rank == 0, f"{out / 'best.pt'} is already trained; nothing to do")
-        return out / "best.pt"
+    if finished and reported and result.is_file():
+        say(progress and rank == 0, f"{result} is already trained; nothing to do")
+        return result
 
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
@@ -456,6 +457,12 @@ def train(
     finally:
         bar.close()
 
+    if cfg["init_blend"] > 0:
+        if rank == 0:
+            save_checkpoint(
+                blend_checkpoints(init, load_checkpoint(out / "best.pt"), cfg["init_blend"]),
+                result,
+            )
     if rank == 0:
         test_report(
             out,
@@ -464,8 +471,52 @@ def train(
             cfg["batch_size"],
             _evaluate_items,
             "test" if items.get("test") else "val",
+            checkpoint=result.name,
         )
-    return out / "best.pt"
+    return result
+
+
+def blend_checkpoints(
+    start: dict[str, Any], trained: dict[str, Any], weight: float
+) -> dict[str, Any]:
+    """``trained`` with every floating-point weight replaced by ``weight × start's + (1 −
+    weight) × trained's`` (a fine-tune blended back towards the student it started from).
+
+    Only a fine-tune of ``start`` can be blended with it: the same preset, elements, model
+    options and every non-trained number (normalisation, floors) equal; anything else is an
+    error, since their weights would not mean the same thing.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise InputError(f"a blend weight lies between 0 and 1, got {weight}")
+    same = (
+        start.get("preset") == trained.get("preset")
+        and list(start.get("elements", [])) == list(trained.get("elements", []))
+        and start.get("model_config") == trained.get("model_config")
+    )
+    if not same:
+        raise InputError(
+            "these checkpoints are not a student and its fine-tune (preset, elements or "
+            "model options differ): they cannot be blended"
+        )
+    # Through the models: an exported file's state lacks the buffers derived at build time.
+    dtype = torch_dtype(trained.get("dtype", "float32"))
+    first_model = model_from_checkpoint(start, dtype)
+    model = model_from_checkpoint(trained, dtype)
+    names = {name for name, _ in model.named_parameters()}
+    first_state = first_model.state_dict()
+    state = {}
+    for key, value in model.state_dict().items():
+        first = first_state[key]
+        if key in names:
+            state[key] = (weight * first.double() + (1.0 - weight) * value.double()).to(value.dtype)
+        elif not torch.equal(first, value):
+            raise InputError(
+                f"these checkpoints differ in {key}, which training does not change: "
+                "they are not a student and its fine-tune, and cannot be blended"
+            )
+        else:
+            state[key] = value.clone()
+    return {**trained, "model_state": state, "blend": {"init_weight": weight}}
 
 
 def _step(model, optimizer, batch_items, rank: int, world: int, dtype, cfg) -> float:
@@ -538,7 +589,7 @@ def _resume_state(out: Path, run_key: dict[str, str], overwrite: bool) -> dict[s
             f"{out} holds a training run with another config or dataset; "
             "choose another output directory or pass overwrite=True (--overwrite)"
         )
-    for name in ("last.pt", "best.pt", "test_report.json", "parity.png"):
+    for name in ("last.pt", "best.pt", "blended.pt", "test_report.json", "parity.png"):
         (out / name).unlink(missing_ok=True)
     return None
 

@@ -429,6 +429,8 @@ def test_per_atom_energy_labels_are_learned_when_weighted(dataset, reference, tm
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"select_on": "loss"}, "select_on must be one of force_rmse, force_mae"),
         ({"force_huber_delta": -0.1}, "force_huber_delta must be 0"),
+        ({"init_blend": 1.0}, "init_blend must be at least 0"),
+        ({"init_blend": 0.3}, "init_blend blends the trained weights with init_from's"),
     ],
 )
 def test_bad_options_are_refused_before_any_work(dataset, tmp_path, options, message):
@@ -509,6 +511,41 @@ def test_fine_tuning_on_fewer_elements_keeps_the_students_elements(dataset, refe
         init_from=str(reference / "best.pt"),
     )
     assert load_checkpoint(best)["elements"] == load_checkpoint(reference / "best.pt")["elements"]
+
+
+def test_init_blend_mixes_the_start_back_into_the_fine_tune(dataset, reference, tmp_path):
+    """``init_blend`` w: blended.pt holds w × init_from's + (1 − w) × best.pt's weights
+    (every trained tensor; normalisation and floors as they were), the run returns and
+    reports it, and a rerun returns it without training again."""
+    from mlff_distiller.training.trainer import blend_checkpoints
+
+    one = {**CONFIG, "epochs": 2, "lr": 1e-2}
+    out = tmp_path / "blend"
+    init = reference / "best.pt"
+    blended = train(dataset, PRESET, out, progress=False, **one, init_from=str(init),
+                    init_blend=0.3)  # fmt: skip
+    assert blended == out / "blended.pt"
+    start, tuned, mixed = (
+        load_checkpoint(p)["model_state"] for p in (init, out / "best.pt", blended)
+    )
+    trained = {n for n, _ in model_from_checkpoint(load_checkpoint(init)).named_parameters()}
+    assert trained and _max_difference(start, tuned) > 1e-4
+    for key, value in mixed.items():
+        expected = 0.3 * start[key] + 0.7 * tuned[key] if key in trained else tuned[key]
+        torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-14)
+        if key not in trained:
+            assert torch.equal(value, start[key]), key
+    assert json.loads((out / "test_report.json").read_text())["checkpoint"] == "blended.pt"
+    stamp = blended.stat().st_mtime_ns
+    assert train(dataset, PRESET, out, progress=False, **one, init_from=str(init),
+                 init_blend=0.3) == blended  # fmt: skip
+    assert blended.stat().st_mtime_ns == stamp
+    # Another student's non-trained numbers (here its energy shifts) are not a fine-tune's.
+    other = load_checkpoint(out / "best.pt")
+    other["model_state"] = {**other["model_state"]}
+    other["model_state"]["energy_shift"] = other["model_state"]["energy_shift"] + 1.0
+    with pytest.raises(ValueError, match="differ in energy_shift"):
+        blend_checkpoints(load_checkpoint(init), other, 0.3)
 
 
 def _labels_of(frames):
