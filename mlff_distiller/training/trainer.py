@@ -479,7 +479,7 @@ def train(
 def blend_checkpoints(
     start: dict[str, Any], trained: dict[str, Any], weight: float
 ) -> dict[str, Any]:
-    """``trained`` with every floating-point weight replaced by ``weight × start's + (1 −
+    """``trained`` with every trained parameter replaced by ``weight × start's + (1 −
     weight) × trained's`` (a fine-tune blended back towards the student it started from).
 
     Only a fine-tune of ``start`` can be blended with it: the same preset, elements, model
