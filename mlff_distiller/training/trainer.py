@@ -457,12 +457,9 @@ def train(
     finally:
         bar.close()
 
-    if cfg["init_blend"] > 0:
-        if rank == 0:
-            save_checkpoint(
-                blend_checkpoints(init, load_checkpoint(out / "best.pt"), cfg["init_blend"]),
-                result,
-            )
+    if rank == 0 and cfg["init_blend"] > 0:
+        blended = blend_checkpoints(init, load_checkpoint(out / "best.pt"), cfg["init_blend"])
+        save_checkpoint(blended, result)
     if rank == 0:
         test_report(
             out,
@@ -516,7 +513,9 @@ def blend_checkpoints(
             )
         else:
             state[key] = value.clone()
-    return {**trained, "model_state": state, "blend": {"init_weight": weight}}
+    # best.pt's validation metrics describe it, not the blend (test_report.json does that).
+    kept = {key: value for key, value in trained.items() if key != "metrics"}
+    return {**kept, "model_state": state, "blend": {"init_weight": weight}}
 
 
 def _step(model, optimizer, batch_items, rank: int, world: int, dtype, cfg) -> float:

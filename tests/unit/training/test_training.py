@@ -536,6 +536,7 @@ def test_init_blend_mixes_the_start_back_into_the_fine_tune(dataset, reference, 
         if key not in trained:
             assert torch.equal(value, start[key]), key
     assert json.loads((out / "test_report.json").read_text())["checkpoint"] == "blended.pt"
+    assert "metrics" not in load_checkpoint(blended)  # best.pt's, not the blend's
     stamp = blended.stat().st_mtime_ns
     assert train(dataset, PRESET, out, progress=False, **one, init_from=str(init),
                  init_blend=0.3) == blended  # fmt: skip
