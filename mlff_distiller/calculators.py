@@ -176,7 +176,7 @@ class StudentCalculator(Calculator):
             else:
                 self._calculate_checkpoint(atoms, want_stress)
         for name, value in self.results.items():
-            if not np.all(np.isfinite(value)):
+            if not np.isfinite(value).all():
                 self.results = {}
                 raise InputError(
                     f"the student returned non-finite {name} for finite inputs; "
@@ -210,24 +210,31 @@ class StudentCalculator(Calculator):
 
     def _calculate_exported(self, atoms: Atoms, with_stress: bool) -> None:
         """One call of the exported module's ``compute``: its own neighbour search, energy,
-        and forces and virial by autograd inside the module."""
-        species_index(atoms, self.atomic_numbers)  # the clear error for unknown elements
-        check_finite(atoms.positions, atoms.cell.array, atoms.pbc)
+        forces and virial.
+
+        On a small molecule the module is most of a call, so what surrounds it is kept
+        lean: the arrays go in without copies (``torch.from_numpy``; the module copies
+        what it keeps), and the module checks the input itself (unknown elements, NaN
+        positions or cell); only when it refuses one are the same checks run here, for
+        their clearer messages (element symbols, the offending values)."""
         # float64 in, whatever the student's dtype: edge vectors are differences of
         # absolute positions and keep their precision (the module casts them afterwards).
-        f64 = {"dtype": torch.float64, "device": self.device}
+        positions = _shared(atoms.positions, np.float64)
+        cell = _shared(atoms.cell.array, np.float64)
+        pbc = _shared(atoms.pbc, np.bool_)
+        inputs = [
+            torch.from_numpy(a) for a in (positions, _shared(atoms.numbers, np.int64), cell, pbc)
+        ]
+        if self.device.type != "cpu":
+            inputs = [tensor.to(self.device) for tensor in inputs]
         # TorchScript's profiling executor re-optimises for every new number of atoms or
         # edges (hundreds of ms each time); MD changes those shapes constantly.
         with torch.jit.optimized_execution(False):
             try:
-                out = self.exported.compute(
-                    torch.tensor(atoms.positions, **f64),
-                    torch.tensor(atoms.numbers, dtype=torch.long, device=self.device),
-                    torch.tensor(atoms.cell.array, **f64),
-                    torch.tensor(atoms.pbc.tolist(), device=self.device),
-                    with_stress,
-                )
+                out = self.exported.compute(*inputs, with_stress)
             except torch.jit.Error as error:  # the module's own message, not its trace
+                species_index(atoms, self.atomic_numbers)
+                check_finite(positions, cell, pbc)
                 raise InputError(script_error_message(error)) from None
         value = float(out["energy"])
         self.results = {
@@ -239,6 +246,13 @@ class StudentCalculator(Calculator):
         if with_stress and atoms.pbc.all():
             s = out["virial"].double().cpu().numpy() / atoms.get_volume()
             self.results["stress"] = full_3x3_to_voigt_6_stress(s)
+
+
+def _shared(array: np.ndarray, dtype: type) -> np.ndarray:
+    """``array`` as a C-ordered, writable array of ``dtype`` that ``torch.from_numpy`` can
+    share: itself where it is one already (the usual case), else a copy."""
+    out = np.ascontiguousarray(array, dtype=dtype)
+    return out if out.flags.writeable else out.copy()
 
 
 @contextmanager

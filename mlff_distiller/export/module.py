@@ -72,6 +72,11 @@ class ExportedStudent(nn.Module):
         self.cutoff = float(model.cutoff)
         #: Above this many atoms the neighbour search uses a cell list (linear cost).
         self.brute_force_limit = 128
+        #: Up to this many atoms, a structure with no periodic direction goes to the
+        #: student as every ordered pair (``all_pairs_energies_and_gradient``) in
+        #: :meth:`compute`: no neighbour search or layout, which on a small molecule cost
+        #: more than the student's arithmetic. 0 turns it off.
+        self.all_pairs_limit = 32
         #: Closer pairs (Å) are an error, not an energy (see models.graph.MIN_DISTANCE).
         self.min_distance = float(MIN_DISTANCE)
         #: Thinner periodic cells (Å) are an error (see models.graph.MIN_CELL_SPACING).
@@ -339,6 +344,25 @@ class ExportedStudent(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Species, ``edge_index`` and edge vectors (in the precision of ``positions``, and
         differentiable with respect to positions and cell) of a checked structure."""
+        species = self._checked_species(positions, numbers, cell, pbc)
+        edge_index, vectors = self._neighbour_edges(positions, species, cell, pbc)
+        self._check_distance(self._closest(vectors.detach(), edge_index))
+        return species, edge_index, vectors
+
+    def _neighbour_edges(
+        self, positions: torch.Tensor, species: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``edge_index`` and edge vectors of :meth:`_edges`, unchecked."""
+        cell = cell.to(positions.device)
+        pbc = pbc.to(positions.device)
+        edge_index, _, vectors = self._cached_edges(positions, cell, pbc, species)
+        return edge_index, vectors
+
+    def _checked_species(
+        self, positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor
+    ) -> torch.Tensor:
+        """The atoms' model species, once the positions (and a periodic cell) are finite
+        and the model is on the positions' device."""
         if positions.shape[0] == 0:
             raise ValueError("no atoms")
         device = positions.device
@@ -350,14 +374,21 @@ class ExportedStudent(nn.Module):
                 + str(self.species_lookup.device)
                 + ": load it with torch.jit.load(path, map_location=...) on the positions' device"
             )
-        numbers = numbers.to(device)
-        cell = cell.to(device)
-        pbc = pbc.to(device)
-        species = self.species(numbers)
-        self.check_finite(positions, cell, pbc)
-        edge_index, _, vectors = self._cached_edges(positions, cell, pbc, species)
-        self.check_distances(vectors.detach(), edge_index)
-        return species, edge_index, vectors
+        species = self.species(numbers.to(device))
+        self.check_finite(positions, cell, pbc.to(device))
+        return species
+
+    def _pair_vectors(self, positions: torch.Tensor) -> tuple[torch.Tensor, tuple[float, int, int]]:
+        """``r_j − r_i`` of every ordered pair of atoms (row ``i N + j``, ``[N * N, 3]``, in
+        the precision of ``positions``), the rows ``i = j`` replaced by a vector twice the
+        cutoff long (exactly nothing to the student), and the closest pair
+        (:meth:`_closest`)."""
+        n_atoms = positions.shape[0]
+        vectors = (positions.unsqueeze(0) - positions.unsqueeze(1)).reshape(n_atoms * n_atoms, 3)
+        vectors[:: n_atoms + 1, 0] = 2.0 * self.cutoff
+        r2 = _squared_lengths(vectors)
+        k = int(torch.argmin(r2))
+        return vectors, (float(r2[k]), k // n_atoms, k % n_atoms)
 
     def _check_energies(self, energies: torch.Tensor) -> None:
         finite = torch.isfinite(energies)
@@ -383,20 +414,31 @@ class ExportedStudent(nn.Module):
     def check_distances(self, vectors: torch.Tensor, edge_index: torch.Tensor) -> None:
         """Two atoms (or an atom and its own image) closer than ``min_distance`` are an
         error naming both: at zero distance a force has no direction."""
+        self._check_distance(self._closest(vectors, edge_index))
+
+    def _closest(self, vectors: torch.Tensor, edge_index: torch.Tensor) -> tuple[float, int, int]:
+        """The squared length of the shortest edge and its two atoms (``inf`` and ``-1``
+        where there is no edge)."""
         if vectors.shape[0] == 0:
-            return
+            return float("inf"), -1, -1
         r2 = _squared_lengths(vectors)
         k = int(torch.argmin(r2))
-        if float(r2[k]) < self.min_distance * self.min_distance:
-            i = int(edge_index[0, k])
-            j = int(edge_index[1, k])
+        return float(r2[k]), int(edge_index[0, k]), int(edge_index[1, k])
+
+    def _check_distance(self, closest: tuple[float, int, int]) -> None:
+        """The closest pair (``r²`` in Å², atoms ``i`` and ``j``, :meth:`_closest`) closer
+        than ``min_distance``: an error naming both (one call site per method: a raise
+        inlined twice made torch 2.9.1 crash while reporting it in a frozen module, as
+        openmm-torch runs them)."""
+        r2, i, j = closest
+        if r2 < self.min_distance * self.min_distance:
             pair = "atoms " + str(i) + " and " + str(j)
             if i == j:
                 pair = "atom " + str(i) + " and its own periodic image"
             raise ValueError(
                 pair
                 + " are "
-                + _milli(float(torch.sqrt(r2[k])))
+                + _milli(r2**0.5)
                 + " Å apart, closer than "
                 + _milli(self.min_distance)
                 + " Å: remove the duplicated atom (or enlarge the "
@@ -430,14 +472,35 @@ class ExportedStudent(nn.Module):
         dtype = positions.dtype
         positions = positions.detach()
         cell = cell.detach().to(device=positions.device, dtype=dtype)
-        species, edge_index, vectors = self._edges(positions, numbers, cell, pbc)
-        energies, gradient = self.model.energies_and_gradient(
-            vectors.to(self.model_dtype.dtype), edge_index, species
-        )
+        n_atoms = positions.shape[0]
+        # Each check is called once here, outside the branches (see _check_distance).
+        species = self._checked_species(positions, numbers, cell, pbc)
+        all_pairs = n_atoms <= self.all_pairs_limit and not bool(pbc.any())
+        if all_pairs:
+            # A small molecule: every ordered pair at once, no neighbour search.
+            vectors, closest = self._pair_vectors(positions)
+            edge_index = species[:0].view(2, 0)
+        else:
+            edge_index, vectors = self._neighbour_edges(positions, species, cell, pbc)
+            closest = self._closest(vectors, edge_index)
+        self._check_distance(closest)
+        if all_pairs:
+            energies, gradient = self.model.all_pairs_energies_and_gradient(
+                vectors.to(self.model_dtype.dtype), species
+            )
+        else:
+            energies, gradient = self.model.energies_and_gradient(
+                vectors.to(self.model_dtype.dtype), edge_index, species
+            )
         self._check_energies(energies)
         energies = energies.to(dtype)
         gradient = gradient.to(dtype)
-        forces = edge_forces(gradient, edge_index, positions)
+        if all_pairs:
+            # Row i N + j is r_j − r_i: its gradient pulls on atom i and pushes atom j.
+            pairs = gradient.view(n_atoms, n_atoms, 3)
+            forces = pairs.sum(dim=1) - pairs.sum(dim=0)
+        else:
+            forces = edge_forces(gradient, edge_index, positions)
         out = {"energy": energies.sum(), "energies": energies, "forces": forces}
         if compute_virial:
             # Under a strain ε every edge vector becomes v (1 + ε): ∂E/∂ε = Σ_e v_eᵀ g_e.

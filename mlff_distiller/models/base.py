@@ -30,3 +30,25 @@ class Student(nn.Module):
         if gradient is None:
             gradient = torch.zeros_like(vectors)
         return energies.detach(), gradient
+
+    @torch.jit.export
+    def all_pairs_energies_and_gradient(
+        self, vectors: torch.Tensor, species: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`energies_and_gradient` of a structure of ``N`` atoms given as every
+        ordered pair: row ``i N + j`` of ``vectors [N * N, 3]`` is ``r_j − r_i`` (Å); the
+        rows ``i = j`` and pairs beyond the cutoff hold vectors at least the cutoff long.
+        The energies ``[N]`` and the gradient ``[N * N, 3]`` (zero in the rows that are no
+        edge). Here the edges within the cutoff are picked out and passed on; an
+        architecture may work on the pairs as they are (``MomentStudent`` does)."""
+        n_atoms = species.shape[0]
+        cutoff = float(self.cutoff)
+        lengths = (vectors.detach() * vectors.detach()).sum(dim=1)
+        rows = (lengths < cutoff * cutoff).nonzero().squeeze(1)
+        edge_index = torch.stack(
+            [torch.div(rows, n_atoms, rounding_mode="floor"), torch.remainder(rows, n_atoms)]
+        )
+        energies, gradient = self.energies_and_gradient(
+            vectors.index_select(0, rows), edge_index, species
+        )
+        return energies, torch.zeros_like(vectors).index_copy(0, rows, gradient)

@@ -42,6 +42,9 @@ from .segments import (
     sum_outer,
 )
 
+#: Non-persistent buffers :class:`MomentStudent` derives from its shape.
+_SHAPE_CONSTANTS = ("pair_spread", "pair_slots", "square_left", "square_right", "square_spread")
+
 
 def _pair_index(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     rows, cols = torch.triu_indices(n, n)
@@ -129,6 +132,18 @@ class MomentStudent(Student):
         spread[pairs, rows * n_radial + cols] += 1.0
         spread[pairs, cols * n_radial + rows] += 1.0
         self.register_buffer("pair_spread", spread, persistent=False)
+        self.register_buffer("pair_slots", rows * n_radial + cols, persistent=False)
+        # The 6 independent components of v ⊗ v (xx, yy, zz, xy, xz, yz) are v[left] ·
+        # v[right]; ``square_spread`` [6, 9] spreads a gradient with respect to them to the
+        # flattened symmetric 3 × 3 matrix M with ∂/∂v = M v. Constants of the shape.
+        left = torch.tensor([0, 1, 2, 0, 0, 1])
+        right = torch.tensor([0, 1, 2, 1, 2, 2])
+        square_spread = torch.zeros(6, 9)
+        square_spread[torch.arange(6), left * 3 + right] += 1.0
+        square_spread[torch.arange(6), right * 3 + left] += 1.0
+        self.register_buffer("square_left", left, persistent=False)
+        self.register_buffer("square_right", right, persistent=False)
+        self.register_buffer("square_spread", square_spread, persistent=False)
         n_features = n_radial + 2 * rows.numel() + n_radial * n_radial
         self.n_features = n_features
         # Standardisation of the features (set from training data by the trainer).
@@ -161,9 +176,10 @@ class MomentStudent(Student):
         # States written before 2026-12-06 carry the index of the 9 entries of a symmetric
         # 3×3 tensor among its 6, which nothing uses since; it is a constant, not a weight.
         state_dict.pop(prefix + "sym_index", None)
-        # A TorchScript file's state keeps non-persistent buffers too: the pair spread is
-        # rebuilt from the shape, never read from a state.
-        state_dict.pop(prefix + "pair_spread", None)
+        # A TorchScript file's state keeps non-persistent buffers too: these are rebuilt
+        # from the shape, never read from a state.
+        for name in _SHAPE_CONSTANTS:
+            state_dict.pop(prefix + name, None)
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
         )
@@ -182,15 +198,15 @@ class MomentStudent(Student):
 
     def learned_energies(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """The energy MLP's per-atom energies (eV) from :meth:`descriptors`' features."""
-        h = (features - self.feature_mean.to(features.dtype)) / self.feature_std.to(features.dtype)
+        h = (features - self.feature_mean) / self.feature_std
         first = True
         for layer in self.hidden_layers:
             h = layer(h)
             if first:
-                h = h + self.species_embedding(species).to(h.dtype)
+                h = h + self.species_embedding(species)
                 first = False
-        atomic = self.readout(h).squeeze(1) * self.energy_scale.to(h.dtype)
-        return atomic + self.energy_shift.to(h.dtype)[species]
+        atomic = self.readout(h).squeeze(1) * self.energy_scale
+        return atomic + self.energy_shift[species]
 
     def _learned_energies_and_gradient(
         self, features: torch.Tensor, species: torch.Tensor
@@ -199,8 +215,8 @@ class MomentStudent(Student):
         features, written out (each hidden layer is a linear map followed by SiLU,
         ``silu′(z) = σ(z) (1 + z (1 − σ(z)))``, then the linear readout): a dozen operators
         where autograd runs hundreds."""
-        std = self.feature_std.to(features.dtype)
-        h = (features - self.feature_mean.to(features.dtype)) / std
+        std = self.feature_std
+        h = (features - self.feature_mean) / std
         weights: list[torch.Tensor] = []
         slopes: list[torch.Tensor] = []
         first = True
@@ -209,14 +225,14 @@ class MomentStudent(Student):
                 weights.append(layer.weight)
                 h = layer(h)
                 if first:
-                    h = h + self.species_embedding(species).to(h.dtype)
+                    h = h + self.species_embedding(species)
                     first = False
             else:  # nn.SiLU
                 sigmoid = torch.sigmoid(h)
                 slopes.append(sigmoid * (1.0 + h * (1.0 - sigmoid)))
                 h = h * sigmoid
-        scale = self.energy_scale.to(h.dtype)
-        atomic = self.readout(h).squeeze(1) * scale + self.energy_shift.to(h.dtype)[species]
+        scale = self.energy_scale
+        atomic = self.readout(h).squeeze(1) * scale + self.energy_shift[species]
         grad = (self.readout.weight * scale).expand(h.shape[0], h.shape[1])
         for k in range(len(weights) - 1, -1, -1):
             grad = (grad * slopes[k]) @ weights[k]
@@ -245,20 +261,18 @@ class MomentStudent(Student):
         r, unit = self._lengths(vectors)
         return r, unit, species[edge_index[0]], species[edge_index[1]]
 
-    def _pair_weights(self, dtype: torch.dtype) -> torch.Tensor:
+    def _pair_weights(self) -> torch.Tensor:
         """The radial mixing weights of every element pair, ``[S*S, K, R]``."""
         n_basis = self.radial_weights.shape[0]
-        weights = self.radial_weights.to(dtype).view(
-            n_basis, self.n_species * self.n_species, self.n_radial
-        )
+        weights = self.radial_weights.view(n_basis, self.n_species * self.n_species, self.n_radial)
         return weights.transpose(0, 1)
 
     def _radial(self, basis: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
         """Radial channels ``[E, R]`` of enveloped basis values ``[E, K]``: each edge mixes
         its basis with its own element pair's weights only, so the cost does not grow with
         the square of the element count."""
-        radial = mix_by_pair(basis, pair, self._pair_weights(basis.dtype).contiguous())
-        return radial / self.avg_neighbors.to(basis.dtype)
+        radial = mix_by_pair(basis, pair, self._pair_weights().contiguous())
+        return radial / self.avg_neighbors
 
     def _angular(self, unit: torch.Tensor) -> torch.Tensor:
         """Angular parts of each edge ``[E, 12]``: 1, r̂ (3) and the 6 independent
@@ -267,16 +281,27 @@ class MomentStudent(Student):
         twice as fast (measured on 3,072 waters, one thread: 12 columns are a shape the
         BLAS kernels handle well, 10 are not)."""
         ones = torch.ones_like(unit[:, :1])
-        return torch.cat([ones, unit, _squares(unit), torch.zeros_like(unit[:, :2])], dim=1)
+        return torch.cat([ones, unit, self._squares(unit), torch.zeros_like(unit[:, :2])], dim=1)
 
     def _angular_gradient(self, unit: torch.Tensor, d_angular: torch.Tensor) -> torch.Tensor:
         """The gradient with respect to the unit vectors ``[E, 3]`` of a loss whose gradient
         with respect to :meth:`_angular`'s columns is ``d_angular``."""
-        return d_angular[:, 1:4] + _squares_gradient(unit, d_angular[:, 4:10])
+        return d_angular[:, 1:4] + self._squares_gradient(unit, d_angular[:, 4:10])
 
-    def _pair_slots(self) -> torch.Tensor:
-        """Where each kept pair ``n ≤ m`` sits in a flattened ``[R, R]`` matrix."""
-        return self.pair_rows * self.n_radial + self.pair_cols
+    def _squares(self, v: torch.Tensor) -> torch.Tensor:
+        """The 6 independent components of ``v ⊗ v`` (xx, yy, zz, xy, xz, yz) of vectors
+        ``v [..., 3]``, as ``[..., 6]``."""
+        return v.index_select(-1, self.square_left) * v.index_select(-1, self.square_right)
+
+    def _squares_gradient(self, v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """The gradient with respect to ``v [..., 3]`` of ``Σ g · _squares(v)`` (``g
+        [..., 6]``): ``M v``, ``M`` the symmetric 3 × 3 matrix of ``g`` (a few operators).
+        Above 2,048 vectors it is written out per component instead, where batched 3 × 3
+        products are the slower form (2.4× on 40,000 vectors, one thread)."""
+        if v.numel() > 3 * 2048:
+            return _squares_gradient(v, g)
+        m = torch.matmul(g, self.square_spread).unflatten(-1, [3, 3])
+        return torch.matmul(m, v.unsqueeze(-1)).squeeze(-1)
 
     def _invariants(self, moments: torch.Tensor) -> torch.Tensor:
         """The features ``[N, F]`` of the moments ``[N, R, 12]`` (:meth:`_angular`):
@@ -288,11 +313,11 @@ class MomentStudent(Student):
         a0 = moments[:, :, 0]
         a1 = moments[:, :, 1:4]
         a2 = moments[:, :, 4:10]
-        weighted = a2 * self.sym_weights.to(a2.dtype)
+        weighted = a2 * self.sym_weights
         g1 = torch.bmm(a1, a1.transpose(1, 2)).view(n_atoms, n_square)  # A1_n · A1_m
         g2 = torch.bmm(weighted, a2.transpose(1, 2)).view(n_atoms, n_square)  # A2_n : A2_m
-        t = torch.bmm(_squares(a1), weighted.transpose(1, 2))  # [N, R, R]
-        slots = self._pair_slots()
+        t = torch.bmm(self._squares(a1), weighted.transpose(1, 2))  # [N, R, R]
+        slots = self.pair_slots
         return torch.cat(
             [a0, g1.index_select(1, slots), g2.index_select(1, slots), t.view(n_atoms, n_square)],
             dim=1,
@@ -330,77 +355,100 @@ class MomentStudent(Student):
         n_species = self.n_species
         flat, order, blocks, columns = species_slots(centre, s_j, species, n_species)
         if len(columns) == 0:  # that padding would be too wide: the edges as they are
-            s_i = species[centre]
             none: list[int] = []
             return self._energies_and_gradient(
-                vectors, s_i, s_j, species, centre, centre_slots(centre, n_atoms), none, none
+                vectors,
+                species[centre] * n_species + s_j,
+                species,
+                centre,
+                centre_slots(centre, n_atoms),
+                none,
+                none,
+                False,
             )
         width = columns[-1]
         padded = torch.zeros(n_atoms * width, 3, dtype=vectors.dtype, device=vectors.device)
-        padded[:, 0] = 2.0 * self.cutoff.to(vectors.dtype)
+        padded[:, 0] = 2.0 * self.cutoff
         padded = padded.index_copy(0, flat, vectors)
         grouped = species[order]
-        # Every row's element pair: its atom's species and its column's (a few views).
+        # Every row's element pair: its atom's species and its column's.
         column_species: list[int] = []
         for s in range(n_species):
             for _ in range(columns[s + 1] - columns[s]):
                 column_species.append(s)
         row_species = torch.tensor(column_species, dtype=torch.long, device=species.device)
+        pair = ((grouped * n_species).unsqueeze(1) + row_species).view(-1)
         energies, gradient = self._energies_and_gradient(
-            padded,
-            grouped.unsqueeze(1).expand(n_atoms, width).reshape(-1),
-            row_species.unsqueeze(0).expand(n_atoms, width).reshape(-1),
-            grouped,
-            centre,
-            (flat, width),
-            blocks,
-            columns,
+            padded, pair, grouped, centre, (flat, width), blocks, columns, True
         )
         return torch.empty_like(energies).index_copy(0, order, energies), gradient.index_select(
             0, flat
         )
 
+    @torch.jit.export
+    def all_pairs_energies_and_gradient(
+        self, vectors: torch.Tensor, species: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`energies_and_gradient` of a small structure given as every ordered pair of
+        its ``N`` atoms: row ``i N + j`` of ``vectors [N * N, 3]`` is ``r_j − r_i`` (Å), and
+        the rows ``i = j`` and any pair beyond the cutoff hold vectors at least the cutoff
+        long, which add exactly nothing. The energies ``[N]`` and the gradient ``[N * N,
+        3]`` in the same rows.
+
+        That is already a padded layout (each atom owns ``N`` rows), so nothing is sorted,
+        counted or copied into place: on a molecule of a few dozen atoms this is the
+        cheapest form, whose cost is the dispatch of its operators rather than their
+        arithmetic."""
+        n_atoms = species.shape[0]
+        pair = ((species * self.n_species).unsqueeze(1) + species).view(-1)
+        none: list[int] = []
+        centre = species[:0]
+        return self._energies_and_gradient(
+            vectors.detach(), pair, species, centre, (centre, n_atoms), none, none, True
+        )
+
     def _energies_and_gradient(
         self,
         vectors: torch.Tensor,
-        s_i: torch.Tensor,
-        s_j: torch.Tensor,
+        pair: torch.Tensor,
         species: torch.Tensor,
         centre: torch.Tensor,
         slots: tuple[torch.Tensor, int],
         blocks: list[int],
         columns: list[int],
+        padded: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`energies_and_gradient` of rows in :func:`~.segments.species_slots`'
-        layout (``columns`` not empty; ``species`` in its atom order, ``centre`` unused), or
-        of edges as they are (``centre`` and ``slots`` from
-        :func:`~.segments.centre_slots`)."""
+        """:meth:`energies_and_gradient` of rows in a padded layout (``padded``: atom ``i``
+        owns rows ``i W`` to ``i W + W − 1``; ``species`` in its atom order, ``centre`` and
+        ``slots`` unused; ``blocks`` and ``columns`` from :func:`~.segments.species_slots`
+        where the rows are grouped by element pair, else empty), or of edges as they are
+        (``centre`` and ``slots`` from :func:`~.segments.centre_slots`); ``pair`` is each
+        row's element pair, ``centre species × S + neighbour species``.
+
+        Written for few operators (each costs microseconds of dispatch on a small
+        molecule, more than its arithmetic): buffers are used in the model's dtype as
+        they are (the callers cast the vectors to it), and the core's terms exist only
+        where a pair is close enough to have them."""
         n_atoms = species.shape[0]
-        dense = len(columns) > 0
-        dtype = vectors.dtype
+        dense = padded
         r, unit = self._lengths(vectors)
-        x = r / self.cutoff
-        envelope = self.envelope(x)
-        d_envelope = self.envelope.derivative(x) / self.cutoff.to(dtype)
+        envelope, d_envelope = self.envelope.value_and_derivative(r / self.cutoff)
+        d_envelope = d_envelope / self.cutoff
         # The core's share of each pair is 1 − handover; with core_handover the learned
         # part's edge weight is the handover times the envelope. Only pairs closer than the
         # core's reach have a handover below 1 or a core energy: both are evaluated for
         # those alone (elsewhere they are exactly 1 and 0).
-        pair = s_i * self.n_species + s_j
-        close = torch.nonzero(r < self.zbl.reach().to(dtype).view(-1)[pair]).squeeze(1)
-        any_close = close.shape[0] > 0  # most structures have none: the core costs nothing
+        close = torch.nonzero(r < self.zbl.reach().view(-1)[pair]).squeeze(1)
         window = envelope
         d_window = d_envelope
-        r_close = r[:0]
-        si_close = s_i[:0]
-        sj_close = s_j[:0]
-        h_close = r[:0]
-        dh_close = r[:0]
-        if any_close:
+        core: tuple[torch.Tensor, torch.Tensor] | None = None
+        if close.shape[0] > 0:  # most structures have none: the core costs nothing
             r_close = r.index_select(0, close)
-            si_close = s_i.index_select(0, close)
-            sj_close = s_j.index_select(0, close)
+            pair_close = pair.index_select(0, close)
+            si_close = torch.div(pair_close, self.n_species, rounding_mode="floor")
+            sj_close = pair_close - si_close * self.n_species
             h_close, dh_close = self.zbl.handover_and_derivative(r_close, si_close, sj_close)
+            core = self.zbl.energy_and_derivative(r_close, si_close, sj_close, h_close, dh_close)
             if self.core_handover:
                 envelope_close = envelope.index_select(0, close)
                 window = envelope.index_copy(0, close, envelope_close * h_close)
@@ -411,12 +459,12 @@ class MomentStudent(Student):
                 )
         # The Bessel basis is b_k = c sin(ω_k r) / r (BesselBasis); the learned part sees
         # b_k times the window, mixed into radial channels per element pair.
-        omega = (self.basis.frequencies / self.basis.cutoff).to(dtype)
+        omega = self.basis.frequencies / self.basis.cutoff
         phase = r.unsqueeze(1) * omega
         sines = torch.sin(phase)
-        scale = self.basis.prefactor.to(dtype) / r
+        scale = self.basis.prefactor / r
         basis = sines * (scale * window).unsqueeze(1)  # [E, K]
-        weights = self._pair_weights(dtype) / self.avg_neighbors.to(dtype)  # [S*S, K, R]
+        weights = self._pair_weights() / self.avg_neighbors  # [S*S, K, R]
         # Many rows are mixed per element pair (by slabs of the padded layout, else sorted
         # by pair once for both directions); few gather each row's weights.
         no_groups: list[int] = []
@@ -429,7 +477,7 @@ class MomentStudent(Student):
             moments = padded_sum_outer(radial, angular, n_atoms)
         else:
             moments = sum_outer(centre, n_atoms, slots, radial, angular)
-        learned, d_features = self._learned_energies_and_gradient(
+        energies, d_features = self._learned_energies_and_gradient(
             self._invariants(moments), species
         )
         d_moments = self._invariants_gradient(moments, d_features)
@@ -444,12 +492,8 @@ class MomentStudent(Student):
             window * ((d_basis * torch.cos(phase)) @ omega)
             + (d_window - window / r) * row_sums(d_basis * sines)
         )
-
-        energies = learned
-        if any_close:
-            zbl, d_zbl = self.zbl.energy_and_derivative(
-                r_close, si_close, sj_close, h_close, dh_close
-            )
+        if core is not None:
+            zbl, d_zbl = core
             d_r = d_r.index_add(0, close, 0.5 * d_zbl)
             if dense:
                 owner = torch.div(close, r.shape[0] // n_atoms, rounding_mode="floor")
@@ -461,8 +505,7 @@ class MomentStudent(Student):
         d_unit = self._angular_gradient(unit, d_angular)
         radial_part = row_sums(d_unit * unit)
         gradient = (d_unit - radial_part.unsqueeze(1) * unit) / r.unsqueeze(1)
-        gradient = gradient + d_r.unsqueeze(1) * unit
-        return energies, gradient
+        return energies, gradient + d_r.unsqueeze(1) * unit
 
     def _lengths(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Edge lengths ``[E]`` and unit vectors ``[E, 3]``."""
@@ -477,13 +520,13 @@ class MomentStudent(Student):
         n_pairs = self.pair_rows.shape[0]
         a1 = moments[:, :, 1:4]
         a2 = moments[:, :, 4:10]
-        sym = self.sym_weights.to(a2.dtype)
+        sym = self.sym_weights
         d_a0 = d_features[:, :n_radial]
         # g[n, m] = A_n · A_m kept for n ≤ m (and the same of A2): their gradients as full
         # symmetric matrices.
         spread = torch.mm(
             d_features[:, n_radial : n_radial + 2 * n_pairs].reshape(2 * n_atoms, n_pairs),
-            self.pair_spread.to(d_features.dtype),
+            self.pair_spread,
         ).view(n_atoms, 2, n_radial, n_radial)
         s1 = spread[:, 0]
         s2 = spread[:, 1]
@@ -491,9 +534,9 @@ class MomentStudent(Student):
         d_t = d_features[:, n_radial + 2 * n_pairs :].reshape(n_atoms, n_radial, n_radial)
         d_squares = torch.bmm(d_t, a2) * sym  # [N, R, 6]
         d_a1 = torch.bmm(s1, a1)
-        d_a1 = d_a1 + _squares_gradient(a1, d_squares)
+        d_a1 = d_a1 + self._squares_gradient(a1, d_squares)
         d_a2 = torch.bmm(s2, a2)
-        d_a2 = (d_a2 + torch.bmm(d_t.transpose(1, 2), _squares(a1))) * sym
+        d_a2 = (d_a2 + torch.bmm(d_t.transpose(1, 2), self._squares(a1))) * sym
         return torch.cat([d_a0.unsqueeze(2), d_a1, d_a2, torch.zeros_like(d_a1[:, :, :2])], dim=2)
 
 
@@ -513,17 +556,8 @@ def _mix(
     return mix_by_pair(values, pair, weights.contiguous(), groups)
 
 
-def _squares(v: torch.Tensor) -> torch.Tensor:
-    """The 6 independent components of ``v ⊗ v`` (xx, yy, zz, xy, xz, yz) of vectors
-    ``v [..., 3]``, as ``[..., 6]``."""
-    x = v[..., 0:1]
-    y = v[..., 1:2]
-    z = v[..., 2:3]
-    return torch.cat([v * v, x * y, x * z, y * z], dim=-1)
-
-
 def _squares_gradient(v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """The gradient with respect to ``v [..., 3]`` of ``Σ g · _squares(v)`` (``g [..., 6]``)."""
+    """:meth:`MomentStudent._squares_gradient` written out per component."""
     x = v[..., 0:1]
     y = v[..., 1:2]
     z = v[..., 2:3]

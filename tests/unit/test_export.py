@@ -303,6 +303,48 @@ def test_compute_returns_energy_forces_and_virial_of_the_energy(exported):
     )
 
 
+def _small_molecules() -> dict:
+    ethanol = molecule("CH3CH2OH")
+    squeezed = ethanol.copy()  # a hydrogen 0.45 Å from its carbon: the core's range
+    squeezed.positions[3] = squeezed.positions[0] + 0.45 * np.array([0.6, 0.0, 0.8])
+    far = ethanol + molecule("H2O")  # a water 9 Å away: beyond the cutoff of every atom
+    far.positions[9:] += [9.0, 0.0, 0.0]
+    lone = molecule("H2O")[:1]
+    return {"ethanol": ethanol, "squeezed": squeezed, "far water": far, "one atom": lone}
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-l3"])
+def test_small_molecules_as_all_pairs_give_the_neighbour_lists_numbers(
+    preset, tmp_path, make_student_checkpoint
+):
+    """``compute`` takes a molecule of up to ``all_pairs_limit`` atoms as every ordered
+    pair, without a neighbour search: energies, per-atom energies, forces and virial must be
+    those of the neighbour-list path (``all_pairs_limit = 0``), for close pairs in the core's
+    range, atoms beyond the cutoff of the rest and a lone atom, for the moment student's
+    own form and the generic one every student inherits."""
+    checkpoint = make_student_checkpoint(tmp_path / "best.pt", preset=preset)
+    module, _ = load_exported(export(checkpoint, tmp_path / "model.pt", dtype="float64"))
+    limit = module.all_pairs_limit
+    assert limit >= 24  # caffeine's 24 atoms go that way
+    for name, atoms in _small_molecules().items():
+        args = (
+            torch.tensor(atoms.positions),
+            torch.tensor(atoms.numbers),
+            torch.zeros(3, 3, dtype=torch.float64),
+            torch.tensor([False] * 3),
+            True,
+        )
+        pairs = module.compute(*args)
+        module.all_pairs_limit = 0
+        edges = module.compute(*args)
+        module.all_pairs_limit = limit
+        assert float(pairs["energy"]) == pytest.approx(float(edges["energy"]), rel=1e-12), name
+        for key in ("energies", "forces", "virial"):
+            torch.testing.assert_close(pairs[key], edges[key], rtol=1e-10, atol=1e-10, msg=name)
+        if name == "squeezed":  # the core really is in play
+            assert float(pairs["forces"].abs().max()) > 10.0
+
+
 def _pairs(edges: torch.Tensor, shifts: torch.Tensor) -> set:
     return {(int(i), int(j), *map(int, s)) for (i, j), s in zip(edges.t(), shifts.round())}
 

@@ -163,3 +163,24 @@ def test_species_slots_fall_back_when_padding_would_be_far_too_wide():
     species = torch.zeros(n_atoms, dtype=torch.long)
     flat, order, blocks, columns = species_slots(centre, species[neighbour], species, 2)
     assert columns == [] and blocks == [0, n_atoms, n_atoms]
+
+
+@pytest.mark.parametrize("n_vectors", [7, 5000])
+@pytest.mark.parametrize("shape", ["rows", "batched"])
+def test_squares_and_their_gradient_on_both_sides_of_the_size_switch(n_vectors, shape):
+    """``MomentStudent._squares`` is v ⊗ v's xx, yy, zz, xy, xz, yz, and
+    ``_squares_gradient`` its gradient by autograd, as ``M v`` (few vectors) and written per
+    component (many), for rows ``[E, 3]`` and batches ``[N, R, 3]`` alike."""
+    from mlff_distiller.models import build_model
+
+    model = build_model("tiny", ["H", "O"]).double()
+    generator = torch.Generator().manual_seed(n_vectors)
+    size = (n_vectors, 3) if shape == "rows" else (n_vectors // 7 + 1, 7, 3)
+    v = torch.randn(size, generator=generator, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(size[:-1] + (6,), generator=generator, dtype=torch.float64)
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    expected = torch.stack([x * x, y * y, z * z, x * y, x * z, y * z], dim=-1)
+    squares = model._squares(v)
+    torch.testing.assert_close(squares, expected, rtol=0, atol=0)
+    (autograd,) = torch.autograd.grad((g * squares).sum(), v)
+    torch.testing.assert_close(model._squares_gradient(v.detach(), g), autograd)
