@@ -31,6 +31,7 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/cuda.h>
+#include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/version.h>
 
@@ -382,6 +383,14 @@ PairMLFF::Member PairMLFF::load_model(const std::string &path, bool first)
                path);
 
   model.eval();
+  // Frozen: the weights and buffers become constants of the two methods LAMMPS calls, so a
+  // step reads no attributes and runs fewer operators (about 0.1 ms of a 9-atom step). Safe
+  // here because neither method raises: a frozen TorchScript graph crashed torch 2.9.1
+  // while reporting some raises (the Python calculator does not freeze for that reason).
+  // optimize_numerics off: the same operations in the same order as unfrozen.
+  std::vector<std::string> methods{"local_energies"};
+  if (member.with_gradient) methods.push_back("local_energies_and_gradient");
+  model = torch::jit::freeze(model, methods, false);
   // One thread per MPI rank unless the user asks for more (OMP_NUM_THREADS, package omp).
   at::set_num_threads(std::max(1, comm->nthreads));
 
