@@ -427,9 +427,9 @@ class ExportedStudent(nn.Module):
 
     def _check_distance(self, closest: tuple[float, int, int]) -> None:
         """The closest pair (``r²`` in Å², atoms ``i`` and ``j``, :meth:`_closest`) closer
-        than ``min_distance``: an error naming both (one call site per method: a raise
-        inlined twice made torch 2.9.1 crash while reporting it in a frozen module, as
-        openmm-torch runs them)."""
+        than ``min_distance``: an error naming both (one call site per method: with a raise
+        inlined at two places, torch 2.9.1 crashed while reporting it in a frozen module
+        and through OpenMM's TorchForce)."""
         r2, i, j = closest
         if r2 < self.min_distance * self.min_distance:
             pair = "atoms " + str(i) + " and " + str(j)
