@@ -5,22 +5,23 @@
 
 On a few atoms a call is all overhead: the module's TorchScript interpreter dispatches every
 operator (neighbour search, the student's forward, the autograd backward, the casts) one by
-one, and on a GPU each one is at least a kernel launch. For ethanol (9 atoms), paracetamol
-(20) and 32 waters (96, periodic) and each student: the median ms of an energy + forces call
-(one torch thread; ``benchmarking.ase_call_ms``: an atom moves before every call so
-ASE's cache never answers) and the
-number of operator calls the torch profiler records in one call (``aten::`` operators, views
-included, and autograd nodes), which does not depend on the machine; and the ms per step of
-the same system in LAMMPS (``pair_style mlff``, one rank, ``benchmarking.lammps_step_ms``),
-where the plugin builds the edges and calls ``local_energies_and_gradient``. The issue's
-targets are 1 ms per call on ethanol and 0.5 ms per LAMMPS step at 12 atoms. Writes
-``<out>`` and the same table as ``.md``.
+one, and on a GPU each one is at least a kernel launch. For ethanol (9 atoms), benzene (12),
+paracetamol (20) and 32 waters (96, periodic) and each student: the median ms of an energy +
+forces call (one torch thread; ``benchmarking.ase_call_ms``: an atom moves before every call
+so ASE's cache never answers) and the number of operator calls the torch profiler records in
+one call (``aten::`` operators, views included, and autograd nodes), which does not depend on
+the machine; and the ms per step of the same system in LAMMPS (``pair_style mlff``, one
+rank, ``benchmarking.lammps_step_ms``), where the plugin builds the edges and hands them to
+the module (as padded rows up to ``all_pairs_limit`` atoms per rank,
+``local_padded_energies_and_gradient``; above, as an edge list). The issue's targets are 1 ms
+per call on ethanol and 0.5 ms per LAMMPS step at 12 atoms. Writes ``<out>`` and the same
+table as ``.md``.
 
 Sub-millisecond medians on a shared virtual machine drift by tens of percent from one minute
-to the next, so the ASE columns are taken in ``--rounds`` rounds that visit every student and
-system in turn, and the table gives the median of the rounds' medians. Each call is also
-timed with ASE's own ``check_state`` (its ``allclose`` comparisons) in place of
-``StudentCalculator``'s exact ones, in the same rounds, to show what that costs.
+to the next, so every column is taken in ``--rounds`` rounds that visit every student and
+system in turn (LAMMPS: one run of each per round), and the table gives the median of the
+rounds. Each call is also timed with ASE's own ``check_state`` (its ``allclose`` comparisons)
+in place of ``StudentCalculator``'s exact ones, in the same rounds, to show what that costs.
 """
 
 from __future__ import annotations
@@ -57,7 +58,14 @@ def systems() -> dict[str, Atoms]:
     ethanol.center(vacuum=6.0)
     (paracetamol,) = structures_from_smiles(["CC(=O)Nc1ccc(O)cc1"], n_conformers=1)
     paracetamol.center(vacuum=6.0)
-    return {"ethanol": ethanol, "paracetamol": paracetamol, "water-32": water_box(32)}
+    benzene = molecule("C6H6")  # 12 atoms: the size of the issue's LAMMPS target
+    benzene.center(vacuum=6.0)
+    return {
+        "ethanol": ethanol,
+        "benzene": benzene,
+        "paracetamol": paracetamol,
+        "water-32": water_box(32),
+    }
 
 
 class _AseCheckState(StudentCalculator):
@@ -67,12 +75,17 @@ class _AseCheckState(StudentCalculator):
         return Calculator.check_state(self, atoms, tol)
 
 
-def measure_once(model: Path, atoms: Atoms) -> dict[str, float]:
-    """The LAMMPS step and the operator counts of one call (they do not drift)."""
-    calc = StudentCalculator(str(model))
+def lammps_ms(model: Path, atoms: Atoms) -> float:
+    """ms per step of one LAMMPS run (one rank) of ``atoms`` with ``model``."""
+    elements = StudentCalculator(str(model)).elements
     with tempfile.TemporaryDirectory() as work:
-        data = write_data(atoms, Path(work) / "system.data", elements=calc.elements)
-        lammps_ms = lammps_step_ms(data, model.resolve(), Path(work), LAMMPS_STEPS, ranks=1)
+        data = write_data(atoms, Path(work) / "system.data", elements=elements)
+        return lammps_step_ms(data, model.resolve(), Path(work), LAMMPS_STEPS, ranks=1)
+
+
+def measure_once(model: Path, atoms: Atoms) -> dict[str, float]:
+    """The operator counts of one call (they do not drift)."""
+    calc = StudentCalculator(str(model))
     ase_call_ms(calc, atoms, 20)  # the counts of a warm call (neighbour cache, executor)
     copy = atoms.copy()
     copy.calc = calc
@@ -81,7 +94,6 @@ def measure_once(model: Path, atoms: Atoms) -> dict[str, float]:
         copy.get_forces()
     events = profile.key_averages()
     return {
-        "lammps_ms_per_step": lammps_ms,
         "operator_calls": int(sum(e.count for e in events)),
         "aten_calls": int(sum(e.count for e in events if e.key.startswith("aten::"))),
     }
@@ -110,17 +122,23 @@ def main() -> int:
         for (name, system, kind), calc in calcs.items():
             ms = ase_call_ms(calc, cases[system], args.calls)
             results[name][system].setdefault(kind, []).append(ms)
+        for name, path in models:  # LAMMPS in the same rounds, every student in turn
+            for system, atoms in cases.items():
+                ms = lammps_ms(Path(path), atoms)
+                results[name][system].setdefault("lammps_ms_rounds", []).append(ms)
     for name, by_system in results.items():
         for r in by_system.values():
             r["ms_median"] = statistics.median(r["ms_rounds"])
             r["ase_check_ms_median"] = statistics.median(r["ase_check_ms_rounds"])
+            r["lammps_ms_per_step"] = statistics.median(r["lammps_ms_rounds"])
         print(name, by_system, flush=True)
     command = " ".join(["python", "benchmarks/call_overhead.py", *sys.argv[1:]])
     lines = [
         "# StudentCalculator call overhead",
         "",
         f"`{command}` ({time.strftime('%Y-%m-%d', time.gmtime())}, one torch thread, "
-        f"torch {torch.__version__}, median of {args.rounds} rounds of {args.calls} calls)"
+        f"torch {torch.__version__}, median of {args.rounds} rounds of {args.calls} calls, "
+        f"and of {LAMMPS_STEPS} LAMMPS steps in the same rounds)"
         f"{'; ' + args.note if args.note else ''}",
         "",
         "| student | system | ms per call (median) | with ASE's check_state | operator calls "

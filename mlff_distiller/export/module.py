@@ -73,7 +73,7 @@ class ExportedStudent(nn.Module):
         #: Above this many atoms the neighbour search uses a cell list (linear cost).
         self.brute_force_limit = 128
         #: Up to this many atoms, a structure with no periodic direction goes to the
-        #: student as every ordered pair (``all_pairs_energies_and_gradient``) in
+        #: student as every ordered pair (``padded_energies_and_gradient``) in
         #: :meth:`compute`: no neighbour search or layout, which on a small molecule cost
         #: more than the student's arithmetic. 0 turns it off.
         self.all_pairs_limit = 32
@@ -485,7 +485,7 @@ class ExportedStudent(nn.Module):
             closest = self._closest(vectors, edge_index)
         self._check_distance(closest)
         if all_pairs:
-            energies, gradient = self.model.all_pairs_energies_and_gradient(
+            energies, gradient = self.model.padded_energies_and_gradient(
                 vectors.to(self.model_dtype.dtype), species
             )
         else:
@@ -522,6 +522,20 @@ class ExportedStudent(nn.Module):
         species, edge_index = self._proxy_graph(centre, centre_species, neighbour_species)
         energies, gradient = self.model.energies_and_gradient(vectors.detach(), edge_index, species)
         return energies[:n_centres], gradient
+
+    @torch.jit.export
+    def local_padded_energies_and_gradient(
+        self, vectors: torch.Tensor, centre_species: torch.Tensor, neighbour_species: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`local_energies_and_gradient` of edges handed over as ``W`` rows per
+        centre: row ``c W + k`` of ``vectors [C * W, 3]`` is an edge of centre ``c`` (``r_j −
+        r_i``, Å) to a neighbour of species ``neighbour_species[c W + k]``, or padding, a
+        vector at least the cutoff long that adds exactly nothing. The energies ``[C]`` and
+        the gradient ``[C * W, 3]`` in the same rows. LAMMPS uses it for ranks of at most
+        :attr:`all_pairs_limit` atoms, where it skips the layout that the edge form builds."""
+        return self.model.padded_energies_and_gradient(
+            vectors.detach(), centre_species, neighbour_species
+        )
 
     @torch.jit.export
     def local_energies(

@@ -32,23 +32,41 @@ class Student(nn.Module):
         return energies.detach(), gradient
 
     @torch.jit.export
-    def all_pairs_energies_and_gradient(
-        self, vectors: torch.Tensor, species: torch.Tensor
+    def padded_energies_and_gradient(
+        self,
+        vectors: torch.Tensor,
+        species: torch.Tensor,
+        neighbour_species: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`energies_and_gradient` of a structure of ``N`` atoms given as every
-        ordered pair: row ``i N + j`` of ``vectors [N * N, 3]`` is ``r_j − r_i`` (Å); the
-        rows ``i = j`` and pairs beyond the cutoff hold vectors at least the cutoff long.
-        The energies ``[N]`` and the gradient ``[N * N, 3]`` (zero in the rows that are no
-        edge). Here the edges within the cutoff are picked out and passed on; an
-        architecture may work on the pairs as they are (``MomentStudent`` does)."""
+        """:meth:`energies_and_gradient` of ``N`` atoms whose edges come as ``W`` rows per
+        atom: row ``i W + k`` of ``vectors [N * W, 3]`` is ``r_j − r_i`` (Å) for a neighbour
+        ``j`` of species ``neighbour_species[i W + k]``, or a vector at least the cutoff
+        long, which adds exactly nothing (padding; any species). A small molecule given as
+        every ordered pair is the case ``W = N`` (``neighbour_species`` may then be left
+        out: row ``i N + j``'s is ``species[j]``); LAMMPS hands a rank's few atoms over so.
+        The energies ``[N]`` and the gradient ``[N * W, 3]`` (zero in the padding rows).
+
+        Here the rows within the cutoff are picked out and passed on, each pointing at one
+        proxy node per species (the student is strictly local: an atom's energy depends on
+        its neighbours' species only); an architecture may work on the rows as they are
+        (``MomentStudent`` does)."""
         n_atoms = species.shape[0]
+        width = vectors.shape[0] // max(n_atoms, 1)
+        if neighbour_species is None:
+            neighbour_species = species.repeat(width)
         cutoff = float(self.cutoff)
         lengths = (vectors.detach() * vectors.detach()).sum(dim=1)
         rows = (lengths < cutoff * cutoff).nonzero().squeeze(1)
+        proxies = torch.arange(
+            self.atomic_numbers.shape[0], dtype=torch.long, device=species.device
+        )
         edge_index = torch.stack(
-            [torch.div(rows, n_atoms, rounding_mode="floor"), torch.remainder(rows, n_atoms)]
+            [
+                torch.div(rows, width, rounding_mode="floor"),
+                neighbour_species.index_select(0, rows) + n_atoms,
+            ]
         )
         energies, gradient = self.energies_and_gradient(
-            vectors.index_select(0, rows), edge_index, species
+            vectors.index_select(0, rows), edge_index, torch.cat([species, proxies])
         )
-        return energies, torch.zeros_like(vectors).index_copy(0, rows, gradient)
+        return energies[:n_atoms], torch.zeros_like(vectors).index_copy(0, rows, gradient)

@@ -583,6 +583,19 @@ def test_debug_keyword_reports_the_edges_python_finds(models, tmp_path):
     )
     assert centres == len(atoms)
     assert edges == edge_index.shape[1]
+    assert line.endswith("edge list")  # 96 centres: above all_pairs_limit
+    # A rank of few centres hands them over as padded rows (the numbers are
+    # test_energy_forces_per_atom_energies_and_virial_match_ase's on the molecule).
+    (tmp_path / "molecule").mkdir()
+    data = write_data(_molecule(), tmp_path / "molecule" / "system.data", elements=ELEMENTS)
+    run = run_lammps(
+        _deck(data, models["float64"]).replace(
+            f"pair_style mlff {models['float64']}", f"pair_style mlff {models['float64']} debug"
+        ),
+        tmp_path / "molecule",
+    )
+    line = next(x for x in run.stdout.splitlines() if "pair_style mlff debug" in x)
+    assert "20 centres" in line and line.endswith("padded rows")
 
 
 def test_plugin_load_and_in_process_runs(models, reference, tmp_path):

@@ -345,6 +345,70 @@ def test_small_molecules_as_all_pairs_give_the_neighbour_lists_numbers(
             assert float(pairs["forces"].abs().max()) > 10.0
 
 
+@pytest.mark.parametrize("preset", ["tiny", "tiny-l3"])
+def test_padded_rows_give_the_edge_forms_numbers(preset, tmp_path, make_student_checkpoint):
+    """``local_padded_energies_and_gradient`` (what LAMMPS hands a rank of a few atoms
+    over as: ``W`` rows per centre, padding rows at twice the cutoff) gives the energies
+    and per-edge gradient of ``local_energies_and_gradient`` on the same edges, for a
+    periodic water box's ghost-like neighbours (one centre per molecule, so the neighbours
+    are not centres), close pairs in the core's range and a centre with no neighbour, in
+    the moment student's own form and the generic one."""
+    checkpoint = make_student_checkpoint(tmp_path / "best.pt", preset=preset)
+    module, _ = load_exported(export(checkpoint, tmp_path / "model.pt", dtype="float64"))
+    cutoff = module.cutoff
+    rng = np.random.default_rng(3)
+    ethanol = molecule("CH3CH2OH")
+    ethanol.positions[3] = ethanol.positions[0] + 0.45 * np.array([0.6, 0.0, 0.8])
+    cases = {
+        "squeezed ethanol": (ethanol.positions, ethanol.numbers, range(9)),
+        "centres among others": (
+            rng.uniform(0.0, 6.0, size=(14, 3)),
+            rng.choice([1, 6, 8], size=14),
+            [0, 3, 5, 11],
+        ),
+        "lone centre": (np.array([[0.0, 0.0, 0.0], [20.0, 0.0, 0.0]]), np.array([8, 1]), [0]),
+    }
+    lookup = {int(z): s for s, z in enumerate(module.atomic_numbers.tolist())}
+    for name, (positions, numbers, centres) in cases.items():
+        species = [lookup[int(z)] for z in numbers]
+        edges = [
+            (c, j, positions[j] - positions[i])
+            for c, i in enumerate(centres)
+            for j in range(len(positions))
+            if j != i and np.linalg.norm(positions[j] - positions[i]) < cutoff
+        ]
+        width = max([sum(1 for c, _, _ in edges if c == k) for k in range(len(centres))] + [1])
+        width += 2  # padding rows in every centre
+        padded = np.zeros((len(centres) * width, 3))
+        padded[:, 0] = 2.0 * cutoff
+        padded_species = rng.integers(0, len(lookup), size=len(centres) * width)
+        rows, filled = [], [0] * len(centres)
+        for c, j, vector in edges:
+            row = c * width + filled[c]
+            filled[c] += 1
+            padded[row] = vector
+            padded_species[row] = species[j]
+            rows.append(row)
+        centre_species = torch.tensor([species[i] for i in centres])
+        energies, gradient = module.local_energies_and_gradient(
+            torch.tensor(np.array([v for _, _, v in edges]).reshape(-1, 3)),
+            torch.tensor([c for c, _, _ in edges], dtype=torch.long),
+            centre_species,
+            torch.tensor([species[j] for _, j, _ in edges], dtype=torch.long),
+        )
+        padded_energies, padded_gradient = module.local_padded_energies_and_gradient(
+            torch.tensor(padded), centre_species, torch.tensor(padded_species)
+        )
+        torch.testing.assert_close(padded_energies, energies, rtol=1e-10, atol=1e-10, msg=name)
+        torch.testing.assert_close(
+            padded_gradient[rows], gradient, rtol=1e-10, atol=1e-10, msg=name
+        )
+        others = sorted(set(range(len(padded))) - set(rows))
+        assert float(padded_gradient[others].abs().max()) == 0.0, name
+        if name == "squeezed ethanol":  # the core really is in play
+            assert float(gradient.abs().max()) > 10.0
+
+
 def _pairs(edges: torch.Tensor, shifts: torch.Tensor) -> set:
     return {(int(i), int(j), *map(int, s)) for (i, j), s in zip(edges.t(), shifts.round())}
 

@@ -376,6 +376,9 @@ PairMLFF::Member PairMLFF::load_model(const std::string &path, bool first)
     error->all(FLERR, "pair_style mlff: '{}' has dtype '{}'; expected float32 or float64", path,
                member.dtype_name);
   member.with_gradient = model.find_method("local_energies_and_gradient").has_value();
+  member.with_padded = model.find_method("local_padded_energies_and_gradient").has_value() &&
+      model.hasattr("all_pairs_limit");
+  if (member.with_padded) member.padded_limit = model.attr("all_pairs_limit").toInt();
   if (!model.find_method("local_energies"))
     error->all(FLERR,
                "pair_style mlff: '{}' has no local_energies method; re-export it with this "
@@ -390,6 +393,7 @@ PairMLFF::Member PairMLFF::load_model(const std::string &path, bool first)
   // optimize_numerics off: the same operations in the same order as unfrozen.
   std::vector<std::string> methods{"local_energies"};
   if (member.with_gradient) methods.push_back("local_energies_and_gradient");
+  if (member.with_padded) methods.push_back("local_padded_energies_and_gradient");
   model = torch::jit::freeze(model, methods, false);
   // One thread per MPI rank unless the user asks for more (OMP_NUM_THREADS, package omp).
   at::set_num_threads(std::max(1, comm->nthreads));
@@ -621,8 +625,9 @@ void PairMLFF::compute(int eflag, int vflag)
   const int64_t n_centres = static_cast<int64_t>(centre_atom_.size());
   const int64_t n_edges = static_cast<int64_t>(edge_j_.size());
   if (debug_) {
-    utils::logmesg(lmp, "pair_style mlff debug: rank {} call {}: {} centres, {} edges\n",
-                   comm->me, debug_calls_, n_centres, n_edges);
+    utils::logmesg(lmp, "pair_style mlff debug: rank {} call {}: {} centres, {} edges, {}\n",
+                   comm->me, debug_calls_, n_centres, n_edges,
+                   padded_form(members_[0], n_centres) ? "padded rows" : "edge list");
     debug_calls_++;
   }
   // A committee scores this step: every rank takes part in the reductions, even one that
@@ -744,6 +749,12 @@ void PairMLFF::force_deviation(int64_t n_centres)
   if (count == 0) deviation_[1] = 0.0;
 }
 
+bool PairMLFF::padded_form(const Member &member, int64_t n_centres) const
+{
+  return member.with_padded && member.cutoff >= cutoff_ && n_centres > 0 &&
+      n_centres <= member.padded_limit;
+}
+
 void PairMLFF::evaluate(Member &member, std::vector<double> &energies,
                         std::vector<double> &gradient)
 {
@@ -774,6 +785,35 @@ void PairMLFF::evaluate(Member &member, std::vector<double> &energies,
   centre_species = centre_species.to(device_);
   neighbour_species = neighbour_species.to(device_);
   const int64_t n_used = vectors.size(0);
+  // A rank of few centres: W rows per centre (W its most edges), the rest padding at twice
+  // the cutoff, which adds nothing. The module then skips the layout it would build from
+  // the edges (on ethanol about a third of the call). Not for a member with a shorter
+  // cutoff: its rows are the edges it keeps.
+  const bool padded = padded_form(member, n_centres);
+  int64_t width = 0;
+  if (padded) {
+    std::vector<int64_t> &count = species_start_;    // free here: the edges are laid out
+    count.assign(n_centres, 0);
+    for (int64_t k = 0; k < n_edges; k++) count[centre_[k]]++;
+    for (int64_t c = 0; c < n_centres; c++) width = std::max(width, count[c]);
+    width = std::max<int64_t>(width, 1);
+    padded_vectors_.assign(3 * n_centres * width, 0.0);
+    padded_species_.assign(n_centres * width, 0);
+    edge_row_.resize(n_edges);
+    for (int64_t r = 0; r < n_centres * width; r++) padded_vectors_[3 * r] = 2.0 * cutoff_;
+    count.assign(n_centres, 0);
+    for (int64_t k = 0; k < n_edges; k++) {
+      const int64_t c = centre_[k];
+      const int64_t row = c * width + count[c]++;
+      edge_row_[k] = row;
+      for (int a = 0; a < 3; a++) padded_vectors_[3 * row + a] = vectors_[3 * k + a];
+      padded_species_[row] = neighbour_species_[k];
+    }
+    vectors = torch::from_blob(padded_vectors_.data(), {n_centres * width, 3}, f64)
+                  .to(device_, member.dtype);
+    neighbour_species =
+        torch::from_blob(padded_species_.data(), {n_centres * width}, i64).to(device_);
+  }
 
   torch::Tensor out, grad;
   try {
@@ -782,7 +822,14 @@ void PairMLFF::evaluate(Member &member, std::vector<double> &energies,
     // and other TorchScript users in the process (OpenMM's TorchForce when LAMMPS runs
     // inside Python) must not inherit it.
     torch::jit::GraphOptimizerEnabledGuard no_optimization(false);
-    if (member.with_gradient) {
+    if (padded) {
+      const auto both = member.module
+                            .run_method("local_padded_energies_and_gradient", vectors,
+                                        centre_species, neighbour_species)
+                            .toTuple();
+      out = both->elements()[0].toTensor();
+      grad = both->elements()[1].toTensor();
+    } else if (member.with_gradient) {
       // Format 4 on: the module takes its own derivative (the one place forces come from).
       const auto both = member.module
                             .run_method("local_energies_and_gradient", vectors, centre,
@@ -825,7 +872,10 @@ void PairMLFF::evaluate(Member &member, std::vector<double> &energies,
   if (n_used == 0) return;
   const torch::Tensor gradient64 = grad.to(torch::kCPU, torch::kFloat64).contiguous();
   const double *g = gradient64.data_ptr<double>();
-  if (kept.empty() && n_used == n_edges) {
+  if (padded) {
+    for (int64_t k = 0; k < n_edges; k++)
+      for (int a = 0; a < 3; a++) gradient[3 * k + a] = g[3 * edge_row_[k] + a];
+  } else if (kept.empty() && n_used == n_edges) {
     std::copy(g, g + 3 * n_edges, gradient.begin());
   } else {
     for (int64_t u = 0; u < n_used; u++)

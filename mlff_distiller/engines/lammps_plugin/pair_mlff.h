@@ -50,6 +50,10 @@ class PairMLFF : public Pair {
     // local_energies_and_gradient (format 4 on): the module returns dE/d(edge vector) itself;
     // older files are differentiated here.
     bool with_gradient = false;
+    // local_padded_energies_and_gradient (files exported since 2026-12-07): a rank of at
+    // most padded_limit centres hands its edges over as W rows per centre.
+    bool with_padded = false;
+    int64_t padded_limit = 0;
   };
 
   void allocate();
@@ -60,6 +64,9 @@ class PairMLFF : public Pair {
   // Per-centre energies (eV) and dE/d(edge vector) (eV/Å, zero for edges beyond the
   // member's cutoff) of one member on this step's edges.
   void evaluate(Member &member, std::vector<double> &energies, std::vector<double> &gradient);
+  // Whether a member takes this rank's n_centres as padded rows (few centres, a file that
+  // has the method, the member's cutoff the neighbour list's).
+  bool padded_form(const Member &member, int64_t n_centres) const;
   // Max, min and mean force deviation over all ranks' atoms into deviation_.
   void force_deviation(int64_t n_centres);
 
@@ -100,6 +107,9 @@ class PairMLFF : public Pair {
     double dx, dy, dz, rsq;
   };
   std::vector<Neighbour> scratch_;
+  // The padded form's rows: vectors (Å), neighbour species, and each edge's row.
+  std::vector<double> padded_vectors_;
+  std::vector<int64_t> padded_species_, edge_row_;
   std::vector<int64_t> species_start_;
 };
 
