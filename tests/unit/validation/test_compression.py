@@ -29,7 +29,17 @@ def test_a_student_with_a_stronger_repulsion_is_off_by_that_factor_at_every_frac
     expected = 0.3 * np.abs(teacher_p) / np.maximum(np.abs(teacher_p), FLOOR_GPA)
     np.testing.assert_allclose(curve["relative_error"], expected, rtol=1e-9)
     assert curve["worst_rel"] == pytest.approx(expected.max())
-    assert curve["at_fraction"] == FRACTIONS[int(np.argmax(expected))]
+    # 1.3 x everywhere: every fraction is worst to rounding, and which one the curve names
+    # depends on the last bits of the stress (a fresh-clone CI run named 0.9 where this
+    # test's own argmax named 1.0); it must be one whose error is the worst
+    worst = [f for f, e in zip(FRACTIONS, expected) if e >= expected.max() * (1 - 1e-9)]
+    assert curve["at_fraction"] in worst
+    # a wider repulsive core: the error grows (slightly) with the squeeze, worst at 0.85
+    wider = LennardJones(sigma=2.3, epsilon=0.01, rc=4.0, smooth=True)
+    curve = compression_curve(wider, teacher, box)
+    relative = np.array(curve["relative_error"])
+    assert np.all(np.diff(relative) > 1e-6)  # by far more than rounding
+    assert curve["at_fraction"] == FRACTIONS[-1] and curve["worst_rel"] == relative[-1]
     # the same potential on both sides: no error at any fraction
     assert compression_curve(teacher, teacher, box)["worst_rel"] == 0.0
     # the pressure is -trace(stress)/3, in GPa
