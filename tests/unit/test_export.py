@@ -349,10 +349,10 @@ def test_small_molecules_as_all_pairs_give_the_neighbour_lists_numbers(
 def test_padded_rows_give_the_edge_forms_numbers(preset, tmp_path, make_student_checkpoint):
     """``local_padded_energies_and_gradient`` (what LAMMPS hands a rank of a few atoms
     over as: ``W`` rows per centre, padding rows at twice the cutoff) gives the energies
-    and per-edge gradient of ``local_energies_and_gradient`` on the same edges, for a
-    periodic water box's ghost-like neighbours (one centre per molecule, so the neighbours
-    are not centres), close pairs in the core's range and a centre with no neighbour, in
-    the moment student's own form and the generic one."""
+    and per-edge gradient of ``local_energies_and_gradient`` on the same edges, for
+    centres among atoms that are not centres (as ghost atoms are on a LAMMPS rank), close
+    pairs in the core's range and a centre with no neighbour, in the moment student's own
+    form and the generic one."""
     checkpoint = make_student_checkpoint(tmp_path / "best.pt", preset=preset)
     module, _ = load_exported(export(checkpoint, tmp_path / "model.pt", dtype="float64"))
     cutoff = module.cutoff
