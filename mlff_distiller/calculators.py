@@ -91,6 +91,11 @@ class StudentCalculator(Calculator):
             # crashed the process on a flat or too thin periodic cell (torch 2.9.1), where the
             # module raises its one-line error.
             self.exported = module
+            # A student whose chain rule is written out (MomentStudent) needs no autograd:
+            # its calls run in inference mode, which skips autograd's bookkeeping on every
+            # operator (about a fifth of a call on ethanol). Others differentiate inside.
+            student = getattr(module, "model", None)
+            self._inference = bool(getattr(student, "gradient_written_out", False))
             self.dtype = torch_dtype(metadata["dtype"])
             self.elements = list(metadata["elements"])
             self.atomic_numbers = [int(z) for z in metadata["atomic_numbers"]]
@@ -228,8 +233,10 @@ class StudentCalculator(Calculator):
         if self.device.type != "cpu":
             inputs = [tensor.to(self.device) for tensor in inputs]
         # TorchScript's profiling executor re-optimises for every new number of atoms or
-        # edges (hundreds of ms each time); MD changes those shapes constantly.
-        with torch.jit.optimized_execution(False):
+        # edges (hundreds of ms each time); MD changes those shapes constantly. Inference
+        # mode (see __init__) holds for every call, so the module's neighbour cache, made in
+        # it, is only ever used in it.
+        with torch.jit.optimized_execution(False), torch.inference_mode(self._inference):
             try:
                 out = self.exported.compute(*inputs, with_stress)
             except torch.jit.Error as error:  # the module's own message, not its trace

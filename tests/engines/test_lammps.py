@@ -935,3 +935,20 @@ def test_validation_runs_accept_relative_paths(models, reference, tmp_path, monk
     traj = run_lammps_md(atoms, velocities, relative_model, 10, 0.5, 5, Path("runs/md"))
     assert len(traj.times_ps) == 3 and Path.cwd() == tmp_path
     assert (tmp_path / "runs" / "md" / "system.data").is_file()
+
+
+def test_a_student_that_differentiates_itself_runs_in_both_forms(tmp_path, make_student_checkpoint):
+    """A student whose gradient comes from autograd inside the module (``tiny-l3``), where
+    the plugin must not switch autograd off as it does for the moment student: paracetamol
+    (one rank of 20 atoms: the padded rows) and 32 waters (the edge list) give the Python
+    calculator's energy and forces."""
+    checkpoint = make_student_checkpoint(tmp_path / "best.pt", ELEMENTS, preset="tiny-l3")
+    model = export(checkpoint, tmp_path / "l3.pt", dtype="float64")
+    reference = StudentCalculator(model)
+    for name in ("molecule", "water"):
+        atoms = SYSTEMS[name]()
+        got = _single_point(atoms, model, tmp_path / name)
+        atoms.calc = reference
+        energy = atoms.get_potential_energy()
+        assert abs(got["energy"] - energy) <= 1e-10 * abs(energy), name
+        np.testing.assert_allclose(got["forces"], atoms.get_forces(), rtol=0, atol=1e-8)

@@ -574,3 +574,37 @@ def test_untrained_student_for_timing_is_a_valid_export_that_says_so(tmp_path, d
     atoms = molecule("H2O")
     atoms.calc = StudentCalculator(path)
     assert np.isfinite(atoms.get_forces()).all()
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-l3"])
+def test_calculator_calls_without_autograd_give_the_modules_numbers(
+    preset, tmp_path, make_student_checkpoint
+):
+    """``StudentCalculator`` runs a student whose chain rule is written out in inference
+    mode (no autograd bookkeeping), and one that differentiates itself (``tiny-l3``, through
+    autograd) as before: over a few moved frames of 32 periodic waters, whose neighbour
+    cache is made and reused inside those calls, both give ``compute``'s own numbers outside
+    inference mode, and only the first kind's cache is made of inference tensors."""
+    checkpoint = make_student_checkpoint(tmp_path / "best.pt", preset=preset)
+    path = export(checkpoint, tmp_path / "model.pt", dtype="float64")
+    calc = StudentCalculator(path)
+    reference, _ = load_exported(path)
+    box = water_box(32)
+    rng = np.random.default_rng(5)
+    for frame in range(4):  # the second to fourth reuse the cache (moves under skin / 2)
+        box.positions += rng.normal(0.0, 0.02, size=box.positions.shape)
+        box.calc = calc
+        forces = box.get_forces()
+        stress = box.get_stress(voigt=False)
+        out = reference.compute(
+            torch.tensor(box.positions),
+            torch.tensor(box.numbers),
+            torch.tensor(box.cell.array),
+            torch.tensor([True] * 3),
+            True,
+        )
+        np.testing.assert_allclose(forces, out["forces"].numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            stress * box.get_volume(), out["virial"].numpy(), rtol=0, atol=1e-10
+        )
+    assert torch.is_inference(calc.exported._cache_positions) == (preset == "tiny")

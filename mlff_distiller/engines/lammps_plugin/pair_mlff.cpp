@@ -29,6 +29,7 @@
 #include "utils.h"
 
 #include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/cuda.h>
 #include <torch/csrc/jit/api/module.h>
@@ -384,6 +385,12 @@ PairMLFF::Member PairMLFF::load_model(const std::string &path, bool first)
                "pair_style mlff: '{}' has no local_energies method; re-export it with this "
                "mlff_distiller",
                path);
+
+  if (model.hasattr("model")) {
+    const torch::jit::Module student = model.attr("model").toModule();
+    member.inference = member.with_gradient && student.hasattr("gradient_written_out") &&
+        student.attr("gradient_written_out").toBool();
+  }
 
   model.eval();
   // Frozen: the weights and buffers become constants of the two methods LAMMPS calls, so a
@@ -778,20 +785,22 @@ void PairMLFF::evaluate(Member &member, std::vector<double> &energies,
     centre = centre.index_select(0, index);
     neighbour_species = neighbour_species.index_select(0, index);
   }
-  // Host buffers to the device (no copy on the CPU); the edge vectors are float64 until here.
-  vectors = vectors.to(device_, member.dtype);
-  if (!member.with_gradient) vectors.requires_grad_(true);
-  centre = centre.to(device_);
-  centre_species = centre_species.to(device_);
-  neighbour_species = neighbour_species.to(device_);
   const int64_t n_used = vectors.size(0);
+  centre_species = centre_species.to(device_);
   // A rank of few centres: W rows per centre (W its most edges), the rest padding at twice
   // the cutoff, which adds nothing. The module then skips the layout it would build from
   // the edges (on ethanol about a third of the call). Not for a member with a shorter
   // cutoff: its rows are the edges it keeps.
   const bool padded = padded_form(member, n_centres);
   int64_t width = 0;
-  if (padded) {
+  if (!padded) {
+    // Host buffers to the device (no copy on the CPU); the edge vectors are float64 until
+    // here.
+    vectors = vectors.to(device_, member.dtype);
+    if (!member.with_gradient) vectors.requires_grad_(true);
+    centre = centre.to(device_);
+    neighbour_species = neighbour_species.to(device_);
+  } else {
     std::vector<int64_t> &count = species_start_;    // free here: the edges are laid out
     count.assign(n_centres, 0);
     for (int64_t k = 0; k < n_edges; k++) count[centre_[k]]++;
@@ -822,6 +831,9 @@ void PairMLFF::evaluate(Member &member, std::vector<double> &energies,
     // and other TorchScript users in the process (OpenMM's TorchForce when LAMMPS runs
     // inside Python) must not inherit it.
     torch::jit::GraphOptimizerEnabledGuard no_optimization(false);
+    // No autograd where the module takes its own derivative: inference mode skips autograd's
+    // bookkeeping on every operator (about a fifth of a small molecule's call).
+    c10::InferenceMode inference(member.inference);
     if (padded) {
       const auto both = member.module
                             .run_method("local_padded_energies_and_gradient", vectors,

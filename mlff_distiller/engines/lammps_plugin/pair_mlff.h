@@ -54,6 +54,9 @@ class PairMLFF : public Pair {
     // most padded_limit centres hands its edges over as W rows per centre.
     bool with_padded = false;
     int64_t padded_limit = 0;
+    // The student writes its chain rule out (MomentStudent's gradient_written_out): its
+    // gradient methods need no autograd and run under c10::InferenceMode.
+    bool inference = false;
   };
 
   void allocate();
