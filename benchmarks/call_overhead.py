@@ -75,9 +75,9 @@ class _AseCheckState(StudentCalculator):
         return Calculator.check_state(self, atoms, tol)
 
 
-def lammps_ms(model: Path, atoms: Atoms) -> float:
-    """ms per step of one LAMMPS run (one rank) of ``atoms`` with ``model``."""
-    elements = StudentCalculator(str(model)).elements
+def lammps_ms(model: Path, atoms: Atoms, elements: list[str]) -> float:
+    """ms per step of one LAMMPS run (one rank) of ``atoms`` with ``model``, which knows
+    ``elements``."""
     with tempfile.TemporaryDirectory() as work:
         data = write_data(atoms, Path(work) / "system.data", elements=elements)
         return lammps_step_ms(data, model.resolve(), Path(work), LAMMPS_STEPS, ranks=1)
@@ -124,7 +124,8 @@ def main() -> int:
             results[name][system].setdefault(kind, []).append(ms)
         for name, path in models:  # LAMMPS in the same rounds, every student in turn
             for system, atoms in cases.items():
-                ms = lammps_ms(Path(path), atoms)
+                elements = calcs[name, system, "ms_rounds"].elements
+                ms = lammps_ms(Path(path), atoms, elements)
                 results[name][system].setdefault("lammps_ms_rounds", []).append(ms)
     for name, by_system in results.items():
         for r in by_system.values():

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..models.graph import MIN_CELL_SPACING, MIN_DISTANCE, edge_forces, model_dtype
-from ..models.segments import row_sums
+from ..models.segments import proxy_graph, row_sums
 
 
 def _milli(value: float) -> str:
@@ -42,6 +42,13 @@ def _edge_vectors(
 def _squared_lengths(vectors: torch.Tensor) -> torch.Tensor:
     """``|v|²`` of each row of ``vectors [E, 3]``."""
     return row_sums(vectors * vectors)
+
+
+def _shortest(vectors: torch.Tensor) -> tuple[float, int]:
+    """The smallest ``|v|²`` of the rows of ``vectors [E, 3]`` (E > 0) and its row."""
+    r2 = _squared_lengths(vectors)
+    k = int(torch.argmin(r2))
+    return float(r2[k]), k
 
 
 def script_error_message(error: Exception) -> str:
@@ -386,9 +393,8 @@ class ExportedStudent(nn.Module):
         n_atoms = positions.shape[0]
         vectors = (positions.unsqueeze(0) - positions.unsqueeze(1)).reshape(n_atoms * n_atoms, 3)
         vectors[:: n_atoms + 1, 0] = 2.0 * self.cutoff
-        r2 = _squared_lengths(vectors)
-        k = int(torch.argmin(r2))
-        return vectors, (float(r2[k]), k // n_atoms, k % n_atoms)
+        r2, k = _shortest(vectors)
+        return vectors, (r2, k // n_atoms, k % n_atoms)
 
     def _check_energies(self, energies: torch.Tensor) -> None:
         finite = torch.isfinite(energies)
@@ -421,9 +427,8 @@ class ExportedStudent(nn.Module):
         where there is no edge)."""
         if vectors.shape[0] == 0:
             return float("inf"), -1, -1
-        r2 = _squared_lengths(vectors)
-        k = int(torch.argmin(r2))
-        return float(r2[k]), int(edge_index[0, k]), int(edge_index[1, k])
+        r2, k = _shortest(vectors)
+        return r2, int(edge_index[0, k]), int(edge_index[1, k])
 
     def _check_distance(self, closest: tuple[float, int, int]) -> None:
         """The closest pair (``r²`` in Å², atoms ``i`` and ``j``, :meth:`_closest`) closer
@@ -561,11 +566,5 @@ class ExportedStudent(nn.Module):
     def _proxy_graph(
         self, centre: torch.Tensor, centre_species: torch.Tensor, neighbour_species: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Species and ``edge_index`` of :meth:`local_energies`' graph: the centres, then one
-        proxy node per species that every edge's neighbour points at."""
-        n_centres = centre_species.shape[0]
-        proxies = torch.arange(
-            self.atomic_numbers.shape[0], dtype=torch.long, device=centre_species.device
-        )
-        species = torch.cat([centre_species, proxies])
-        return species, torch.stack([centre, neighbour_species + n_centres])
+        """Species and ``edge_index`` of :meth:`local_energies`' graph (:func:`proxy_graph`)."""
+        return proxy_graph(centre, centre_species, neighbour_species, self.atomic_numbers.shape[0])

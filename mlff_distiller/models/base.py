@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .segments import proxy_graph
+
 
 class Student(nn.Module):
     """Base of the student models (and of anything exported as one)."""
@@ -57,16 +59,13 @@ class Student(nn.Module):
         cutoff = float(self.cutoff)
         lengths = (vectors.detach() * vectors.detach()).sum(dim=1)
         rows = (lengths < cutoff * cutoff).nonzero().squeeze(1)
-        proxies = torch.arange(
-            self.atomic_numbers.shape[0], dtype=torch.long, device=species.device
-        )
-        edge_index = torch.stack(
-            [
-                torch.div(rows, width, rounding_mode="floor"),
-                neighbour_species.index_select(0, rows) + n_atoms,
-            ]
+        graph_species, edge_index = proxy_graph(
+            torch.div(rows, width, rounding_mode="floor"),
+            species,
+            neighbour_species.index_select(0, rows),
+            self.atomic_numbers.shape[0],
         )
         energies, gradient = self.energies_and_gradient(
-            vectors.index_select(0, rows), edge_index, torch.cat([species, proxies])
+            vectors.index_select(0, rows), edge_index, graph_species
         )
         return energies[:n_atoms], torch.zeros_like(vectors).index_copy(0, rows, gradient)

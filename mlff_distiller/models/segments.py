@@ -226,6 +226,24 @@ def mix_by_blocks(
     return out.view(n_atoms * width, weights.shape[2])
 
 
+def proxy_graph(
+    centre: torch.Tensor,
+    centre_species: torch.Tensor,
+    neighbour_species: torch.Tensor,
+    n_species: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The graph of a strictly local student's centre atoms: species ``[C + n_species]`` (the
+    centres, then one proxy node per species) and ``edge_index [2, E]`` from each edge's
+    centre (``centre [E]`` indexes ``centre_species [C]``) to the proxy node of its
+    neighbour's species. An atom's energy depends on its own edges and its neighbours'
+    species only, so neighbours (ghost atoms, periodic images) need no node of their own;
+    the first ``C`` energies are the centres'."""
+    n_centres = centre_species.shape[0]
+    proxies = torch.arange(n_species, dtype=torch.long, device=centre_species.device)
+    species = torch.cat([centre_species, proxies])
+    return species, torch.stack([centre, neighbour_species + n_centres])
+
+
 def row_sums(x: torch.Tensor) -> torch.Tensor:
     """``x.sum(dim=1)`` of a ``[E, C]`` tensor with few columns, as a matrix-vector product:
     on the CPU a sum over a dimension of 3 to 8 is several times slower."""
