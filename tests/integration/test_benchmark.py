@@ -21,7 +21,7 @@ from mlff_distiller.cli import main
 @pytest.fixture(scope="module")
 def speed(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    return out, run_speed(out, presets=("tiny",), quick=True, progress=False)
+    return out, run_speed(out, presets=("tiny",), quick=True, progress=False, rounds=2)
 
 
 def test_speed_rows_cover_every_engine_and_are_consistent(speed):
@@ -32,8 +32,13 @@ def test_speed_rows_cover_every_engine_and_are_consistent(speed):
         "teacher (ASE)", "TIP3P (OpenMM)", "tiny ASE", "tiny OpenMM",
         "tiny LAMMPS 1 rank", "tiny LAMMPS 2 ranks",
     }  # fmt: skip
+    assert result["rounds"] == 2
     for row in result["rows"]:
         assert set(row["ms"]) == expected
+        # Every measurement but the teacher's twice, interleaved; the table has the median.
+        assert set(row["ms_rounds"]) == expected - {"teacher (ASE)"}
+        for key, both in row["ms_rounds"].items():
+            assert len(both) == 2 and row["ms"][key] == pytest.approx(sum(both) / 2), key
         for key, ms in row["ms"].items():
             assert math.isfinite(ms) and ms > 0, key
             assert row["ns_per_day"][key] == pytest.approx(DT_FS * 86.4 / ms)  # fs·(steps/day)
@@ -63,6 +68,12 @@ def test_speed_rows_cover_every_engine_and_are_consistent(speed):
         assert cells == pytest.approx([row["us_per_atom_step"][k] for k in keys], rel=5e-3)
     assert "untrained presets for H, C, N, O, F, S, Cl" == result["students"]
     assert (out / "benchmark.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("rounds", [0, 1.5, True])
+def test_a_bad_round_count_is_a_clear_error(rounds, tmp_path):
+    with pytest.raises(ValueError, match="rounds must be a whole number of at least 1"):
+        run_speed(tmp_path, presets=("tiny",), quick=True, progress=False, rounds=rounds)
 
 
 def test_memory_run_samples_the_lmp_process(tmp_path):
