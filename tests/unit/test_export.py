@@ -591,7 +591,7 @@ def test_calculator_calls_without_autograd_give_the_modules_numbers(
     reference, _ = load_exported(path)
     box = water_box(32)
     rng = np.random.default_rng(5)
-    for frame in range(4):  # the second to fourth reuse the cache (moves under skin / 2)
+    for _ in range(4):  # the second to fourth frames reuse the cache (moves under skin / 2)
         box.positions += rng.normal(0.0, 0.02, size=box.positions.shape)
         box.calc = calc
         forces = box.get_forces()
