@@ -194,17 +194,16 @@ def run_speed(
     """Measure every system, engine and student; write ``benchmark.json``/``.md``/``.png``.
 
     With ``rounds`` > 1 every measurement but the teacher's is repeated that many times,
-    each round going through TIP3P and every student and engine in turn, and the table
-    gives each one's median (the rounds are in ``ms_rounds``): on a shared or virtual
-    machine one measurement of a size can be 30 % off its neighbours'."""
+    each round going through every size and, in each, TIP3P and every student and engine in
+    turn, and the table gives each one's median (the rounds are in ``ms_rounds``): this
+    virtual machine has slow spells of minutes in which a measurement is up to 30-50 % off
+    (ASE on 768 waters 32 ms in one run, 21 ms minutes later)."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise InputError(f"rounds must be a whole number of at least 1, got {rounds!r}")
     import torch  # before openmm
 
     from ._progress import say
-    from .calculators import StudentCalculator
     from .engines.lammps import write_data
-    from .engines.openmm import create_system
     from .teachers import get_teacher
     from .timing import untrained_student
 
@@ -221,38 +220,37 @@ def run_speed(
                 p: untrained_student(p, list(STUDENT_ELEMENTS), folder / f"{p}.pt") for p in presets
             }
         )
-        for name, atoms in systems(quick).items():
-            n = len(atoms)
-            steps = _steps(n, quick)
-            row: dict[str, Any] = {"system": name, "atoms": n, "steps": steps, "ms": {}}
-            row["load_average_1min"] = os.getloadavg()[0]
-            say(progress, f"benchmark: {name} ({n} atoms, {steps} steps per measurement)")
-            if n <= TEACHER_MAX_ATOMS:
-                calls = 3 if quick else max(3, min(10, 3000 // n))
-                row["ms"]["teacher (ASE)"] = ase_call_ms(teacher_calc, atoms, calls)
-            else:
-                row["teacher_not_measured"] = (
-                    f"above {TEACHER_MAX_ATOMS} atoms one teacher call takes minutes here"
-                )
-            data = write_data(atoms, folder / f"{name}.data", elements=("H", "O"))
-            measured: dict[str, list[float]] = {}
-            for _ in range(rounds):
-                tip3p = openmm_step_ms(tip3p_system(atoms), atoms, steps)
-                measured.setdefault("TIP3P (OpenMM)", []).append(tip3p)
-                for label, path in students.items():
-                    ms = ase_call_ms(StudentCalculator(path), atoms, steps)
-                    measured.setdefault(f"{label} ASE", []).append(ms)
-                    ms = openmm_step_ms(create_system(atoms, path), atoms, steps)
-                    measured.setdefault(f"{label} OpenMM", []).append(ms)
-                    for ranks in (1, 2):
-                        workdir = folder / f"{name}-{label}-{ranks}"
-                        shutil.rmtree(workdir, ignore_errors=True)
-                        ms = lammps_step_ms(data, path, workdir, steps, ranks)
-                        key = f"{label} LAMMPS {ranks} rank{'s' if ranks > 1 else ''}"
-                        measured.setdefault(key, []).append(ms)
-            row["ms"].update({k: statistics.median(v) for k, v in measured.items()})
+        cases = systems(quick)
+        rows_by_name: dict[str, dict[str, Any]] = {}
+        measured: dict[str, dict[str, list[float]]] = {name: {} for name in cases}
+        datas: dict[str, Any] = {}
+        # Rounds go over the whole size sweep, so that a size's rounds lie minutes apart:
+        # a slow spell of this machine then spoils one of them, not all.
+        for round_index in range(rounds):
+            for name, atoms in cases.items():
+                n = len(atoms)
+                steps = _steps(n, quick)
+                if round_index == 0:
+                    row = {"system": name, "atoms": n, "steps": steps, "ms": {}}
+                    row["load_average_1min"] = os.getloadavg()[0]
+                    rows_by_name[name] = row
+                    say(progress, f"benchmark: {name} ({n} atoms, {steps} steps per measurement)")
+                    if n <= TEACHER_MAX_ATOMS:
+                        calls = 3 if quick else max(3, min(10, 3000 // n))
+                        row["ms"]["teacher (ASE)"] = ase_call_ms(teacher_calc, atoms, calls)
+                    else:
+                        row["teacher_not_measured"] = (
+                            f"above {TEACHER_MAX_ATOMS} atoms one teacher call takes minutes here"
+                        )
+                    datas[name] = write_data(atoms, folder / f"{name}.data", elements=("H", "O"))
+                else:
+                    say(progress, f"benchmark: {name}, round {round_index + 1} of {rounds}")
+                _measure_round(measured[name], atoms, students, datas[name], steps, folder / name)
+        for name, row in rows_by_name.items():
+            n = row["atoms"]
+            row["ms"].update({k: statistics.median(v) for k, v in measured[name].items()})
             if rounds > 1:
-                row["ms_rounds"] = measured
+                row["ms_rounds"] = measured[name]
             teacher_ms = row["ms"].get("teacher (ASE)")
             floor = row["ms"]["TIP3P (OpenMM)"]
             row["ns_per_day"] = {k: _ns_per_day(v) for k, v in row["ms"].items()}
@@ -273,7 +271,8 @@ def run_speed(
         "rounds": rounds,
         "notes": [
             "teacher and ASE students: median ms per get_forces call, an atom moved first",
-            f"every measurement but the teacher's: the median of {rounds} interleaved round(s)",
+            f"every measurement but the teacher's: the median of {rounds} round(s), each over "
+            "every size in turn",
             "OpenMM: median ms per VerletIntegrator step (CPU platform)",
             "LAMMPS: LAMMPS' loop time per step of the timed run, one torch thread per rank",
             f"ASE and OpenMM use this process's {torch.get_num_threads()} torch thread(s) "
@@ -286,6 +285,36 @@ def run_speed(
     files.write_text(out / "benchmark.md", speed_table(result))
     _plot_speed(result, out / "benchmark.png")
     return result
+
+
+def _measure_round(
+    measured: dict[str, list[float]],
+    atoms: Any,
+    students: dict[str, Path],
+    data: Any,
+    steps: int,
+    work: Path,
+) -> None:
+    """One round of one size: TIP3P, then every student in ASE, OpenMM and LAMMPS (1 and 2
+    ranks), each time appended to ``measured``."""
+    from .calculators import StudentCalculator
+    from .engines.openmm import create_system
+
+    measured.setdefault("TIP3P (OpenMM)", []).append(
+        openmm_step_ms(tip3p_system(atoms), atoms, steps)
+    )
+    for label, path in students.items():
+        ms = ase_call_ms(StudentCalculator(path), atoms, steps)
+        measured.setdefault(f"{label} ASE", []).append(ms)
+        ms = openmm_step_ms(create_system(atoms, path), atoms, steps)
+        measured.setdefault(f"{label} OpenMM", []).append(ms)
+        for ranks in (1, 2):
+            workdir = Path(f"{work}-{label}-{ranks}")
+            shutil.rmtree(workdir, ignore_errors=True)
+            ms = lammps_step_ms(data, path, workdir, steps, ranks)
+            measured.setdefault(
+                f"{label} LAMMPS {ranks} rank{'s' if ranks > 1 else ''}", []
+            ).append(ms)
 
 
 def speed_table(result: dict[str, Any]) -> str:
