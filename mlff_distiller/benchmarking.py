@@ -423,22 +423,30 @@ def run_memory(
         )  # fmt: skip
         samples: list[tuple[float, float]] = []
         t0 = time.perf_counter()
+        # Samples every 0.05 s at first, then twice as far apart up to MEMORY_EVERY_S, so
+        # that a run of a few seconds has several after start-up.
+        pause = 0.05
         while proc.poll() is None:
             rss = rss_mb(proc.pid)
             if rss is not None:
                 samples.append((time.perf_counter() - t0, rss))
                 if progress and len(samples) % 30 == 0:
                     say(True, f"memory: {samples[-1][0]:.0f} s, RSS {rss:.1f} MB")
-            time.sleep(MEMORY_EVERY_S)
+            time.sleep(pause)
+            pause = min(2.0 * pause, MEMORY_EVERY_S)
         if proc.returncode != 0:
             raise RunError(f"the memory run failed: {proc.stderr.read().strip()[-300:]}")
         log = (folder / "log.lammps").read_text()
     wall = time.perf_counter() - t0
     t = np.array([s[0] for s in samples])
     rss = np.array([s[1] for s in samples])
-    # The first tenth of the run is start-up (torch and the model load); judge the rest.
-    steady = t >= 0.1 * t[-1]
-    second_half = rss[len(rss) // 2 :]
+    # Start-up (the launcher, then the LAMMPS binary loading torch and the model) is the
+    # first tenth of the run and lasts at least until the RSS first reaches 90 % of its
+    # peak (a run of a few seconds is mostly start-up); judge the rest.
+    loaded = float(t[np.argmax(rss >= 0.9 * rss.max())])
+    steady = t >= max(0.1 * t[-1], loaded)
+    after = rss[steady]
+    second_half = after[len(after) // 2 :]
     growth = float(second_half.max() - second_half[0])
     slope = float(np.polyfit(t[steady], rss[steady], 1)[0]) if steady.sum() > 2 else float("nan")
     calls_per_s = calls / wall
