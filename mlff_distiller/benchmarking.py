@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ase import Atoms
@@ -48,6 +48,9 @@ from ase import Atoms
 from . import files
 from .errors import InputError, RunError
 from .plots import figure, save_figure
+
+if TYPE_CHECKING:
+    from .engines.lammps.data import LammpsData
 
 #: The teacher is timed only up to this many atoms (SevenNet-0: ~10 s per call at 768).
 TEACHER_MAX_ATOMS = 800
@@ -221,36 +224,35 @@ def run_speed(
             }
         )
         cases = systems(quick)
-        rows_by_name: dict[str, dict[str, Any]] = {}
-        measured: dict[str, dict[str, list[float]]] = {name: {} for name in cases}
-        datas: dict[str, Any] = {}
+        # One row per system, with its teacher time and LAMMPS data file, then the rounds.
+        setups: dict[str, tuple[dict[str, Any], LammpsData, dict[str, list[float]]]] = {}
+        for name, atoms in cases.items():
+            n, steps = len(atoms), _steps(len(atoms), quick)
+            row = {"system": name, "atoms": n, "steps": steps, "ms": {}}
+            row["load_average_1min"] = os.getloadavg()[0]
+            say(progress, f"benchmark: {name} ({n} atoms, {steps} steps per measurement)")
+            if n <= TEACHER_MAX_ATOMS:
+                calls = 3 if quick else max(3, min(10, 3000 // n))
+                row["ms"]["teacher (ASE)"] = ase_call_ms(teacher_calc, atoms, calls)
+            else:
+                row["teacher_not_measured"] = (
+                    f"above {TEACHER_MAX_ATOMS} atoms one teacher call takes minutes here"
+                )
+            data = write_data(atoms, folder / f"{name}.data", elements=("H", "O"))
+            setups[name] = (row, data, {})
         # Rounds go over the whole size sweep, so that a size's rounds lie minutes apart:
         # a slow spell of this machine then spoils one of them, not all.
         for round_index in range(rounds):
             for name, atoms in cases.items():
-                n = len(atoms)
-                steps = _steps(n, quick)
-                if round_index == 0:
-                    row = {"system": name, "atoms": n, "steps": steps, "ms": {}}
-                    row["load_average_1min"] = os.getloadavg()[0]
-                    rows_by_name[name] = row
-                    say(progress, f"benchmark: {name} ({n} atoms, {steps} steps per measurement)")
-                    if n <= TEACHER_MAX_ATOMS:
-                        calls = 3 if quick else max(3, min(10, 3000 // n))
-                        row["ms"]["teacher (ASE)"] = ase_call_ms(teacher_calc, atoms, calls)
-                    else:
-                        row["teacher_not_measured"] = (
-                            f"above {TEACHER_MAX_ATOMS} atoms one teacher call takes minutes here"
-                        )
-                    datas[name] = write_data(atoms, folder / f"{name}.data", elements=("H", "O"))
-                else:
+                row, data, measured = setups[name]
+                if rounds > 1:
                     say(progress, f"benchmark: {name}, round {round_index + 1} of {rounds}")
-                _measure_round(measured[name], atoms, students, datas[name], steps, folder / name)
-        for name, row in rows_by_name.items():
+                _measure_round(measured, atoms, students, data, row["steps"], folder / name)
+        for row, _, measured in setups.values():
             n = row["atoms"]
-            row["ms"].update({k: statistics.median(v) for k, v in measured[name].items()})
+            row["ms"].update({k: statistics.median(v) for k, v in measured.items()})
             if rounds > 1:
-                row["ms_rounds"] = measured[name]
+                row["ms_rounds"] = measured
             teacher_ms = row["ms"].get("teacher (ASE)")
             floor = row["ms"]["TIP3P (OpenMM)"]
             row["ns_per_day"] = {k: _ns_per_day(v) for k, v in row["ms"].items()}
@@ -289,9 +291,9 @@ def run_speed(
 
 def _measure_round(
     measured: dict[str, list[float]],
-    atoms: Any,
+    atoms: Atoms,
     students: dict[str, Path],
-    data: Any,
+    data: LammpsData,
     steps: int,
     work: Path,
 ) -> None:

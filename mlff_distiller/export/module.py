@@ -524,7 +524,9 @@ class ExportedStudent(nn.Module):
         (``[E, 3]``, eV/Å; LAMMPS turns it into forces on both atoms of each edge and into
         the per-atom virial)."""
         n_centres = centre_species.shape[0]
-        species, edge_index = self._proxy_graph(centre, centre_species, neighbour_species)
+        species, edge_index = proxy_graph(
+            centre, centre_species, neighbour_species, self.atomic_numbers.shape[0]
+        )
         energies, gradient = self.model.energies_and_gradient(vectors.detach(), edge_index, species)
         return energies[:n_centres], gradient
 
@@ -560,11 +562,7 @@ class ExportedStudent(nn.Module):
         Each edge points at one proxy node per species instead; the result has ``C`` entries.
         """
         n_centres = centre_species.shape[0]
-        species, edge_index = self._proxy_graph(centre, centre_species, neighbour_species)
+        species, edge_index = proxy_graph(
+            centre, centre_species, neighbour_species, self.atomic_numbers.shape[0]
+        )
         return self.model(vectors, edge_index, species)[:n_centres]
-
-    def _proxy_graph(
-        self, centre: torch.Tensor, centre_species: torch.Tensor, neighbour_species: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Species and ``edge_index`` of :meth:`local_energies`' graph (:func:`proxy_graph`)."""
-        return proxy_graph(centre, centre_species, neighbour_species, self.atomic_numbers.shape[0])
