@@ -47,24 +47,19 @@ from ase.md.velocitydistribution import Stationary
 
 from mlff_distiller import StudentCalculator, __version__
 from mlff_distiller.benchmarking import write_json
-from mlff_distiller.data import load_source
 from mlff_distiller.engines import runs as engine_runs
 from mlff_distiller.engines.runs import initial_velocities
 from mlff_distiller.files import write_text
+from mlff_distiller.validation import load_suite
 from mlff_distiller.validation.metrics import energy_drift
 
 RESULTS = Path(__file__).parent / "results"
 SHIPPED = Path(__file__).parent.parent / "torchscript_exports"
-# The standard suite's systems (validation/suites/standard.yaml).
-SYSTEMS = {
-    "ethanol": "smiles:CCO",
-    "paracetamol": "smiles:CC(=O)Nc1ccc(O)cc1",
-    "alanine-dipeptide": "smiles:CC(=O)NC(C)C(=O)NC",
-    "caffeine": "smiles:Cn1cnc2c1c(=O)n(C)c(=O)n2C",
-    "water-32": "builtin:water-32",
-}
 ENGINES = ("ase", "openmm", "lammps")
 RECORD_EVERY = 20
+# The systems, and the structure each starts from, are those of the ``standard`` suite.
+SUITE = load_suite("standard")
+SYSTEMS = {spec.name: spec for spec in SUITE.systems}
 
 
 def _sha(path: Path) -> str:
@@ -203,7 +198,7 @@ def main() -> None:
     for name, model in students.items():
         results[name] = {}
         for system in args.systems:
-            atoms = load_source(SYSTEMS[system])[0]
+            atoms = SYSTEMS[system].load(SUITE.base)
             folder = args.work / f"{_sha(model)}-{key}" / system
             start = equilibrate(model, atoms, args, folder / "start.npz")
             results[name][system] = {}
