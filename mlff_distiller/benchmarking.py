@@ -229,7 +229,6 @@ def run_speed(
         for name, atoms in cases.items():
             n, steps = len(atoms), _steps(len(atoms), quick)
             row = {"system": name, "atoms": n, "steps": steps, "ms": {}}
-            row["load_average_1min"] = os.getloadavg()[0]
             say(progress, f"benchmark: {name} ({n} atoms, {steps} steps per measurement)")
             if n <= TEACHER_MAX_ATOMS:
                 calls = 3 if quick else max(3, min(10, 3000 // n))
@@ -245,6 +244,7 @@ def run_speed(
         for round_index in range(rounds):
             for name, atoms in cases.items():
                 row, data, measured = setups[name]
+                row.setdefault("load_average_1min", os.getloadavg()[0])  # before its first round
                 if rounds > 1:
                     say(progress, f"benchmark: {name}, round {round_index + 1} of {rounds}")
                 _measure_round(measured, atoms, students, data, row["steps"], folder / name)
