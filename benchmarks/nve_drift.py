@@ -49,6 +49,7 @@ from mlff_distiller import StudentCalculator, __version__
 from mlff_distiller.benchmarking import write_json
 from mlff_distiller.engines import runs as engine_runs
 from mlff_distiller.engines.runs import initial_velocities
+from mlff_distiller.errors import MlffDistillerError
 from mlff_distiller.files import write_text
 from mlff_distiller.validation import load_suite
 from mlff_distiller.validation.metrics import energy_drift
@@ -103,7 +104,7 @@ def nve(model: Path, engine: str, atoms: Atoms, start, args, folder: Path) -> di
     try:
         traj = engine_runs.run(engine, moved, velocities, model, "nve", steps, args.timestep,
                                RECORD_EVERY, folder / "lammps")  # fmt: skip
-    except Exception as error:  # a blown-up run is a result, not a crash of the benchmark
+    except (MlffDistillerError, FloatingPointError) as error:  # a blown-up run is a result
         return {"error": f"{type(error).__name__}: {error}"}
     n = len(atoms)
     return {
