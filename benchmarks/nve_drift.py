@@ -50,7 +50,7 @@ from mlff_distiller.benchmarking import write_json
 from mlff_distiller.engines import runs as engine_runs
 from mlff_distiller.engines.runs import initial_velocities
 from mlff_distiller.errors import MlffDistillerError
-from mlff_distiller.files import write_text
+from mlff_distiller.files import atomic_path, write_text
 from mlff_distiller.validation import load_suite
 from mlff_distiller.validation.metrics import energy_drift
 
@@ -88,10 +88,8 @@ def equilibrate(model: Path, atoms: Atoms, args, cache: Path) -> tuple[np.ndarra
     positions, velocities = work.get_positions(), work.get_velocities()
     if not (np.isfinite(positions).all() and np.isfinite(velocities).all()):
         raise SystemExit(f"{model.name}: the NVT equilibration of {cache.parent.name} blew up")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.stem}.tmp.npz")
-    np.savez(tmp, positions=positions, velocities=velocities)
-    tmp.replace(cache)
+    with atomic_path(cache) as tmp:
+        np.savez(tmp, positions=positions, velocities=velocities)
     return positions, velocities
 
 
